@@ -1,0 +1,49 @@
+"""`python -m idc <command>`: one sub-command family per stage package.
+
+Each stage package that offers commands has a module `idc.<stage>.cli` with a function
+`register(subparsers)` that adds its sub-commands; each sub-command sets `func` to a callable
+taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Stage packages whose `cli` module contributes commands, in help order.
+STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "select", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m idc", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for stage in STAGE_CLI_MODULES:
+        try:
+            module = importlib.import_module(f"idc.{stage}.cli")
+        except ModuleNotFoundError as err:
+            if err.name != f"idc.{stage}.cli":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input: one line naming the culprit, no traceback.
+        print(f"error: {err}", file=sys.stderr)
+        return 1
