@@ -1,0 +1,37 @@
+# Selection baselines on the real LR patches (Random, Herding, K-Center Greedy, DCSR): an index
+# array into the whole patch store per dataset.
+
+
+rule select_baseline:
+    input:
+        unpack(selection_inputs),
+    output:
+        indices=f"{RESULTS}/datasets/{{dataset}}.idx.npy",
+    log:
+        f"{RESULTS}/logs/select_baseline/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select_baseline/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=_alternatives(SELECTION_DATASETS),
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=lambda wc: int(
+            DATASETS[wc.dataset]["method"] in ("herding", "kcenter")
+            and config["baselines"]["feature_source"] == "teacher"
+            and config["teachers"][config["baselines"]["feature_teacher"]][
+                "resources"
+            ]["gpu"]
+            > 0
+        ),
+        cpus_per_task=4,
+        mem_mb=32000,
+        runtime=120,
+    params:
+        selection=selection_params,
+        seed=lambda wc: derived_seed(
+            3, DATASETS[wc.dataset]["replicate"], DATASETS[wc.dataset]["method"]
+        ),
+        impl=IMPL["select"],
+    script:
+        "../scripts/select_baseline.py"

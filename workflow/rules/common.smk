@@ -1,0 +1,276 @@
+# Everything that is not a rule: validation, paths, id lists, config slices, wildcard constraints.
+
+import re
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from idc.config import ConfigError, validate_config
+from idc.versions import IMPL_VERSIONS as IMPL
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    # One line naming the key, before any job is planned.
+    sys.exit(f"error: {err}")
+
+
+RESULTS = f"results/{config['run']}"
+RESUME = f"{RESULTS}/resume"  # checkpoints of interrupted jobs; never a declared output
+TRAIN = config["data"]["trainset"]
+SCALE = config["scale"]
+STORE = f"{RESULTS}/data/train_patches.h5"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def derived_seed(*keys):
+    """A seed for one job, derived from the master seed and the job's identity (ints or names)."""
+    entropy = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
+    return int(np.random.SeedSequence([config["seed"], *entropy]).generate_state(1)[0])
+
+
+def _checked_folder(key, path):
+    path = Path(path)
+    if not path.is_dir():
+        sys.exit(f"error: config key {key}: folder {path} does not exist")
+    return path
+
+
+# ---------------------------------------------------------------- training images
+def train_hr_dir():
+    if TRAIN["source"] == "div2k":
+        return TRAIN["div2k_local_dir"] or f"{RESULTS}/data/DIV2K_train_HR"
+    if TRAIN["source"] == "demo":
+        return f"{RESULTS}/data/demo/train/HR"
+    return str(_checked_folder("data.trainset.folder", TRAIN["folder"]))
+
+
+def train_lr_dir():
+    """The provided LR folder (official DIV2K X4), or None when LR comes from our imresize."""
+    if (
+        TRAIN["source"] == "div2k"
+        and TRAIN["div2k_official_lr"]
+        and not TRAIN["div2k_local_dir"]
+    ):
+        return f"{RESULTS}/data/DIV2K_train_LR_bicubic/X{SCALE}"
+    return None
+
+
+def div2k_outputs():
+    outputs = {"hr": directory(f"{RESULTS}/data/DIV2K_train_HR")}
+    if train_lr_dir():
+        outputs["lr"] = directory(train_lr_dir())
+    return outputs
+
+
+def train_image_stems():
+    """Image names (file stems) of the training set, in the order that defines image ids."""
+    if TRAIN["source"] == "div2k":
+        return [f"{i:04d}" for i in range(1, 801)]
+    if TRAIN["source"] == "demo":
+        from idc.data.demo import DEMO_TRAIN
+
+        return sorted(DEMO_TRAIN)
+    folder = Path(train_hr_dir())
+    stems = sorted(
+        p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not stems:
+        sys.exit(f"error: config key data.trainset.folder: no images in {folder}")
+    return stems
+
+
+IMAGES = train_image_stems()
+IMAGE_INDEX = {stem: i for i, stem in enumerate(IMAGES)}
+
+
+# ---------------------------------------------------------------- test sets
+def testset_dir(name):
+    """Prepared test set: <dir>/HR (mod-cropped) and <dir>/LR_bicubic/X<scale>."""
+    return f"{RESULTS}/data/testsets/{name}"
+
+
+def testset_sources(name):
+    spec = config["data"]["testsets"][name]
+    if spec["source"] == "demo":
+        return {"hr": f"{RESULTS}/data/demo/test/HR", "lr": None}
+    root = Path(config["data"]["benchmark_root"])
+    hr = Path(spec["hr"]) if Path(spec["hr"]).is_absolute() else root / spec["hr"]
+    lr = None
+    if spec["lr"]:
+        lr = Path(spec["lr"]) if Path(spec["lr"]).is_absolute() else root / spec["lr"]
+        lr = str(lr) if lr.is_dir() else None  # absent LR folder: made by our imresize
+    return {"hr": str(hr), "lr": lr}
+
+
+def testsets_in_use():
+    names = []
+    for target in config["targets"]:
+        for name in config["tables"][target]["testsets"]:
+            if name not in names:
+                names.append(name)
+    if config["data"]["validation"] and config["data"]["validation"] not in names:
+        names.append(config["data"]["validation"])
+    return names
+
+
+def validation_dir():
+    name = config["data"]["validation"]
+    return testset_dir(name) if name else []
+
+
+# ---------------------------------------------------------------- datasets and jobs
+DATASETS = config["datasets"]
+SELECTION_DATASETS = [
+    k for k, d in DATASETS.items() if d["method"] not in ("whole", "idc")
+]
+IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "idc"]
+
+
+def teacher_path(name):
+    return f"{RESULTS}/teachers/{name}/model.safetensors"
+
+
+def condense_key(dataset):
+    """Folder of one condensation run: variant and ratio define the synthetic LR patches, the
+    up-sampler does not, so datasets differing only in up-sampler share one condensation.
+    """
+    spec = DATASETS[dataset]
+    return f"{spec['variant']}_r{spec['ratio']}_s{spec['replicate']}"
+
+
+def condense_images(dataset):
+    k = DATASETS[dataset]["images"]
+    return IMAGES if k is None else IMAGES[:k]
+
+
+def condense_params(wildcards):
+    """The resolved condensation settings of one run: variant overrides on top of config."""
+    from idc.condense.config import resolve_condense_config
+
+    variant, ratio, _ = parse_condense_key(wildcards.ckey)
+    return resolve_condense_config(
+        config["condense"]["params"], variant=variant, ratio=ratio
+    )
+
+
+def parse_condense_key(ckey):
+    """(variant, ratio, replicate) of a condensation folder name."""
+    match = re.fullmatch(r"([A-Za-z0-9]+)_r([0-9.]+)_s([0-9]+)", ckey)
+    return match.group(1), float(match.group(2)), int(match.group(3))
+
+
+def condense_keys():
+    return sorted({condense_key(d) for d in IDC_DATASETS})
+
+
+def dataset_store(dataset):
+    """(store, indices) the SR models of `dataset` train on."""
+    method = DATASETS[dataset]["method"]
+    if method == "idc":
+        return {"store": f"{RESULTS}/datasets/{dataset}.h5"}
+    if method == "whole":
+        return {"store": STORE}
+    return {"store": STORE, "indices": f"{RESULTS}/datasets/{dataset}.idx.npy"}
+
+
+def sr_dir(dataset, model):
+    return f"{RESULTS}/sr/{dataset}/{model}"
+
+
+def table_pairs(table):
+    spec = config["tables"][table]
+    return [(d, m) for d in spec["datasets"] for m in spec["models"]]
+
+
+def table_outputs(table):
+    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex")]
+
+
+def all_targets():
+    targets = []
+    for table in config["targets"]:
+        targets += table_outputs(table)
+    if config["figures"]:
+        targets.append(f"{RESULTS}/figures/done.txt")
+    return targets
+
+
+def job_resources(spec):
+    """Cluster resources of one job: GPU stages ask for a GPU, CPU stages do not."""
+    res = spec["resources"] if "resources" in spec else spec
+    return {
+        "gpu": res["gpu"],
+        "cpus_per_task": res["cpus"],
+        "mem_mb": res["mem_mb"],
+        "runtime": res["runtime"],
+    }
+
+
+def selection_inputs(wc):
+    inputs = {"store": STORE}
+    method = DATASETS[wc.dataset]["method"]
+    if (
+        method in ("herding", "kcenter")
+        and config["baselines"]["feature_source"] == "teacher"
+    ):
+        inputs["teacher"] = teacher_path(config["baselines"]["feature_teacher"])
+    return inputs
+
+
+def selection_params(wc):
+    spec = DATASETS[wc.dataset]
+    cfg = config["baselines"]
+    params = {
+        "method": spec["method"],
+        "ratio": spec["ratio"],
+        "n_splits": cfg["n_splits"],
+    }
+    if spec["method"] in ("herding", "kcenter"):
+        params["feature_source"] = cfg["feature_source"]
+    if spec["method"] == "herding":
+        params["rule"] = cfg["herding_rule"]
+    if spec["method"] == "dcsr":
+        params["threshold"] = cfg["dcsr_threshold"]
+        params["n_clusters"] = cfg["dcsr_clusters"]
+    return params
+
+
+def sr_train_inputs(wc):
+    inputs = dict(dataset_store(wc.dataset))
+    if config["data"]["validation"]:
+        inputs["val"] = validation_dir()
+    return inputs
+
+
+def figure_inputs(wildcards):
+    pairs = sorted({p for t in config["targets"] for p in table_pairs(t)})
+    idc = sorted({d for d, _ in pairs if d in IDC_DATASETS})
+    return {
+        "trajectories": [f"{sr_dir(d, m)}/trajectory.csv" for d, m in pairs],
+        "stores": [f"{RESULTS}/datasets/{d}.h5" for d in idc],
+        "condense_logs": [
+            f"{RESULTS}/condense/{condense_key(d)}/{image}.json"
+            for d in idc
+            for image in condense_images(d)
+        ],
+    }
+
+
+def _alternatives(names):
+    return (
+        "|".join(re.escape(str(n)) for n in sorted(names, key=lambda n: -len(str(n))))
+        or "__none__"
+    )
+
+
+wildcard_constraints:
+    teacher=_alternatives(config["teachers"]),
+    model=_alternatives(config["models"]),
+    dataset=_alternatives(DATASETS),
+    testset=_alternatives(config["data"]["testsets"]),
+    table=_alternatives(config["tables"]),
+    image=_alternatives(IMAGES),
+    ckey="[A-Za-z0-9]+_r[0-9.]+_s[0-9]+",

@@ -1,0 +1,67 @@
+# IDC: one condensation job per training image (GPU), then HR up-sampling of the synthetic LR
+# patches with an up-sampler teacher and assembly into one patch store per dataset.
+
+
+rule condense_image:
+    input:
+        store=STORE,
+        extractor=teacher_path(config["condense"]["extractor"]),
+    output:
+        synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
+        log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
+    log:
+        f"{RESULTS}/logs/condense_image/{{ckey}}/{{image}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/condense_image/{{ckey}}/{{image}}.tsv"
+    group:
+        "condense"
+    conda:
+        "../../envs/idc.yaml"
+    threads: config["condense"]["resources"]["cpus"]
+    resources:
+        **job_resources(config["condense"]),
+    params:
+        cfg=condense_params,
+        image_id=lambda wc: IMAGE_INDEX[wc.image],
+        seed=lambda wc: derived_seed(
+            2, parse_condense_key(wc.ckey)[2], IMAGE_INDEX[wc.image]
+        ),
+        resume=lambda wc: f"{RESUME}/condense/{wc.ckey}/{wc.image}.ckpt",
+        impl=IMPL["condense"],
+    script:
+        "../scripts/condense_image.py"
+
+
+rule upsample_condensed:
+    input:
+        synthetic=lambda wc: expand(
+            f"{RESULTS}/condense/{condense_key(wc.dataset)}/{{image}}.npy",
+            image=condense_images(wc.dataset),
+        ),
+        store=STORE,
+        upsampler=lambda wc: teacher_path(DATASETS[wc.dataset]["upsampler"]),
+    output:
+        store=f"{RESULTS}/datasets/{{dataset}}.h5",
+        memorisation=f"{RESULTS}/datasets/{{dataset}}.memorisation.json",
+    log:
+        f"{RESULTS}/logs/upsample_condensed/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/upsample_condensed/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=_alternatives(IDC_DATASETS),
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=lambda wc: config["teachers"][DATASETS[wc.dataset]["upsampler"]][
+            "resources"
+        ]["gpu"],
+        cpus_per_task=4,
+        mem_mb=16000,
+        runtime=120,
+    params:
+        image_ids=lambda wc: [IMAGE_INDEX[s] for s in condense_images(wc.dataset)],
+        batch=config["condense"]["upsample_batch"],
+        seed=config["seed"],
+        impl=IMPL["upsample"],
+    script:
+        "../scripts/upsample_condensed.py"

@@ -1,0 +1,88 @@
+# Data stage: training images (DIV2K download, a local folder, or the embedded demo photos),
+# benchmark test sets, and the HDF5 patch store of HR/LR crops.
+
+
+rule download_div2k:
+    output:
+        **div2k_outputs(),
+    log:
+        f"{RESULTS}/logs/download_div2k.log",
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=2000,
+        runtime=240,
+    params:
+        url=TRAIN["div2k_url"],
+    script:
+        "../scripts/download_div2k.py"
+
+
+rule build_demo_images:
+    output:
+        train=directory(f"{RESULTS}/data/demo/train/HR"),
+        test=directory(f"{RESULTS}/data/demo/test/HR"),
+    log:
+        f"{RESULTS}/logs/build_demo_images.log",
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        max_side=TRAIN["demo_max_side"],
+        impl=IMPL["data"],
+    script:
+        "../scripts/build_demo_images.py"
+
+
+rule prepare_testset:
+    input:
+        unpack(lambda wc: {k: v for k, v in testset_sources(wc.testset).items() if v}),
+    output:
+        directory(f"{RESULTS}/data/testsets/{{testset}}"),
+    log:
+        f"{RESULTS}/logs/prepare_testset/{{testset}}.log",
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        scale=SCALE,
+        impl=IMPL["data"],
+    script:
+        "../scripts/prepare_testset.py"
+
+
+rule crop_patches:
+    input:
+        hr=train_hr_dir(),
+        lr=train_lr_dir() or [],
+    output:
+        store=STORE,
+    log:
+        f"{RESULTS}/logs/crop_patches.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/crop_patches.tsv"
+    conda:
+        "../../envs/idc.yaml"
+    threads: config["data"]["crop"]["workers"]
+    resources:
+        gpu=0,
+        cpus_per_task=config["data"]["crop"]["workers"],
+        mem_mb=16000,
+        runtime=240,
+    params:
+        crop={k: v for k, v in config["data"]["crop"].items() if k != "workers"},
+        scale=SCALE,
+        source=TRAIN["source"],
+        impl=IMPL["data"],
+    script:
+        "../scripts/crop_patches.py"

@@ -1,0 +1,58 @@
+# The paper's tables (CSV long format, Markdown, LaTeX) and figures, and the HTML report.
+
+
+rule make_table:
+    input:
+        metrics=lambda wc: [
+            f"{sr_dir(d, m)}/metrics.csv" for d, m in table_pairs(wc.table)
+        ],
+    output:
+        csv=report(
+            f"{RESULTS}/tables/{{table}}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
+    log:
+        f"{RESULTS}/logs/make_table/{{table}}.log",
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=lambda wc: config["tables"][wc.table],
+        pairs=lambda wc: table_pairs(wc.table),
+        impl=IMPL["report"],
+    script:
+        "../scripts/make_table.py"
+
+
+rule plot_figures:
+    input:
+        unpack(figure_inputs),
+    output:
+        done=f"{RESULTS}/figures/done.txt",
+        trajectories=report(
+            f"{RESULTS}/figures/trajectories.png",
+            caption="../report/trajectories.rst",
+            category="Figures",
+        ),
+    log:
+        f"{RESULTS}/logs/plot_figures.log",
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=4000,
+        runtime=10,
+    params:
+        pairs=lambda wc: sorted({p for t in config["targets"] for p in table_pairs(t)}),
+        validation=config["data"]["validation"],
+        impl=IMPL["report"],
+    script:
+        "../scripts/plot_figures.py"

@@ -1,0 +1,33 @@
+# Teacher networks trained on the whole real patch store: the condensation's feature extractor and
+# the up-samplers of the synthetic LR patches.
+
+
+rule train_teacher:
+    input:
+        store=STORE,
+        val=validation_dir(),
+    output:
+        model=f"{RESULTS}/teachers/{{teacher}}/model.safetensors",
+        trajectory=f"{RESULTS}/teachers/{{teacher}}/trajectory.csv",
+    log:
+        f"{RESULTS}/logs/train_teacher/{{teacher}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_teacher/{{teacher}}.tsv"
+    conda:
+        "../../envs/idc.yaml"
+    threads: lambda wc: config["teachers"][wc.teacher]["resources"]["cpus"]
+    resources:
+        **{
+            k: (lambda wc, k=k: job_resources(config["teachers"][wc.teacher])[k])
+            for k in ("gpu", "cpus_per_task", "mem_mb", "runtime")
+        },
+    params:
+        spec=lambda wc: {
+            k: config["teachers"][wc.teacher][k] for k in ("arch", "kwargs", "train")
+        },
+        seed=lambda wc: derived_seed(1, wc.teacher),
+        test={k: config["test"][k] for k in ("crop_border", "test_y_channel")},
+        resume=lambda wc: f"{RESUME}/teachers/{wc.teacher}",
+        impl=IMPL["train"],
+    script:
+        "../scripts/train_sr.py"

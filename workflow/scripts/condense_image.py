@@ -1,0 +1,17 @@
+"""Condense one training image into n = ceil(r N) synthetic LR patches (IDC)."""
+
+from idc.condense.stage import condense_image
+from idc.joblog import job_logging
+
+with job_logging(snakemake.log[0]):
+    condense_image(
+        store_path=snakemake.input.store,
+        image_id=snakemake.params.image_id,
+        extractor_path=snakemake.input.extractor,
+        out_path=snakemake.output.synthetic,
+        log_path=snakemake.output.log_json,
+        cfg=snakemake.params.cfg,
+        seed=snakemake.params.seed,
+        device=snakemake.config["device"],
+        resume_dir=snakemake.params.resume,
+    )

@@ -1,0 +1,17 @@
+"""Collect per-image metrics into one of the paper's tables (CSV, Markdown, LaTeX)."""
+
+from pathlib import Path
+
+from idc.joblog import job_logging
+from idc.report.tables import make_tables
+
+with job_logging(snakemake.log[0]):
+    entries = [
+        {"method": dataset, "model": model, "path": path}
+        for (dataset, model), path in zip(snakemake.params.pairs, snakemake.input.metrics)
+    ]
+    make_tables(
+        entries=entries,
+        out_dir=Path(snakemake.output.csv).parent,
+        tables={snakemake.wildcards.table: snakemake.params.spec},
+    )
