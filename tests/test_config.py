@@ -1,0 +1,114 @@
+"""Configuration schema: shipped configs validate; typos and bad values give one-line errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from idc.config import ConfigError, load_config, load_schema, validate_config
+from tests.conftest import PROJECT_ROOT
+
+CONFIGS = ["config.yaml", "demo.yaml", "mini.yaml"]
+
+
+def _read(name: str) -> dict:
+    with open(PROJECT_ROOT / "config" / name) as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_validate(name):
+    config = load_config(PROJECT_ROOT / "config" / name)
+    assert config["run"]
+    for table in config["targets"]:
+        assert table in config["tables"]
+
+
+def test_defaults_are_filled_inside_nested_definitions():
+    config = validate_config({"run": "x", "targets": []})
+    assert config["data"]["crop"] == {"hr_size": 256, "step": 128, "thresh": 0, "workers": 8}
+    assert config["test"]["crop_border"] == 2  # the paper's setting
+    assert config["baselines"]["n_splits"] == 20
+    paper = load_config(PROJECT_ROOT / "config" / "config.yaml")
+    assert paper["models"]["edsr"]["train"]["ema_decay"] == 0.0
+    assert paper["datasets"]["idc"]["images"] is None
+
+
+def test_paper_config_matches_the_paper():
+    paper = load_config(PROJECT_ROOT / "config" / "config.yaml")
+    assert paper["data"]["crop"]["hr_size"] == 256 and paper["data"]["crop"]["step"] == 128
+    assert paper["models"]["edsr"]["train"]["steps"] == 300_000
+    assert paper["models"]["edsr"]["train"]["lr"] == 1e-4
+    assert paper["models"]["swinir"]["train"]["steps"] == 500_000
+    assert paper["models"]["swinir"]["train"]["lr"] == 2e-4
+    assert paper["models"]["mambairv2"]["train"]["lr"] == 1e-4
+    assert paper["datasets"]["idc"]["ratio"] == 0.1
+    assert paper["tables"]["table1"]["datasets"] == ["whole", "random", "herding", "kcenter", "dcsr", "idc"]
+
+
+def _error_for(mutate) -> str:
+    config = _read("demo.yaml")
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+BAD_CONFIGS = {
+    "typo top level": (lambda c: c.update(sed=1), "sed"),
+    "typo nested": (lambda c: c["data"]["crop"].update(hr_sise=64), "data.crop.hr_sise"),
+    "typo in a model's train settings": (lambda c: c["models"]["edsr"]["train"].update(stpes=3), "stpes"),
+    "ratio zero": (lambda c: c["datasets"]["random"].update(ratio=0), "datasets.random.ratio"),
+    "ratio one": (lambda c: c["datasets"]["idc"].update(ratio=1.0), "datasets.idc.ratio"),
+    "ratio above one": (lambda c: c["datasets"]["idc"].update(ratio=1.5), "datasets.idc.ratio"),
+    "negative steps": (lambda c: c["models"]["edsr"]["train"].update(steps=-1), "models.edsr.train.steps"),
+    "unknown method": (lambda c: c["datasets"]["random"].update(method="coreset"), "datasets.random.method"),
+    "unknown architecture": (lambda c: c["models"]["edsr"].update(arch="rcan"), "models.edsr.arch"),
+    "table names unknown model": (lambda c: c["tables"]["table1"]["models"].append("rcan"), "tables.table1.models"),
+    "table names unknown dataset": (
+        lambda c: c["tables"]["table1"]["datasets"].append("gsdd"),
+        "tables.table1.datasets",
+    ),
+    "unknown target": (lambda c: c.update(targets=["table9"]), "targets"),
+    "upsampler not a teacher": (lambda c: c["datasets"]["idc"].update(upsampler="rcan"), "datasets.idc.upsampler"),
+    "extractor not a teacher": (lambda c: c["condense"].update(extractor="vgg"), "condense.extractor"),
+    "wrong type": (lambda c: c["data"]["crop"].update(step="32"), "data.crop.step"),
+    "bad run name": (lambda c: c.update(run="my run"), "run"),
+    "validation set unknown": (lambda c: c["data"].update(validation="Urban100"), "data.validation"),
+    "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_gives_one_line_error_naming_the_key(case):
+    mutate, key = BAD_CONFIGS[case]
+    assert key in _error_for(mutate)
+
+
+def test_schema_rejects_unknown_keys_everywhere():
+    """Every object in the schema either lists its properties with additionalProperties false or
+    is a map whose values have a schema: a misspelling can never pass silently."""
+    schema = load_schema()
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, where
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(schema, "schema")
+
+
+def test_validation_does_not_share_state_between_calls():
+    config = _read("demo.yaml")
+    first = validate_config(copy.deepcopy(config))
+    second = validate_config(copy.deepcopy(config))
+    assert first == second
