@@ -1,0 +1,190 @@
+"""The Snakemake workflow: formatting, lint, dry runs, the demo end to end and stale-only reruns."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT, SHARED
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "envs")
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def snakemake(args: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    counts: dict[str, int] = {}
+    if "Job stats" not in output:
+        return counts
+    table = output.split("Job stats:", 1)[1]
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        if match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_snakefmt_check():
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lint_has_no_findings(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    proc = snakemake(["--lint"], cwd=work)
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def _paper_override(tmp_path: Path) -> Path:
+    """Empty benchmark folders so that the paper config can be planned without the data."""
+    root = tmp_path / "benchmarks"
+    for name in ("Set5", "Set14", "BSD100", "Urban100", "Manga109"):
+        (root / name / "HR").mkdir(parents=True)
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"data": {"benchmark_root": str(root)}}))
+    return override
+
+
+def test_paper_config_dry_run_plans_every_stage(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    override = _paper_override(tmp_path)
+    proc = snakemake(["-n", "--configfile", "config/config.yaml", str(override)], cwd=work)
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["download_div2k"] == 1
+    assert jobs["crop_patches"] == 1
+    assert jobs["train_teacher"] == 2  # SwinIR-light extractor, MambaIRv2 up-sampler
+    assert jobs["condense_image"] == 800  # one job per DIV2K image
+    assert jobs["upsample_condensed"] == 1
+    assert jobs["select_baseline"] == 4
+    assert jobs["train_sr"] == 18 and jobs["test_sr"] == 18  # 6 datasets x 3 models
+    assert jobs["prepare_testset"] == 5
+    assert jobs["make_table"] == 1
+
+
+@pytest.mark.parametrize("table,expected", [("table2", {"condense_image": 80 * 8}), ("table8", {"condense_image": 1600})])
+def test_paper_tables_are_separate_targets(tmp_path, table, expected):
+    work = copy_workflow(tmp_path / "wf")
+    override = _paper_override(tmp_path)
+    proc = snakemake(
+        ["-n", "--configfile", "config/config.yaml", str(override), "--config", f"targets=[{table}]"], cwd=work
+    )
+    jobs = planned_jobs(proc.stdout)
+    for rule, count in expected.items():
+        assert jobs[rule] == count
+
+
+def test_config_typo_stops_before_planning(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    bad = tmp_path / "bad.yaml"
+    config = yaml.safe_load((work / "config" / "demo.yaml").read_text())
+    config["condense"]["extracter"] = "swinir"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(["-n", "--configfile", str(bad)], cwd=work, check=False)
+    assert proc.returncode != 0
+    assert "unknown config key condense.extracter" in proc.stderr + proc.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo DAG run to completion once in a copy of the workflow."""
+    work = copy_workflow(tmp_path_factory.mktemp("demo"))
+    snakemake(["--cores", "2"], cwd=work, timeout=1500)
+    return work
+
+
+@pytest.mark.slow
+def test_demo_produces_table1(demo_run):
+    table = pd.read_csv(demo_run / "results/demo/tables/table1.csv")
+    assert set(table.columns) >= {"method", "model", "testset", "psnr", "ssim"}
+    assert set(table["method"]) == {"whole", "random", "herding", "kcenter", "dcsr", "idc"}
+    assert set(table["model"]) == {"edsr", "swinir", "mambairv2"}
+    assert table["psnr"].between(5, 60).all() and table["ssim"].between(0, 1).all()
+    assert (demo_run / "results/demo/tables/table1.md").read_text().count("|") > 20
+    assert "\\begin{tabular}" in (demo_run / "results/demo/tables/table1.tex").read_text()
+    for log in (demo_run / "results/demo/logs").rglob("*.log"):
+        assert log.stat().st_size > 0, f"empty job log {log}"
+
+
+@pytest.mark.slow
+def test_demo_rerun_has_nothing_to_do(demo_run):
+    proc = snakemake(["-n"], cwd=demo_run)
+    assert planned_jobs(proc.stdout) == {}, proc.stdout[-3000:]
+
+
+def _dry_run_with(demo_run: Path, tmp_path: Path, mutate) -> dict[str, int]:
+    config = yaml.safe_load((demo_run / "config" / "demo.yaml").read_text())
+    mutate(config)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    return planned_jobs(snakemake(["-n", "--configfile", str(changed)], cwd=demo_run).stdout)
+
+
+@pytest.mark.slow
+def test_changing_one_models_training_reruns_only_that_model(demo_run, tmp_path):
+    jobs = _dry_run_with(demo_run, tmp_path, lambda c: c["models"]["edsr"]["train"].update(lr=1e-3))
+    n_datasets = 6
+    assert jobs.pop("train_sr") == n_datasets
+    assert jobs.pop("test_sr") == n_datasets
+    assert jobs.pop("make_table") == 1
+    jobs.pop("plot_figures", None)  # the trajectories it draws changed
+    jobs.pop("all", None)
+    assert jobs == {}, jobs
+
+
+@pytest.mark.slow
+def test_changing_the_condensation_ratio_keeps_data_and_teachers(demo_run, tmp_path):
+    jobs = _dry_run_with(demo_run, tmp_path, lambda c: c["datasets"]["idc"].update(ratio=0.2))
+    assert jobs.get("condense_image", 0) > 0
+    for rule in ("build_demo_images", "prepare_testset", "crop_patches", "train_teacher", "select_baseline"):
+        assert rule not in jobs, jobs
+    assert jobs["train_sr"] == 3  # IDC's dataset only, for the three models
+
+
+@pytest.mark.slow
+def test_demo_report_builds(demo_run):
+    pytest.importorskip("pygments")
+    report = demo_run / "report.html"
+    snakemake(["--report", str(report)], cwd=demo_run)
+    assert report.stat().st_size > 10_000
