@@ -26,3 +26,13 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return shared_path("data")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo DAG run to completion once, in a private copy of the workflow."""
+    from tests.workflow_helpers import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("demo"))
+    snakemake(["--cores", "2"], cwd=work, timeout=1500)
+    return work

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,53 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, SHARED
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "envs")
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-def snakemake(args: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> count from the 'Job stats' table of a dry run."""
-    counts: dict[str, int] = {}
-    if "Job stats" not in output:
-        return counts
-    table = output.split("Job stats:", 1)[1]
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        if match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = PROJECT_ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
-
+from tests.conftest import PROJECT_ROOT
+from tests.workflow_helpers import copy_workflow, planned_jobs, snakemake
 
 def test_snakefmt_check():
     proc = subprocess.run(
@@ -124,14 +76,6 @@ def test_config_typo_stops_before_planning(tmp_path):
     proc = snakemake(["-n", "--configfile", str(bad)], cwd=work, check=False)
     assert proc.returncode != 0
     assert "unknown config key condense.extracter" in proc.stderr + proc.stdout
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The demo DAG run to completion once in a copy of the workflow."""
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    snakemake(["--cores", "2"], cwd=work, timeout=1500)
-    return work
 
 
 @pytest.mark.slow
