@@ -209,7 +209,9 @@ def _from_model_blocks(blocks: dict[tuple[str, str], str]) -> pd.DataFrame:
     return _frame(values)
 
 
-def _from_metric_pairs(block: str, model: str, testsets: tuple[str, ...], delta: bool) -> pd.DataFrame:
+def _from_metric_pairs(
+    block: str, model: str, testsets: tuple[str, ...], delta: bool
+) -> pd.DataFrame:
     """Rows `method psnr ssim psnr ssim ...` over `testsets`; `delta`: rows after the first
     are differences to it (rounded back to the printed precision)."""
     rows = _lines(block)

@@ -91,9 +91,7 @@ def rank_marks(values: Sequence[float], metric: str, marking: Marking) -> list[s
     """Per value "best", "second" or "" by dense ranking of the shown (rounded) numbers."""
     if marking == "none":
         return [""] * len(values)
-    shown = [
-        None if v is None or math.isnan(v) else float(format_value(v, metric)) for v in values
-    ]
+    shown = [None if v is None or math.isnan(v) else float(format_value(v, metric)) for v in values]
     distinct = sorted({s for s in shown if s is not None}, reverse=True)
     best = distinct[0] if distinct else None
     second = distinct[1] if len(distinct) > 1 and marking == "best_second" else None
@@ -138,9 +136,11 @@ def _wide(frame: pd.DataFrame, methods: Sequence[str], columns: pd.MultiIndex) -
     data = {}
     for metric, testset, model in columns:
         data[(metric, testset, model)] = [
-            float(indexed.at[(method, model, testset), metric])
-            if (method, model, testset) in indexed.index
-            else math.nan
+            (
+                float(indexed.at[(method, model, testset), metric])
+                if (method, model, testset) in indexed.index
+                else math.nan
+            )
             for method in methods
         ]
     wide = pd.DataFrame(data, index=list(methods))
@@ -172,7 +172,9 @@ def _select(
     require_all: bool,
 ) -> pd.DataFrame:
     subset = frame[
-        frame["method"].isin(methods) & frame["model"].isin(models) & frame["testset"].isin(testsets)
+        frame["method"].isin(methods)
+        & frame["model"].isin(models)
+        & frame["testset"].isin(testsets)
     ]
     if require_all:
         for name, column, wanted in (
@@ -180,11 +182,23 @@ def _select(
             ("model", "model", models),
             ("test set", "testset", testsets),
         ):
-            present = set(subset[column])
+            present = set(frame[column])
             absent = [w for w in wanted if w not in present]
             if absent:
-                raise ValueError(f"{what} have no results for {name} {absent[0]!r}")
+                raise ValueError(f"no {what} for {name} {absent[0]!r}")
     return subset
+
+
+def check_complete(
+    frame: pd.DataFrame, methods: Sequence[str], models: Sequence[str], testsets: Sequence[str]
+) -> None:
+    """Every (method, model, test set) cell of the table must have a result."""
+    present = set(zip(frame["method"], frame["model"], frame["testset"]))
+    for method in methods:
+        for model in models:
+            for testset in testsets:
+                if (method, model, testset) not in present:
+                    raise ValueError(f"no result for {method}/{model} on {testset}")
 
 
 def _delta(wide: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -216,7 +230,8 @@ def render_table(
     frame or `{"frame": long frame, "label": "paper"}`. Methods absent from it get no row.
     `metrics_layout` defaults to "blocks" for "absolute" and "side_by_side" for "delta";
     `mark` to "best_second" for "absolute" and "none" for "delta". `label` is the LaTeX label.
-    `strict`: refuse results whose test sets were scored on different numbers of images.
+    `strict`: refuse results with an empty cell or whose test sets were scored on different
+    numbers of images (an incomplete metrics file); without it, empty cells show "–".
     """
     methods = _check_order("methods_order", methods_order)
     models = _check_order("models_order", models_order)
@@ -230,6 +245,7 @@ def render_table(
 
     results = _select(normalise_results(df), methods, models, testsets, "results", True)
     if strict:
+        check_complete(results, methods, models, testsets)
         check_same_images(results)
     columns = _columns(testsets, models, metrics_layout)
     wide = _wide(results, methods, columns)
@@ -262,14 +278,10 @@ def render_table(
         ref_shown = _delta(ref_wide, ref_wide.index[0]) if layout == "delta" else ref_wide
         shown = pd.concat([shown, ref_shown])
     baseline_rows = {methods[0]} | ({ref_wide.index[0]} if ref_wide is not None else set())
-    signed = {
-        r.row_id: layout == "delta" and r.row_id not in baseline_rows for r in rows
-    }
+    signed = {r.row_id: layout == "delta" and r.row_id not in baseline_rows for r in rows}
 
     spec = _Spec(title, label, columns, metrics_layout, rows, shown, marks, signed, layout, mark)
-    return RenderedTable(
-        markdown=_markdown(spec), latex=_latex(spec), values=shown, marks=marks
-    )
+    return RenderedTable(markdown=_markdown(spec), latex=_latex(spec), values=shown, marks=marks)
 
 
 def _reference_parts(reference: Mapping[str, object] | pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -308,7 +320,9 @@ class _Spec:
             return [(m, [c for c in self.columns if c[0] == m]) for m in METRICS]
         return [(None, list(self.columns))]
 
-    def header_levels(self, block_columns: list[tuple[str, str, str]]) -> list[list[tuple[str, int]]]:
+    def header_levels(
+        self, block_columns: list[tuple[str, str, str]]
+    ) -> list[list[tuple[str, int]]]:
         """Header rows as (text, span) groups; levels that never vary are left out."""
         models = {c[2] for c in self.columns}
         levels = [1]  # test set is always shown
@@ -387,8 +401,8 @@ def _markdown(spec: _Spec) -> str:
                         parts.append(text)
                     position += span
             headers.append(" ".join(parts))
-        first = _metric_title(metric) if metric else (
-            "Variant" if spec.layout == "delta" else "Method"
+        first = (
+            _metric_title(metric) if metric else ("Variant" if spec.layout == "delta" else "Method")
         )
         lines.append("| " + " | ".join([first, *map(_md_escape, headers)]) + " |")
         lines.append("| :-- | " + " | ".join(["--:"] * len(block_columns)) + " |")
@@ -399,7 +413,9 @@ def _markdown(spec: _Spec) -> str:
     notes = []
     if spec.legend():
         notes.append(
-            "**bold**: best, _italic_: second best" if spec.mark == "best_second" else "**bold**: best"
+            "**bold**: best, _italic_: second best"
+            if spec.mark == "best_second"
+            else "**bold**: best"
         )
     if spec.layout == "delta":
         notes.append(f"first row absolute, other rows difference to it")
@@ -463,8 +479,10 @@ def _latex(spec: _Spec) -> str:
         levels = spec.header_levels(block_columns)
         for depth, groups in enumerate(levels):
             if depth == 0:
-                corner = tex_escape(_metric_title(metric)) if metric else (
-                    "Variant" if spec.layout == "delta" else "Method"
+                corner = (
+                    tex_escape(_metric_title(metric))
+                    if metric
+                    else ("Variant" if spec.layout == "delta" else "Method")
                 )
             else:
                 corner = ""
@@ -473,7 +491,9 @@ def _latex(spec: _Spec) -> str:
             position = 2
             for text, span in groups:
                 cells.append(
-                    tex_escape(text) if span == 1 else rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(text)}}}"
+                    tex_escape(text)
+                    if span == 1
+                    else rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(text)}}}"
                 )
                 if span > 1:
                     rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
@@ -487,9 +507,7 @@ def _latex(spec: _Spec) -> str:
             if row.is_reference and not previous_reference:
                 lines.append(r"\midrule")
             previous_reference = row.is_reference
-            cells = [
-                _tex_cell(*spec.cell(row, c), spec.signed[row.row_id]) for c in block_columns
-            ]
+            cells = [_tex_cell(*spec.cell(row, c), spec.signed[row.row_id]) for c in block_columns]
             lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

@@ -103,7 +103,9 @@ class TableSpec:
             layout=str(spec.get("layout") or "absolute"),
             metrics_layout=spec.get("metrics_layout"),  # type: ignore[arg-type]
             mark=spec.get("mark"),  # type: ignore[arg-type]
-            method_labels={str(k): str(v) for k, v in dict(spec.get("method_labels") or {}).items()},
+            method_labels={
+                str(k): str(v) for k, v in dict(spec.get("method_labels") or {}).items()
+            },
             label=str(spec.get("label") or f"tab:{name}"),
             reference=reference,  # type: ignore[arg-type]
             reference_methods={
@@ -186,10 +188,12 @@ def write_table(
         title=title,
         **render_options,  # type: ignore[arg-type]
     )
-    return _write(select_results(df, spec), rendered, out_prefix)
+    return write_rendered(select_results(df, spec), rendered, out_prefix)
 
 
-def _write(selected: pd.DataFrame, rendered: RenderedTable, out_prefix: str | os.PathLike[str]) -> dict[str, Path]:
+def write_rendered(
+    selected: pd.DataFrame, rendered: RenderedTable, out_prefix: str | os.PathLike[str]
+) -> dict[str, Path]:
     prefix = Path(out_prefix)
     texts = {
         "csv": results_to_csv_text(selected),
@@ -240,5 +244,5 @@ def make_tables(
     out = Path(out_dir)
     written = {}
     for name, spec in specs.items():
-        written[name] = _write(select_results(results, spec), rendered[name], out / name)
+        written[name] = write_rendered(select_results(results, spec), rendered[name], out / name)
     return written
