@@ -437,3 +437,20 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     assert os.listdir(tmp_path) == ["t.md"]
     atomic_write_text(target, "second")
     assert target.read_text() == "second" and os.listdir(tmp_path) == ["t.md"]
+
+
+def test_make_tables_checks_every_entry(tmp_path):
+    path = write_metrics(tmp_path / "m.csv", [("Set5", "a", 30.0, 0.8)])
+    spec = {"methods": ["idc"], "models": ["edsr"], "testsets": ["Set5"], "title": "t"}
+    entries = [{"method": "idc", "model": "edsr", "path": path}, {"method": "dcsr", "path": path}]
+    with pytest.raises(ValueError, match="entry 1 lacks key"):
+        make_tables(entries=entries, out_dir=tmp_path / "o", tables={"t": spec})
+
+
+def test_default_method_labels():
+    from idc.report.render import default_method_label
+
+    assert default_method_label("kcenter") == "Kcenter"
+    assert default_method_label("idc-v3") == "v3"
+    assert default_method_label("idc-a11") == "a11"
+    assert default_method_label("idc-uswinir") == "idc-uswinir"

@@ -17,8 +17,6 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from idc.report import figures
 from idc.report.collect import collect_results, read_results_csv
 from idc.report.paper_reference import PAPER_TABLES
@@ -145,11 +143,7 @@ def _run_trajectories(args: argparse.Namespace) -> int:
     labels = [label for label, _ in args.curve]
     if len(set(labels)) != len(labels):
         raise ValueError("each --curve needs its own label")
-    # Read every file before drawing, so a missing one fails first.
-    curves: dict[str, pd.DataFrame] = {
-        label: figures.read_trajectory_csv(path) for label, path in args.curve
-    }
-    figures.plot_trajectories(curves, args.out, args.title)
+    figures.plot_trajectory_files(dict(args.curve), args.out, args.title)
     return 0
 
 

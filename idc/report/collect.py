@@ -60,7 +60,8 @@ def summarise_metrics(per_image: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, str]]:
+def validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, str]]:
+    """Check `{"method", "model", "path"}` entries (keys, names, no duplicates); files not read."""
     checked: list[dict[str, str]] = []
     seen: dict[tuple[str, str], str] = {}
     for i, entry in enumerate(entries):
@@ -92,7 +93,7 @@ def collect_results(entries: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     is its per-image `metrics.csv`. All entries and files are checked before any is summarised,
     so a missing or malformed file fails at once with its name.
     """
-    checked = _validate_entries(entries)
+    checked = validate_entries(entries)
     missing = [e["path"] for e in checked if not Path(e["path"]).is_file()]
     if missing:
         raise FileNotFoundError(f"metrics file not found: {missing[0]}")

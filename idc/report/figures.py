@@ -222,6 +222,17 @@ def plot_trajectories(
     return save_figure(figure, out_png, dpi)
 
 
+def plot_trajectory_files(
+    curves: Mapping[str, str | os.PathLike[str]],
+    out_png: str | os.PathLike[str],
+    title: str,
+    **options: object,
+) -> Path:
+    """`plot_trajectories` from `trajectory.csv` files (label -> path); all read first."""
+    frames = {label: read_trajectory_csv(path) for label, path in curves.items()}
+    return plot_trajectories(frames, out_png, title, **options)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------- condensation losses
 
 

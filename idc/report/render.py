@@ -16,6 +16,7 @@ higher-is-better.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -73,6 +74,14 @@ class _Row:
     row_id: str
     label: str
     is_reference: bool
+
+
+def default_method_label(method: str) -> str:
+    """Display name of a method id: the paper's spelling, or an ablation's variant name."""
+    if method in METHOD_LABELS:
+        return METHOD_LABELS[method]
+    match = re.fullmatch(r"idc-([vax]\d+)", method)
+    return match.group(1) if match else method
 
 
 def format_value(value: float, metric: str, *, signed: bool = False) -> str:
@@ -241,7 +250,8 @@ def render_table(
     _check_choice("metrics_layout", metrics_layout, METRICS_LAYOUTS)
     mark = mark or ("best_second" if layout == "absolute" else "none")
     _check_choice("mark", mark, MARKINGS)
-    labels = {**METHOD_LABELS, **dict(method_labels or {})}
+    labels = {m: default_method_label(m) for m in methods}
+    labels.update(dict(method_labels or {}))
 
     results = _select(normalise_results(df), methods, models, testsets, "results", True)
     if strict:
@@ -249,7 +259,7 @@ def render_table(
         check_same_images(results)
     columns = _columns(testsets, models, metrics_layout)
     wide = _wide(results, methods, columns)
-    rows = [_Row(m, labels.get(m, m), False) for m in methods]
+    rows = [_Row(m, labels[m], False) for m in methods]
 
     ref_wide = None
     if reference is not None:
@@ -264,8 +274,7 @@ def render_table(
             ref_wide = _wide(ref, ref_methods, columns)
             ref_wide.index = [f"{ref_label}:{m}" for m in ref_methods]
             rows += [
-                _Row(f"{ref_label}:{m}", f"{labels.get(m, m)} [{ref_label}]", True)
-                for m in ref_methods
+                _Row(f"{ref_label}:{m}", f"{labels[m]} [{ref_label}]", True) for m in ref_methods
             ]
 
     # Ranks come from absolute values of our own rows only; reference rows are context.

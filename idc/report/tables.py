@@ -20,6 +20,7 @@ from idc.report.collect import (
     normalise_results,
     read_results_csv,
     results_to_csv_text,
+    validate_entries,
 )
 from idc.report.io import atomic_write_text
 from idc.report.paper_reference import PAPER_TABLES, paper_table
@@ -227,9 +228,9 @@ def make_tables(
         if not str(name) or "/" in str(name) or str(name).startswith("."):
             raise ValueError(f"table name {name!r} is not a plain file name")
         specs[str(name)] = TableSpec.from_mapping(str(name), spec)
-    entries = list(entries)
+    entries = validate_entries(entries)
     wanted = {(m, mo) for s in specs.values() for m in s.methods for mo in s.models}
-    available = {(str(e.get("method")), str(e.get("model"))) for e in entries}
+    available = {(e["method"], e["model"]) for e in entries}
     for name, spec in specs.items():
         for method in spec.methods:
             for model in spec.models:
@@ -238,7 +239,7 @@ def make_tables(
                         f"table {name!r}: no results entry for method {method!r}, model {model!r}"
                     )
     # Only the metrics a table uses are read; other entries are ignored.
-    used = [e for e in entries if (str(e.get("method")), str(e.get("model"))) in wanted]
+    used = [e for e in entries if (e["method"], e["model"]) in wanted]
     results = collect_results(used)
     rendered = {name: render_spec(results, spec) for name, spec in specs.items()}
     out = Path(out_dir)
