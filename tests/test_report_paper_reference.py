@@ -162,3 +162,23 @@ def test_table5_swinir_upsampler_often_beats_mambairv2():
 def test_unknown_paper_table():
     with pytest.raises(ValueError, match="table3"):
         paper.paper_table("table3")
+
+
+def test_table1_in_paper_blocks_of_three_test_sets():
+    table = render_table(
+        paper.table1(),
+        methods_order=list(paper.TABLE1_METHODS),
+        models_order=list(paper.PAPER_MODELS),
+        testsets_order=list(paper.PAPER_TESTSETS),
+        title="Table 1",
+        testsets_per_block=3,
+    )
+    headers = [x for x in table.markdown.splitlines() if x.startswith(("| PSNR", "| SSIM"))]
+    assert [h.count("|") - 2 for h in headers] == [9, 6, 9, 6]
+    assert "| Urban100 MambaIRv2 |" in headers[0] and headers[1].startswith(
+        "| PSNR (dB) ↑ | BSD100"
+    )
+    assert r"\begin{tabular}{lccccccccc}" in table.latex
+    idc_rows = [x for x in table.latex.splitlines() if x.startswith("IDC (ours) &")]
+    assert len(idc_rows) == 4 and all(r.count("&") == 9 for r in idc_rows)
+    assert idc_rows[1].startswith(r"IDC (ours) & \textbf{26.24} & \textbf{26.34} & \textbf{26.40}")

@@ -231,6 +231,7 @@ def render_table(
     method_labels: Mapping[str, str] | None = None,
     label: str = "",
     strict: bool = True,
+    testsets_per_block: int | None = None,
 ) -> RenderedTable:
     """Render results laid out like the paper's tables (see the module docstring).
 
@@ -239,6 +240,8 @@ def render_table(
     frame or `{"frame": long frame, "label": "paper"}`. Methods absent from it get no row.
     `metrics_layout` defaults to "blocks" for "absolute" and "side_by_side" for "delta";
     `mark` to "best_second" for "absolute" and "none" for "delta". `label` is the LaTeX label.
+    `testsets_per_block`: cut the columns into row blocks of this many test sets (the paper
+    prints Table 1 as 3 + 2 test sets per metric); None keeps every test set in one block.
     `strict`: refuse results with an empty cell or whose test sets were scored on different
     numbers of images (an incomplete metrics file); without it, empty cells show "–".
     """
@@ -249,6 +252,14 @@ def render_table(
     metrics_layout = metrics_layout or ("blocks" if layout == "absolute" else "side_by_side")
     _check_choice("metrics_layout", metrics_layout, METRICS_LAYOUTS)
     mark = mark or ("best_second" if layout == "absolute" else "none")
+    if testsets_per_block is not None and (
+        isinstance(testsets_per_block, bool)
+        or not isinstance(testsets_per_block, int)
+        or testsets_per_block < 1
+    ):
+        raise ValueError(
+            f"testsets_per_block must be a positive integer, got {testsets_per_block!r}"
+        )
     _check_choice("mark", mark, MARKINGS)
     labels = {m: default_method_label(m) for m in methods}
     labels.update(dict(method_labels or {}))
@@ -289,7 +300,19 @@ def render_table(
     baseline_rows = {methods[0]} | ({ref_wide.index[0]} if ref_wide is not None else set())
     signed = {r.row_id: layout == "delta" and r.row_id not in baseline_rows for r in rows}
 
-    spec = _Spec(title, label, columns, metrics_layout, rows, shown, marks, signed, layout, mark)
+    spec = _Spec(
+        title,
+        label,
+        columns,
+        metrics_layout,
+        rows,
+        shown,
+        marks,
+        signed,
+        layout,
+        mark,
+        testsets_per_block,
+    )
     return RenderedTable(markdown=_markdown(spec), latex=_latex(spec), values=shown, marks=marks)
 
 
@@ -322,12 +345,24 @@ class _Spec:
     signed: dict[str, bool]
     layout: str
     mark: str
+    testsets_per_block: int | None
 
     def blocks(self) -> list[tuple[str | None, list[tuple[str, str, str]]]]:
         """(metric of the block or None, its columns) in display order."""
         if self.metrics_layout == "blocks":
-            return [(m, [c for c in self.columns if c[0] == m]) for m in METRICS]
-        return [(None, list(self.columns))]
+            blocks = [(m, [c for c in self.columns if c[0] == m]) for m in METRICS]
+        else:
+            blocks = [(None, list(self.columns))]
+        if not self.testsets_per_block:
+            return blocks
+        # Wide tables are cut into row blocks of a few test sets each, as in the paper.
+        out = []
+        for metric, columns in blocks:
+            testsets = list(dict.fromkeys(c[1] for c in columns))
+            for start in range(0, len(testsets), self.testsets_per_block):
+                chunk = set(testsets[start : start + self.testsets_per_block])
+                out.append((metric, [c for c in columns if c[1] in chunk]))
+        return out
 
     def header_levels(
         self, block_columns: list[tuple[str, str, str]]
@@ -471,7 +506,7 @@ def _tex_cell(text: str, mark: str, signed: bool) -> str:
 
 
 def _latex(spec: _Spec) -> str:
-    n_columns = len(spec.blocks()[0][1])
+    n_columns = max(len(columns) for _, columns in spec.blocks())
     lines = [
         f"% {_provenance()}",
         r"% needs \usepackage{booktabs}",
@@ -507,6 +542,7 @@ def _latex(spec: _Spec) -> str:
                 if span > 1:
                     rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
                 position += span
+            cells += [""] * (n_columns - len(block_columns))
             lines.append(" & ".join(cells) + r" \\")
             if rules and depth < len(levels) - 1:
                 lines.append(" ".join(rules))
@@ -517,6 +553,7 @@ def _latex(spec: _Spec) -> str:
                 lines.append(r"\midrule")
             previous_reference = row.is_reference
             cells = [_tex_cell(*spec.cell(row, c), spec.signed[row.row_id]) for c in block_columns]
+            cells += [""] * (n_columns - len(block_columns))
             lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

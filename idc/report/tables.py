@@ -64,6 +64,7 @@ class TableSpec:
     label: str = ""
     reference: str | None = None
     reference_methods: Mapping[str, str] = field(default_factory=dict)
+    testsets_per_block: int | None = None
 
     @classmethod
     def from_mapping(cls, name: str, spec: Mapping[str, object]) -> TableSpec:
@@ -109,6 +110,7 @@ class TableSpec:
             },
             label=str(spec.get("label") or f"tab:{name}"),
             reference=reference,  # type: ignore[arg-type]
+            testsets_per_block=spec.get("testsets_per_block"),  # type: ignore[arg-type]
             reference_methods={
                 str(k): str(v) for k, v in dict(spec.get("reference_methods") or {}).items()
             },
@@ -156,6 +158,7 @@ def render_spec(results: pd.DataFrame, spec: TableSpec) -> RenderedTable:
         mark=spec.mark,  # type: ignore[arg-type]
         method_labels=spec.method_labels,
         label=spec.label,
+        testsets_per_block=spec.testsets_per_block,
     )
 
 
