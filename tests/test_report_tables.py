@@ -11,7 +11,9 @@ import pytest
 
 from idc.report.collect import collect_results, read_results_csv
 from idc.report.io import atomic_path, atomic_write_text
-from idc.report.render import format_value, rank_marks, render_table, tex_escape
+from idc.report.formats import tex_escape
+from idc.report.layout import format_value
+from idc.report.render import rank_marks, render_table
 from idc.report.tables import make_tables, write_table
 
 TESTSETS = ("Set5", "Set14")
@@ -448,7 +450,7 @@ def test_make_tables_checks_every_entry(tmp_path):
 
 
 def test_default_method_labels():
-    from idc.report.render import default_method_label
+    from idc.report.layout import default_method_label
 
     assert default_method_label("kcenter") == "Kcenter"
     assert default_method_label("idc-v3") == "v3"

@@ -16,42 +16,25 @@ higher-is-better.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import pandas as pd
 
-from idc import __version__
 from idc.report.collect import METRICS, normalise_results
-
-Layout = Literal["absolute", "delta"]
-MetricsLayout = Literal["blocks", "side_by_side"]
-Marking = Literal["best_second", "best", "none"]
-
-LAYOUTS = ("absolute", "delta")
-METRICS_LAYOUTS = ("blocks", "side_by_side")
-MARKINGS = ("best_second", "best", "none")
-
-DECIMALS = {"psnr": 2, "ssim": 4}
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-METRIC_SHORT = {"psnr": "PSNR", "ssim": "SSIM"}
-MODEL_LABELS = {
-    "edsr": "EDSR",
-    "swinir": "SwinIR",
-    "mambairv2": "MambaIRv2",
-    "mambairv2_light": "MambaIRv2-light",
-}
-METHOD_LABELS = {
-    "whole": "Whole",
-    "random": "Random",
-    "herding": "Herding",
-    "kcenter": "Kcenter",
-    "dcsr": "DCSR",
-    "idc": "IDC (ours)",
-}
-MISSING = "–"
+from idc.report.formats import to_latex, to_markdown
+from idc.report.layout import (
+    LAYOUTS,
+    MARKINGS,
+    METRICS_LAYOUTS,
+    Layout,
+    Marking,
+    MetricsLayout,
+    Row,
+    TableLayout,
+    default_method_label,
+    format_value,
+)
 
 
 @dataclass(frozen=True)
@@ -67,33 +50,6 @@ class RenderedTable:
     latex: str
     values: pd.DataFrame
     marks: pd.DataFrame
-
-
-@dataclass(frozen=True)
-class _Row:
-    row_id: str
-    label: str
-    is_reference: bool
-
-
-def default_method_label(method: str) -> str:
-    """Display name of a method id: the paper's spelling, or an ablation's variant name."""
-    if method in METHOD_LABELS:
-        return METHOD_LABELS[method]
-    match = re.fullmatch(r"idc-([vax]\d+)", method)
-    return match.group(1) if match else method
-
-
-def format_value(value: float, metric: str, *, signed: bool = False) -> str:
-    """A score as printed: PSNR with 2 decimals, SSIM with 4; `signed` for differences."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    decimals = DECIMALS[metric]
-    if not signed:
-        return f"{value:.{decimals}f}"
-    text = f"{value:+.{decimals}f}"
-    # A difference that rounds to zero is shown without a sign, never as "-0.00".
-    return text[1:] if float(text) == 0 else text
 
 
 def rank_marks(values: Sequence[float], metric: str, marking: Marking) -> list[str]:
@@ -270,7 +226,7 @@ def render_table(
         check_same_images(results)
     columns = _columns(testsets, models, metrics_layout)
     wide = _wide(results, methods, columns)
-    rows = [_Row(m, labels[m], False) for m in methods]
+    rows = [Row(m, labels[m], False) for m in methods]
 
     ref_wide = None
     if reference is not None:
@@ -285,7 +241,7 @@ def render_table(
             ref_wide = _wide(ref, ref_methods, columns)
             ref_wide.index = [f"{ref_label}:{m}" for m in ref_methods]
             rows += [
-                _Row(f"{ref_label}:{m}", f"{labels[m]} [{ref_label}]", True) for m in ref_methods
+                Row(f"{ref_label}:{m}", f"{labels[m]} [{ref_label}]", True) for m in ref_methods
             ]
 
     # Ranks come from absolute values of our own rows only; reference rows are context.
@@ -300,7 +256,7 @@ def render_table(
     baseline_rows = {methods[0]} | ({ref_wide.index[0]} if ref_wide is not None else set())
     signed = {r.row_id: layout == "delta" and r.row_id not in baseline_rows for r in rows}
 
-    spec = _Spec(
+    spec = TableLayout(
         title,
         label,
         columns,
@@ -313,7 +269,9 @@ def render_table(
         mark,
         testsets_per_block,
     )
-    return RenderedTable(markdown=_markdown(spec), latex=_latex(spec), values=shown, marks=marks)
+    return RenderedTable(
+        markdown=to_markdown(spec), latex=to_latex(spec), values=shown, marks=marks
+    )
 
 
 def _reference_parts(reference: Mapping[str, object] | pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -331,229 +289,3 @@ def _reference_parts(reference: Mapping[str, object] | pd.DataFrame) -> tuple[pd
     if not ref_label or ":" in ref_label:
         raise ValueError(f"reference label must be non-empty without ':', got {ref_label!r}")
     return frame, ref_label
-
-
-@dataclass(frozen=True)
-class _Spec:
-    title: str
-    label: str
-    columns: pd.MultiIndex
-    metrics_layout: str
-    rows: list[_Row]
-    shown: pd.DataFrame
-    marks: pd.DataFrame
-    signed: dict[str, bool]
-    layout: str
-    mark: str
-    testsets_per_block: int | None
-
-    def blocks(self) -> list[tuple[str | None, list[tuple[str, str, str]]]]:
-        """(metric of the block or None, its columns) in display order."""
-        if self.metrics_layout == "blocks":
-            blocks = [(m, [c for c in self.columns if c[0] == m]) for m in METRICS]
-        else:
-            blocks = [(None, list(self.columns))]
-        if not self.testsets_per_block:
-            return blocks
-        # Wide tables are cut into row blocks of a few test sets each, as in the paper.
-        out = []
-        for metric, columns in blocks:
-            testsets = list(dict.fromkeys(c[1] for c in columns))
-            for start in range(0, len(testsets), self.testsets_per_block):
-                chunk = set(testsets[start : start + self.testsets_per_block])
-                out.append((metric, [c for c in columns if c[1] in chunk]))
-        return out
-
-    def header_levels(
-        self, block_columns: list[tuple[str, str, str]]
-    ) -> list[list[tuple[str, int]]]:
-        """Header rows as (text, span) groups; levels that never vary are left out."""
-        models = {c[2] for c in self.columns}
-        levels = [1]  # test set is always shown
-        if len(models) > 1:
-            levels.append(2)
-        if self.metrics_layout == "side_by_side":
-            levels.append(0)
-        out = []
-        for depth, level in enumerate(levels):
-            groups: list[tuple[str, int]] = []
-            previous = None
-            for column in block_columns:
-                key = tuple(column[lv] for lv in levels[: depth + 1])
-                if key == previous:
-                    groups[-1] = (groups[-1][0], groups[-1][1] + 1)
-                else:
-                    groups.append((_level_text(level, column[level]), 1))
-                previous = key
-            out.append(groups)
-        return out
-
-    def cell(self, row: _Row, column: tuple[str, str, str]) -> tuple[str, str]:
-        value = self.shown.at[row.row_id, column]
-        text = format_value(value, column[0], signed=self.signed[row.row_id])
-        return text, self.marks.at[row.row_id, column]
-
-    def legend(self) -> str:
-        if self.mark == "best_second":
-            return "best and second best per column marked"
-        if self.mark == "best":
-            return "best per column marked"
-        return ""
-
-
-def _level_text(level: int, value: str) -> str:
-    if level == 0:
-        return METRIC_SHORT[value]
-    if level == 2:
-        return MODEL_LABELS.get(value, value)
-    return value
-
-
-def _metric_title(metric: str) -> str:
-    return f"{METRIC_LABELS[metric]} ↑"
-
-
-def _provenance() -> str:
-    return f"generated by idc-workflow {__version__} (idc.report)"
-
-
-# ---------------------------------------------------------------- Markdown
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _md_cell(text: str, mark: str) -> str:
-    if text == MISSING or not mark:
-        return text
-    return f"**{text}**" if mark == "best" else f"_{text}_"
-
-
-def _markdown(spec: _Spec) -> str:
-    lines = [f"<!-- {_provenance()} -->", f"**{_md_escape(spec.title)}**", ""]
-    for metric, block_columns in spec.blocks():
-        levels = spec.header_levels(block_columns)
-        # Markdown has one header row: join the levels of each column into one label.
-        headers = []
-        for i in range(len(block_columns)):
-            parts = []
-            for groups in levels:
-                position = 0
-                for text, span in groups:
-                    if position <= i < position + span:
-                        parts.append(text)
-                    position += span
-            headers.append(" ".join(parts))
-        first = (
-            _metric_title(metric) if metric else ("Variant" if spec.layout == "delta" else "Method")
-        )
-        lines.append("| " + " | ".join([first, *map(_md_escape, headers)]) + " |")
-        lines.append("| :-- | " + " | ".join(["--:"] * len(block_columns)) + " |")
-        for row in spec.rows:
-            cells = [_md_cell(*spec.cell(row, c)) for c in block_columns]
-            lines.append("| " + " | ".join([_md_escape(row.label), *cells]) + " |")
-        lines.append("")
-    notes = []
-    if spec.legend():
-        notes.append(
-            "**bold**: best, _italic_: second best"
-            if spec.mark == "best_second"
-            else "**bold**: best"
-        )
-    if spec.layout == "delta":
-        notes.append(f"first row absolute, other rows difference to it")
-    if any(r.is_reference for r in spec.rows):
-        notes.append("rows in [brackets]: published numbers, not ranked")
-    if notes:
-        lines.append("; ".join(notes) + ".")
-        lines.append("")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- LaTeX
-
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "↑": r"$\uparrow$",
-}
-
-
-def tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIALS.get(ch, ch) for ch in text)
-
-
-def _tex_cell(text: str, mark: str, signed: bool) -> str:
-    if text == MISSING:
-        return "--"
-    if signed and text[0] in "+-":
-        # Typeset the sign as a math sign, not a hyphen.
-        text = f"${text[0]}${text[1:]}"
-    if mark == "best":
-        return rf"\textbf{{{text}}}"
-    if mark == "second":
-        return rf"\underline{{{text}}}"
-    return text
-
-
-def _latex(spec: _Spec) -> str:
-    n_columns = max(len(columns) for _, columns in spec.blocks())
-    lines = [
-        f"% {_provenance()}",
-        r"% needs \usepackage{booktabs}",
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{tex_escape(spec.title)}}}",
-    ]
-    if spec.label:
-        lines.append(rf"\label{{{spec.label}}}")
-    lines += [rf"\begin{{tabular}}{{l{'c' * n_columns}}}", r"\toprule"]
-    for b, (metric, block_columns) in enumerate(spec.blocks()):
-        if b:
-            lines.append(r"\midrule")
-        levels = spec.header_levels(block_columns)
-        for depth, groups in enumerate(levels):
-            if depth == 0:
-                corner = (
-                    tex_escape(_metric_title(metric))
-                    if metric
-                    else ("Variant" if spec.layout == "delta" else "Method")
-                )
-            else:
-                corner = ""
-            cells = [corner]
-            rules = []
-            position = 2
-            for text, span in groups:
-                cells.append(
-                    tex_escape(text)
-                    if span == 1
-                    else rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(text)}}}"
-                )
-                if span > 1:
-                    rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
-                position += span
-            cells += [""] * (n_columns - len(block_columns))
-            lines.append(" & ".join(cells) + r" \\")
-            if rules and depth < len(levels) - 1:
-                lines.append(" ".join(rules))
-        lines.append(r"\midrule")
-        previous_reference = False
-        for row in spec.rows:
-            if row.is_reference and not previous_reference:
-                lines.append(r"\midrule")
-            previous_reference = row.is_reference
-            cells = [_tex_cell(*spec.cell(row, c), spec.signed[row.row_id]) for c in block_columns]
-            cells += [""] * (n_columns - len(block_columns))
-            lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
