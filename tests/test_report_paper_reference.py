@@ -182,3 +182,33 @@ def test_table1_in_paper_blocks_of_three_test_sets():
     idc_rows = [x for x in table.latex.splitlines() if x.startswith("IDC (ours) &")]
     assert len(idc_rows) == 4 and all(r.count("&") == 9 for r in idc_rows)
     assert idc_rows[1].startswith(r"IDC (ours) & \textbf{26.24} & \textbf{26.34} & \textbf{26.40}")
+
+
+@pytest.mark.parametrize("name", sorted(paper.PAPER_TABLES))
+def test_paper_specs_render_the_published_tables(name, tmp_path):
+    from idc.report.specs import paper_table_specs
+    from idc.report.tables import TableSpec, render_spec
+
+    raw = paper_table_specs()[name]
+    spec = TableSpec.from_mapping(name, raw)
+    published = paper.paper_table(name)
+    assert set(spec.methods) == set(published["method"])
+    assert set(spec.models) == set(published["model"])
+    assert set(spec.testsets) == set(published["testset"])
+    # Rendered from the published numbers, the table shows every method once plus its
+    # reference row with the same values.
+    table = render_spec(published, spec)
+    own = table.values.loc[list(spec.methods)].to_numpy()
+    ref = table.values.loc[[f"paper:{m}" for m in spec.methods]].to_numpy()
+    assert ((own == ref) | (own != own)).all()  # equal, or both missing (NaN)
+
+
+def test_narrow_spec():
+    from idc.report.specs import narrow_spec, paper_table_specs
+
+    spec = paper_table_specs()["table1"]
+    small = narrow_spec(spec, models=["edsr"], testsets=["Set14", "Set5"])
+    assert small["testsets"] == ["Set5", "Set14"] and small["models"] == ["edsr"]
+    assert spec["models"] == list(paper.PAPER_MODELS)  # the original is untouched
+    with pytest.raises(ValueError, match="'Set42'"):
+        narrow_spec(spec, testsets=["Set42"])
