@@ -456,3 +456,16 @@ def test_default_method_labels():
     assert default_method_label("idc-v3") == "v3"
     assert default_method_label("idc-a11") == "a11"
     assert default_method_label("idc-uswinir") == "idc-uswinir"
+
+
+def test_difference_to_reference(three_methods):
+    from idc.report.tables import difference_to_reference
+
+    paper = results_frame(
+        {("idc", "edsr", "Set5"): (30.00, 0.8600), ("dcsr", "edsr", "Set5"): (1, 1)}
+    )
+    diff = difference_to_reference(three_methods, paper)
+    assert len(diff) == 1
+    row = diff.iloc[0]
+    assert (row["method"], row["psnr_paper"]) == ("idc", 30.0)
+    assert row["psnr_diff"] == pytest.approx(0.18) and row["ssim_diff"] == pytest.approx(0.0044)

@@ -35,6 +35,7 @@ from idc.report.render import (
 __all__ = [
     "TableSpec",
     "collect_results",
+    "difference_to_reference",
     "make_tables",
     "read_results_csv",
     "render_table",
@@ -160,6 +161,19 @@ def render_spec(results: pd.DataFrame, spec: TableSpec) -> RenderedTable:
         label=spec.label,
         testsets_per_block=spec.testsets_per_block,
     )
+
+
+def difference_to_reference(results: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Our scores next to published ones, with `psnr_diff`/`ssim_diff` = ours - published.
+
+    Long format over the (method, model, testset) cells both frames hold.
+    """
+    ours = normalise_results(results).drop(columns="n_images")
+    theirs = normalise_results(reference).drop(columns="n_images")
+    merged = ours.merge(theirs, on=["method", "model", "testset"], suffixes=("", "_paper"))
+    for metric in ("psnr", "ssim"):
+        merged[f"{metric}_diff"] = merged[metric] - merged[f"{metric}_paper"]
+    return merged
 
 
 def write_table(
