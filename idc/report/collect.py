@@ -1,0 +1,152 @@
+"""Gather per-image SR test scores into one long-format results frame.
+
+SR testing writes one `metrics.csv` per (method, model) with a row per test image
+(`testset, image, psnr, ssim`). A data set's score is the mean of its per-image scores, as in
+the paper and BasicSR's test scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Columns of the long-format results frame and of tables/*.csv (DESIGN.md contract).
+RESULT_COLUMNS = ("method", "model", "testset", "psnr", "ssim", "n_images")
+METRICS = ("psnr", "ssim")
+PER_IMAGE_COLUMNS = ("testset", "image", "psnr", "ssim")
+ENTRY_KEYS = ("method", "model", "path")
+
+
+def read_metrics_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and validate one per-image metrics file (`testset, image, psnr, ssim`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    frame = pd.read_csv(path, dtype={"testset": str, "image": str})
+    missing = [c for c in PER_IMAGE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise ValueError(f"{path}: no image rows")
+    duplicated = frame.duplicated(subset=["testset", "image"])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise ValueError(f"{path}: image {row['image']!r} of {row['testset']} listed twice")
+    for metric in METRICS:
+        values = pd.to_numeric(frame[metric], errors="coerce")
+        bad = ~values.map(math.isfinite)
+        if bad.any():
+            row = frame[bad].iloc[0]
+            raise ValueError(
+                f"{path}: {metric} of image {row['image']!r} ({row['testset']}) is not a "
+                f"finite number: {row[metric]!r}"
+            )
+        frame[metric] = values.astype(float)
+    return frame[list(PER_IMAGE_COLUMNS)]
+
+
+def summarise_metrics(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per test set: mean PSNR and SSIM over its images and the number of images."""
+    grouped = per_image.groupby("testset", sort=False)
+    summary = grouped[list(METRICS)].mean()
+    summary["n_images"] = grouped.size()
+    return summary.reset_index()
+
+
+def validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, str]]:
+    """Check `{"method", "model", "path"}` entries (keys, names, no duplicates); files not read."""
+    checked: list[dict[str, str]] = []
+    seen: dict[tuple[str, str], str] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"results entry {i} is not a mapping: {entry!r}")
+        missing = [k for k in ENTRY_KEYS if k not in entry]
+        if missing:
+            raise ValueError(f"results entry {i} lacks key(s) {', '.join(missing)}")
+        extra = sorted(set(entry) - set(ENTRY_KEYS))
+        if extra:
+            raise ValueError(f"results entry {i} has unknown key(s) {', '.join(extra)}")
+        method, model, path = (str(entry[k]) for k in ENTRY_KEYS)
+        if not method or not model:
+            raise ValueError(f"results entry {i}: empty method or model name")
+        key = (method, model)
+        if key in seen:
+            raise ValueError(
+                f"results for method {method!r}, model {model!r} given twice: {seen[key]} and {path}"
+            )
+        seen[key] = path
+        checked.append({"method": method, "model": model, "path": path})
+    return checked
+
+
+def collect_results(entries: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """Long-format results `method, model, testset, psnr, ssim, n_images` from metrics files.
+
+    `entries` lists `{"method", "model", "path"}` mappings, one per trained SR model; `path`
+    is its per-image `metrics.csv`. All entries and files are checked before any is summarised,
+    so a missing or malformed file fails at once with its name.
+    """
+    checked = validate_entries(entries)
+    missing = [e["path"] for e in checked if not Path(e["path"]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"metrics file not found: {missing[0]}")
+    parts = []
+    for entry in checked:
+        summary = summarise_metrics(read_metrics_csv(entry["path"]))
+        summary.insert(0, "model", entry["model"])
+        summary.insert(0, "method", entry["method"])
+        parts.append(summary)
+        logger.debug("read %s (%s/%s)", entry["path"], entry["method"], entry["model"])
+    logger.info("collected results of %d trained models", len(parts))
+    if not parts:
+        return empty_results()
+    results = pd.concat(parts, ignore_index=True)
+    return normalise_results(results)
+
+
+def empty_results() -> pd.DataFrame:
+    return normalise_results(pd.DataFrame({c: [] for c in RESULT_COLUMNS}))
+
+
+def normalise_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check a long-format results frame and give it canonical column order and dtypes."""
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns and c != "n_images"]
+    if missing:
+        raise ValueError(f"results frame lacks column(s) {', '.join(missing)}")
+    out = frame.copy()
+    if "n_images" not in out.columns:
+        out["n_images"] = pd.NA
+    out = out[list(RESULT_COLUMNS)].reset_index(drop=True)
+    for column in ("method", "model", "testset"):
+        out[column] = out[column].astype(str)
+    for metric in METRICS:
+        out[metric] = pd.to_numeric(out[metric], errors="raise").astype(float)
+    out["n_images"] = pd.to_numeric(out["n_images"]).astype("Int64")
+    duplicated = out.duplicated(subset=["method", "model", "testset"])
+    if duplicated.any():
+        row = out[duplicated].iloc[0]
+        raise ValueError(
+            f"results list {row['method']}/{row['model']} on {row['testset']} more than once"
+        )
+    return out
+
+
+def read_results_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a long-format results CSV written by `write_results_csv`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    frame = pd.read_csv(path, dtype={"method": str, "model": str, "testset": str})
+    return normalise_results(frame)
+
+
+def results_to_csv_text(frame: pd.DataFrame) -> str:
+    # float_format=None keeps pandas' shortest round-trip repr, so re-reading is exact.
+    return normalise_results(frame).to_csv(index=False, lineterminator="\n")

@@ -1,0 +1,146 @@
+"""Markdown and LaTeX text of a laid-out table (best: bold; second best: italic / underlined)."""
+
+from __future__ import annotations
+
+from idc.report.layout import MISSING, TableLayout, metric_title, provenance
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_cell(text: str, mark: str) -> str:
+    if text == MISSING or not mark:
+        return text
+    return f"**{text}**" if mark == "best" else f"_{text}_"
+
+
+def to_markdown(spec: TableLayout) -> str:
+    lines = [f"<!-- {provenance()} -->", f"**{_md_escape(spec.title)}**", ""]
+    for metric, block_columns in spec.blocks():
+        levels = spec.header_levels(block_columns)
+        # Markdown has one header row: join the levels of each column into one label.
+        headers = []
+        for i in range(len(block_columns)):
+            parts = []
+            for groups in levels:
+                position = 0
+                for text, span in groups:
+                    if position <= i < position + span:
+                        parts.append(text)
+                    position += span
+            headers.append(" ".join(parts))
+        first = (
+            metric_title(metric) if metric else ("Variant" if spec.layout == "delta" else "Method")
+        )
+        lines.append("| " + " | ".join([first, *map(_md_escape, headers)]) + " |")
+        lines.append("| :-- | " + " | ".join(["--:"] * len(block_columns)) + " |")
+        for row in spec.rows:
+            cells = [_md_cell(*spec.cell(row, c)) for c in block_columns]
+            lines.append("| " + " | ".join([_md_escape(row.label), *cells]) + " |")
+        lines.append("")
+    notes = []
+    if spec.legend():
+        notes.append(
+            "**bold**: best, _italic_: second best"
+            if spec.mark == "best_second"
+            else "**bold**: best"
+        )
+    if spec.layout == "delta":
+        notes.append(f"first row absolute, other rows difference to it")
+    if any(r.is_reference for r in spec.rows):
+        notes.append("rows in [brackets]: published numbers, not ranked")
+    if notes:
+        lines.append("; ".join(notes) + ".")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- LaTeX
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "↑": r"$\uparrow$",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def _tex_cell(text: str, mark: str, signed: bool) -> str:
+    if text == MISSING:
+        return "--"
+    if signed and text[0] in "+-":
+        # Typeset the sign as a math sign, not a hyphen.
+        text = f"${text[0]}${text[1:]}"
+    if mark == "best":
+        return rf"\textbf{{{text}}}"
+    if mark == "second":
+        return rf"\underline{{{text}}}"
+    return text
+
+
+def to_latex(spec: TableLayout) -> str:
+    n_columns = max(len(columns) for _, columns in spec.blocks())
+    lines = [
+        f"% {provenance()}",
+        r"% needs \usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{tex_escape(spec.title)}}}",
+    ]
+    if spec.label:
+        lines.append(rf"\label{{{spec.label}}}")
+    lines += [rf"\begin{{tabular}}{{l{'c' * n_columns}}}", r"\toprule"]
+    for b, (metric, block_columns) in enumerate(spec.blocks()):
+        if b:
+            lines.append(r"\midrule")
+        levels = spec.header_levels(block_columns)
+        for depth, groups in enumerate(levels):
+            if depth == 0:
+                corner = (
+                    tex_escape(metric_title(metric))
+                    if metric
+                    else ("Variant" if spec.layout == "delta" else "Method")
+                )
+            else:
+                corner = ""
+            cells = [corner]
+            rules = []
+            position = 2
+            for text, span in groups:
+                cells.append(
+                    tex_escape(text)
+                    if span == 1
+                    else rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(text)}}}"
+                )
+                if span > 1:
+                    rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
+                position += span
+            cells += [""] * (n_columns - len(block_columns))
+            lines.append(" & ".join(cells) + r" \\")
+            if rules and depth < len(levels) - 1:
+                lines.append(" ".join(rules))
+        lines.append(r"\midrule")
+        previous_reference = False
+        for row in spec.rows:
+            if row.is_reference and not previous_reference:
+                lines.append(r"\midrule")
+            previous_reference = row.is_reference
+            cells = [_tex_cell(*spec.cell(row, c), spec.signed[row.row_id]) for c in block_columns]
+            cells += [""] * (n_columns - len(block_columns))
+            lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
