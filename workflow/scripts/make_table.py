@@ -6,12 +6,10 @@ from idc.joblog import job_logging
 from idc.report.tables import make_tables
 
 with job_logging(snakemake.log[0]):
+    spec = dict(snakemake.params.spec)
+    spec["methods"] = spec.pop("datasets")  # the table's rows are our training sets
     entries = [
         {"method": dataset, "model": model, "path": path}
         for (dataset, model), path in zip(snakemake.params.pairs, snakemake.input.metrics)
     ]
-    make_tables(
-        entries=entries,
-        out_dir=Path(snakemake.output.csv).parent,
-        tables={snakemake.wildcards.table: snakemake.params.spec},
-    )
+    make_tables(entries=entries, out_dir=Path(snakemake.output.csv).parent, tables={snakemake.wildcards.table: spec})

@@ -1,0 +1,47 @@
+"""The workflow's figure set: validation trajectories (paper Figure 3, right), synthetic LR/HR
+patch grids of the first instances of every IDC dataset, and condensation loss curves."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from idc.report.figures import plot_loss_curves, plot_store_patches, plot_trajectory_files
+from idc.report.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def plot_workflow_figures(
+    *,
+    out_dir: str | os.PathLike[str],
+    trajectories: Mapping[tuple[str, str], str | os.PathLike[str]],
+    synthetic_stores: Sequence[str | os.PathLike[str]],
+    condense_logs: Sequence[str | os.PathLike[str]],
+    title: str,
+    instances_per_store: int = 3,
+) -> list[Path]:
+    """Write every figure into `out_dir`, then `done.txt` listing them (written last, so its
+    presence means the set is complete)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    curves = {f"{dataset} / {model}": path for (dataset, model), path in trajectories.items()}
+    written.append(plot_trajectory_files(curves, out_dir / "trajectories.png", title))
+    for store in synthetic_stores:
+        with h5py.File(store, "r") as fh:
+            image_ids = np.unique(fh["image_id"][()])[:instances_per_store]
+        name = Path(store).stem
+        for image_id in image_ids:
+            out = out_dir / f"patches_{name}_{int(image_id):04d}.png"
+            written.append(plot_store_patches(store, int(image_id), out, title=f"{name}: image {int(image_id)}"))
+    if condense_logs:
+        written.append(plot_loss_curves(condense_logs, out_dir / "condense_losses.png"))
+    logger.info("wrote %d figures to %s", len(written), out_dir)
+    atomic_write_text(out_dir / "done.txt", "\n".join(p.name for p in written) + "\n")
+    return written
