@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,7 +29,7 @@ from tqdm.auto import tqdm
 
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import imresize_uint8, modcrop
-from idc.data.store import PatchStoreWriter
+from idc.data.store import PatchStoreWriter, write_patch_store
 
 __all__ = [
     "DIV2K_TRAIN_PATCHES",
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 # DIV2K train HR (800 images), HR crop 256, step 128, thresh 0: the paper's number of pairs.
 DIV2K_TRAIN_PATCHES = 120_765
+LOG_EVERY_S = 30.0  # progress log period
 
 
 def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -83,6 +87,8 @@ class _Job:
     hr_size: int
     step: int
     thresh: int
+    image_id: int
+    spool_dir: Path | None  # where a worker writes its compressed patches (None: return arrays)
 
 
 def crop_image_pair(
@@ -116,14 +122,23 @@ def crop_image_pair(
     return lr_out, hr_out, origins
 
 
-def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Worker: read one HR (and LR) image and crop it."""
+def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
+    """Worker: read one HR (and LR) image and crop it. With a spool folder the patches are
+    written (and so compressed, in this worker) to a small store there, and its path returned."""
     hr = read_image(job.hr_path)
     lr = read_image(job.lr_path) if job.lr_path is not None else None
     try:
-        return crop_image_pair(hr, lr, scale=job.scale, hr_size=job.hr_size, step=job.step, thresh=job.thresh)
+        lr_p, hr_p, origins = crop_image_pair(
+            hr, lr, scale=job.scale, hr_size=job.hr_size, step=job.step, thresh=job.thresh
+        )
     except ValueError as err:
         raise ValueError(f"{job.hr_path}: {err}") from None
+    if job.spool_dir is None:
+        return lr_p, hr_p, origins
+    return write_patch_store(
+        job.spool_dir / f"{job.image_id:06d}.h5", lr_p, hr_p, job.image_id, origins,
+        scale=job.scale, hr_size=job.hr_size, step=job.step, source=str(job.hr_path), seed=None,
+    )
 
 
 def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
@@ -213,7 +228,11 @@ def crop_images_to_store(
         "cropping %d images from %s into %d patch pairs (HR %d, step %d, x%d, LR from %s, %d workers)",
         len(hr_files), hr_dir, total, hr_size, step, scale, lr_dir_p or "imresize", workers,
     )
-    jobs = [_Job(h, l, scale, hr_size, step, thresh) for h, l in zip(hr_files, lr_files)]
+    # With several workers, compression (the costliest part of writing) happens in the workers:
+    # they spool small compressed stores next to the output, the writer copies their chunks.
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    spool = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent)) if workers > 1 else None
+    jobs = [_Job(h, l, scale, hr_size, step, thresh, i, spool) for i, (h, l) in enumerate(zip(hr_files, lr_files))]
     extra = {
         "thresh": int(thresh),
         "lr_size": hr_size // scale,
@@ -221,15 +240,38 @@ def crop_images_to_store(
         "hr_dir": str(hr_dir),
         "n_images": len(hr_files),
     }
-    with PatchStoreWriter(
-        out_path, scale=scale, hr_size=hr_size, step=step, source=source or str(hr_dir), seed=seed, extra_attrs=extra
-    ) as writer:
-        writer.write_array("image_name", [p.name for p in hr_files])
-        results = _ordered_map(_crop_job, jobs, workers)
-        with tqdm(total=len(jobs), desc="crop", unit="img", mininterval=2.0) as bar:
-            for image_id, (lr_p, hr_p, origins) in enumerate(results):
-                writer.append(lr_p, hr_p, image_id, origins)
-                bar.update(1)
-        if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
-            raise ValueError(f"{hr_dir}: cropped {len(writer)} patches, headers announced {total}")
+    try:
+        _write_store(out_path, jobs, workers, total, scale=scale, hr_size=hr_size, step=step,
+                     source=source or str(hr_dir), seed=seed, extra=extra, names=[p.name for p in hr_files])
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
+    logger.info("wrote %d patch pairs from %d images to %s", total, len(hr_files), out_path)
     return out_path
+
+
+def _write_store(
+    out_path: Path, jobs: list[_Job], workers: int, total: int, *, scale: int, hr_size: int, step: int,
+    source: str, seed: int | None, extra: dict[str, Any], names: list[str],
+) -> None:
+    """Run the crop jobs and write their patches, in image order, into one store."""
+    with PatchStoreWriter(
+        out_path, scale=scale, hr_size=hr_size, step=step, source=source, seed=seed, extra_attrs=extra
+    ) as writer:
+        writer.write_array("image_name", names)
+        results = _ordered_map(_crop_job, jobs, workers)
+        # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
+        last_log = time.monotonic()
+        with tqdm(total=len(jobs), desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
+            for image_id, result in enumerate(results):
+                if isinstance(result, Path):
+                    writer.append_store(result)
+                    result.unlink()
+                else:
+                    writer.append(*result[:2], image_id, result[2])
+                bar.update(1)
+                if time.monotonic() - last_log >= LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    logger.info("cropped %d/%d images, %d/%d patch pairs", image_id + 1, len(jobs), len(writer), total)
+        if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
+            raise ValueError(f"{out_path}: cropped {len(writer)} patches, headers announced {total}")

@@ -175,6 +175,44 @@ class PatchStoreWriter:
             ds[start:stop] = data
         self._n = stop
 
+    def append_store(self, path: str | os.PathLike) -> int:
+        """Append every patch of another complete store (same scale and sizes); returns the count.
+
+        Compressed chunks are copied as they are (no decompress/recompress) when the chunking and
+        compression match, which lets worker processes compress in parallel: each writes a small
+        store, the single writer process only concatenates bytes.
+        """
+        if self._file is None:
+            raise ValueError(f"patch store {self.path}: writer is closed")
+        source = PatchStore(path)  # validates schema and completion marker
+        if source.hr_shape != (self.hr_size, self.hr_size, 3) or source.lr_shape != (self.lr_size, self.lr_size, 3):
+            raise ValueError(f"patch store {path}: patch shapes {source.lr_shape}/{source.hr_shape} do not match {self.path}")
+        n = len(source)
+        start, stop = self._n, self._n + n
+        with h5py.File(source.path, "r") as src:
+            for name in ("lr", "hr"):
+                s_ds, d_ds = src[name], self._file[name]
+                d_ds.resize(stop, axis=0)
+                same_layout = (
+                    s_ds.chunks == d_ds.chunks
+                    and s_ds.compression == d_ds.compression
+                    and s_ds.compression_opts == d_ds.compression_opts
+                    and s_ds.chunks[0] == 1
+                )
+                if same_layout:
+                    tail = (0,) * (s_ds.ndim - 1)
+                    for i in range(n):
+                        mask, chunk = s_ds.id.read_direct_chunk((i, *tail))
+                        d_ds.id.write_direct_chunk((start + i, *tail), chunk, mask)
+                else:
+                    d_ds[start:stop] = s_ds[...]
+        for name, data in (("image_id", source.image_id), ("origin", source.origin)):
+            ds = self._file[name]
+            ds.resize(stop, axis=0)
+            ds[start:stop] = data
+        self._n = stop
+        return n
+
     def write_array(self, name: str, data: np.ndarray | list[str]) -> None:
         """Store an extra dataset (e.g. ``image_name``: file name per image id)."""
         if self._file is None:
@@ -199,7 +237,7 @@ class PatchStoreWriter:
         except BaseException:
             self._abort()
             raise
-        logger.info("wrote %d patch pairs to %s", self._n, self.path)
+        logger.debug("wrote %d patch pairs to %s", self._n, self.path)
         return self.path
 
     def _abort(self) -> None:
