@@ -240,6 +240,9 @@ def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch
         backoff_s=0.01,
     )
     assert parts["train_HR"] == local_train
-    assert parts["valid_HR"] == out / "valid_HR" / "DIV2K_valid_HR"
+    assert parts["valid_HR"] == out / "DIV2K_valid_HR"
     assert len(list(parts["valid_HR"].iterdir())) == 100
-    assert sorted(p.name for p in out.iterdir()) == ["valid_HR"]  # archive removed after extraction
+    assert sorted(p.name for p in out.iterdir()) == ["DIV2K_valid_HR"]  # archive and staging removed
+    n_requests = len(server.requests)
+    again = dl.fetch_div2k_parts(out, parts=["valid_HR"], base_url=server.url + "/div2k/")
+    assert again["valid_HR"] == out / "DIV2K_valid_HR" and len(server.requests) == n_requests

@@ -135,3 +135,43 @@ def test_reads_in_worker_processes(tmp_path: Path) -> None:
         outs = pool.map(_read_in_child, [(store, [i, 19 - i]) for i in range(6)])
     for i, out in enumerate(outs):
         assert np.array_equal(out, hr[[i, 19 - i]])
+
+
+def test_append_store_copies_chunks(tmp_path: Path) -> None:
+    lr, hr, ids, org = _patches(10)
+    part_a = write_patch_store(tmp_path / "a.h5", lr[:4], hr[:4], ids[:4], org[:4], step=8, source="", seed=0)
+    part_b = write_patch_store(tmp_path / "b.h5", lr[4:], hr[4:], ids[4:], org[4:], step=8, source="", seed=0)
+    with PatchStoreWriter(tmp_path / "all.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
+        assert w.append_store(part_a) == 4
+        w.append(lr[4:5], hr[4:5], ids[4:5], org[4:5])
+        assert w.append_store(part_b) == 6
+    store = PatchStore(tmp_path / "all.h5")
+    order = np.r_[0:4, 4, 4:10]
+    lr_r, hr_r = store.read(np.arange(11))
+    assert np.array_equal(lr_r, lr[order]) and np.array_equal(hr_r, hr[order])
+    assert np.array_equal(store.image_id, ids[order]) and np.array_equal(store.origin, org[order])
+    other = write_patch_store(tmp_path / "o.h5", lr[:, :2, :2], hr[:, :8, :8], ids, org, source="", seed=0)
+    with PatchStoreWriter(tmp_path / "x.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
+        with pytest.raises(ValueError, match="do not match"):
+            w.append_store(other)
+
+
+class _HRDataset:
+    def __init__(self, store: PatchStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int):
+        return self.store.read_hr([i])[0]
+
+
+def test_torch_dataloader_workers(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    lr, hr, ids, org = _patches(16)
+    store = PatchStore(write_patch_store(tmp_path / "p.h5", lr, hr, ids, org, source="", seed=0))
+    store.read([0])
+    loader = torch.utils.data.DataLoader(_HRDataset(store), batch_size=4, num_workers=2, shuffle=False)
+    got = torch.cat(list(loader)).numpy()
+    assert np.array_equal(got, hr)

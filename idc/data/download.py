@@ -299,9 +299,10 @@ def fetch_div2k_parts(
     """Image folder of each DIV2K part, downloading and extracting what is not there yet.
 
     ``local_dirs[part]`` points to an existing copy, verified and used in place. Downloads go to
-    ``out_dir/<archive>``, extraction to ``out_dir/<part>/`` (the image folder is
-    ``out_dir/<part>/<folder inside the archive>``). Archives are deleted after a successful
-    extraction unless ``keep_archives``.
+    ``out_dir/<archive>``; the image folder keeps the archive's layout: ``out_dir/DIV2K_train_HR``,
+    ``out_dir/DIV2K_valid_HR``, ``out_dir/DIV2K_train_LR_bicubic/X4``. It is verified in a staging
+    folder and renamed into place. Archives are deleted after a successful extraction unless
+    ``keep_archives``.
     """
     out_dir = Path(out_dir)
     local_dirs = dict(local_dirs or {})
@@ -315,8 +316,7 @@ def fetch_div2k_parts(
             result[part] = verify_div2k_dir(local_dirs[part], part)
             logger.info("using local DIV2K %s at %s", part, result[part])
             continue
-        extracted = out_dir / part
-        image_dir = extracted / spec.folder
+        image_dir = out_dir / spec.folder  # the archive's own layout, e.g. out_dir/DIV2K_train_HR
         if image_dir.is_dir():
             result[part] = verify_div2k_dir(image_dir, part)
             continue
@@ -328,8 +328,19 @@ def fetch_div2k_parts(
             retries=retries,
             backoff_s=backoff_s,
         )
-        safe_extract(archive, extracted)
-        result[part] = verify_div2k_dir(image_dir, part)
+        staging = safe_extract(archive, out_dir / f".{part}.extracted")
+        try:
+            found = staging / spec.folder
+            if not found.is_dir():
+                raise ValueError(f"archive {archive} has no folder {spec.folder}")
+            verify_div2k_dir(found, part)
+            image_dir.parent.mkdir(parents=True, exist_ok=True)
+            if image_dir.exists():
+                shutil.rmtree(image_dir)
+            os.replace(found, image_dir)  # same file system: the folder appears complete or not at all
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        result[part] = image_dir
         if not keep_archives:
             archive.unlink()
     return result
@@ -343,7 +354,7 @@ def fetch_div2k(
     base_url: str = DIV2K_BASE_URL,
     retries: int = 5,
 ) -> Path:
-    """DIV2K training HR folder (0001.png..0800.png), downloaded to ``out_dir`` or, when
+    """DIV2K training HR folder (``out_dir/DIV2K_train_HR``, 0001.png..0800.png), downloaded or, when
     ``local_dir`` is given, that folder verified and used in place. Other ``parts``
     (``valid_HR``, ``train_LR_bicubic_X4``) are fetched alongside; see :func:`fetch_div2k_parts`."""
     parts = list(parts)
