@@ -67,8 +67,14 @@ def _gzip_copy(src: Path, dst: Path, level: int) -> PatchStore:
         for name in f:
             ds = f[name]
             if name in ("lr", "hr"):
-                g.create_dataset(name, data=ds[...], chunks=ds.chunks, compression="gzip", compression_opts=level,
-                                 maxshape=ds.maxshape)
+                g.create_dataset(
+                    name,
+                    data=ds[...],
+                    chunks=ds.chunks,
+                    compression="gzip",
+                    compression_opts=level,
+                    maxshape=ds.maxshape,
+                )
             else:
                 f.copy(name, g)
         for k, v in f.attrs.items():
@@ -92,28 +98,52 @@ def main() -> None:
         tmp = Path(tmp_s)
         folder = _images_dir(args.images, tmp)
         files = list_images(folder)
-        pixels = sum(int(np.prod(read_image(f).shape[:2])) for f in files)  # also warms the page cache
-        print(f"images: {folder} ({len(files)} files, {pixels / 1e6:.1f} MPixel); cpus: {os.cpu_count()}, "
-              f"load average {os.getloadavg()[0]:.1f}")
+        pixels = sum(
+            int(np.prod(read_image(f).shape[:2])) for f in files
+        )  # also warms the page cache
+        print(
+            f"images: {folder} ({len(files)} files, {pixels / 1e6:.1f} MPixel); cpus: {os.cpu_count()}, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         t_decode = _time(lambda: [read_image(f) for f in files])
-        print(f"PNG decode (1 core):           {t_decode:7.2f} s  {len(files) / t_decode:7.1f} img/s  {pixels / 1e6 / t_decode:6.1f} MPix/s")
+        print(
+            f"PNG decode (1 core):           {t_decode:7.2f} s  {len(files) / t_decode:7.1f} img/s  {pixels / 1e6 / t_decode:6.1f} MPix/s"
+        )
         store_path = tmp / "bench.h5"
         for workers in (1, 2):
-            t = _time(lambda: crop_images_to_store(folder, store_path, hr_size=args.hr_size, step=args.step,
-                                                   workers=workers, source="bench"), repeat=3)
+            t = _time(
+                lambda: crop_images_to_store(
+                    folder,
+                    store_path,
+                    hr_size=args.hr_size,
+                    step=args.step,
+                    workers=workers,
+                    source="bench",
+                ),
+                repeat=3,
+            )
             n = len(PatchStore(store_path))
-            print(f"crop+imresize+store ({workers} wk):  {t:7.2f} s  {len(files) / t:7.1f} img/s  "
-                  f"{n / t:7.1f} patches/s  ratio to decode {t / t_decode:5.2f}x")
+            print(
+                f"crop+imresize+store ({workers} wk):  {t:7.2f} s  {len(files) / t:7.1f} img/s  "
+                f"{n / t:7.1f} patches/s  ratio to decode {t / t_decode:5.2f}x"
+            )
         store = PatchStore(store_path)
         raw = len(store) * (np.prod(store.hr_shape) + np.prod(store.lr_shape))
-        print(f"store: {len(store)} pairs, HR {store.hr_shape}, {store_path.stat().st_size / raw * 100:.0f} % of raw bytes (lzf)")
-        for label, st in (("lzf", store), ("gzip-1", _gzip_copy(store_path, tmp / "g1.h5", 1)),
-                          ("gzip-4", _gzip_copy(store_path, tmp / "g4.h5", 4))):
+        print(
+            f"store: {len(store)} pairs, HR {store.hr_shape}, {store_path.stat().st_size / raw * 100:.0f} % of raw bytes (lzf)"
+        )
+        for label, st in (
+            ("lzf", store),
+            ("gzip-1", _gzip_copy(store_path, tmp / "g1.h5", 1)),
+            ("gzip-4", _gzip_copy(store_path, tmp / "g4.h5", 4)),
+        ):
             size = st.path.stat().st_size / raw * 100
             single = _random_reads(st, args.reads, 1)
             batch = _random_reads(st, args.reads, 16)
-            print(f"random HR reads {label:7s} ({size:3.0f} % size): {single:7.0f} patches/s single, "
-                  f"{batch:7.0f} patches/s in batches of 16 (1 core)")
+            print(
+                f"random HR reads {label:7s} ({size:3.0f} % size): {single:7.0f} patches/s single, "
+                f"{batch:7.0f} patches/s in batches of 16 (1 core)"
+            )
 
 
 if __name__ == "__main__":

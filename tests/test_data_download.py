@@ -108,7 +108,9 @@ def test_download_success(server: _Server, tmp_path: Path) -> None:
     assert out.read_bytes() == data and sha256_file(out) == sha
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
     n_requests = len(server.requests)
-    download(server.url + "/a.bin", tmp_path / "a.bin", sha256=sha)  # present and verified: no request
+    download(
+        server.url + "/a.bin", tmp_path / "a.bin", sha256=sha
+    )  # present and verified: no request
     assert len(server.requests) == n_requests
 
 
@@ -117,8 +119,12 @@ def test_resume_after_cut_connection(server: _Server, tmp_path: Path) -> None:
     server.files["/b.bin"] = data
     server.cut_after["/b.bin"] = [100_000, 50_000]  # two dropped connections, then success
     out = download(
-        server.url + "/b.bin", tmp_path / "b.bin", sha256=hashlib.sha256(data).hexdigest(),
-        retries=3, backoff_s=0.01, timeout=5,
+        server.url + "/b.bin",
+        tmp_path / "b.bin",
+        sha256=hashlib.sha256(data).hexdigest(),
+        retries=3,
+        backoff_s=0.01,
+        timeout=5,
     )
     assert out.read_bytes() == data
     ranges = [r for p, r in server.requests if p == "/b.bin"]
@@ -154,7 +160,9 @@ def test_safe_extract_zip_and_tar(tmp_path: Path) -> None:
     assert (out / "top" / "1.txt").read_bytes() == b"one"
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"]
+)
 def test_unsafe_member_names_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / "bad.zip").write_bytes(_zip_bytes({"fine.txt": b"x", name: b"evil"}))
     with pytest.raises(ValueError, match="unsafe member"):
@@ -180,7 +188,7 @@ def test_links_refused(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     (tmp_path / "link.zip").write_bytes(buf.getvalue())
     with pytest.raises(ValueError, match="link or special"):
@@ -218,7 +226,9 @@ def test_div2k_local_dir(tmp_path: Path) -> None:
         fetch_div2k_parts(tmp_path / "dl", parts=["train_LR_x8"])
 
 
-def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_div2k_download_from_mirror(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A miniature "valid_HR" archive (100 tiny PNGs) served locally; size and checksum patched in.
     import dataclasses
 
@@ -228,7 +238,9 @@ def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch
     _fake_div2k(src, n=100, first=801)
     members = {f"DIV2K_valid_HR/{p.name}": p.read_bytes() for p in sorted(src.iterdir())}
     archive = _zip_bytes(members)
-    spec = dataclasses.replace(dl.DIV2K_PARTS["valid_HR"], size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
+    spec = dataclasses.replace(
+        dl.DIV2K_PARTS["valid_HR"], size=len(archive), sha256=hashlib.sha256(archive).hexdigest()
+    )
     monkeypatch.setitem(dl.DIV2K_PARTS, "valid_HR", spec)
     server.files["/div2k/DIV2K_valid_HR.zip"] = archive
     server.cut_after["/div2k/DIV2K_valid_HR.zip"] = [len(archive) // 3]
@@ -236,13 +248,18 @@ def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch
     _fake_div2k(local_train)
     out = tmp_path / "dl"
     parts = dl.fetch_div2k_parts(
-        out, parts=["train_HR", "valid_HR"], local_dirs={"train_HR": local_train}, base_url=server.url + "/div2k/",
+        out,
+        parts=["train_HR", "valid_HR"],
+        local_dirs={"train_HR": local_train},
+        base_url=server.url + "/div2k/",
         backoff_s=0.01,
     )
     assert parts["train_HR"] == local_train
     assert parts["valid_HR"] == out / "DIV2K_valid_HR"
     assert len(list(parts["valid_HR"].iterdir())) == 100
-    assert sorted(p.name for p in out.iterdir()) == ["DIV2K_valid_HR"]  # archive and staging removed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "DIV2K_valid_HR"
+    ]  # archive and staging removed
     n_requests = len(server.requests)
     again = dl.fetch_div2k_parts(out, parts=["valid_HR"], base_url=server.url + "/div2k/")
     assert again["valid_HR"] == out / "DIV2K_valid_HR" and len(server.requests) == n_requests

@@ -45,8 +45,16 @@ def find_image_dirs(root: Path, scale: int) -> tuple[Path, Path | None]:
     if not hr:
         hr = [d for d in dirs if _has_images(d)]
     if len(hr) != 1:
-        raise ValueError(f"cannot tell the HR image folder in {root}: found {[str(d) for d in hr] or 'none'}")
-    lr = [d for d in dirs if d.name.lower() == f"x{scale}" and d.parent.name.lower().startswith("lr") and _has_images(d)]
+        raise ValueError(
+            f"cannot tell the HR image folder in {root}: found {[str(d) for d in hr] or 'none'}"
+        )
+    lr = [
+        d
+        for d in dirs
+        if d.name.lower() == f"x{scale}"
+        and d.parent.name.lower().startswith("lr")
+        and _has_images(d)
+    ]
     return hr[0], (lr[0] if len(lr) == 1 else None)
 
 
@@ -93,7 +101,9 @@ def prepare_testset(
         for hr_file in hr_files:  # validate everything before writing
             h, w = image_size(hr_file)
             if h < scale or w < scale:
-                raise ValueError(f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}")
+                raise ValueError(
+                    f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}"
+                )
             if lr_path is None:
                 lr_files.append(None)
                 continue
@@ -115,7 +125,11 @@ def prepare_testset(
             "n_images": len(hr_files),
             "images": [p.stem for p in hr_files],
             "hr_source": url or str(hr_path),
-            "lr_source": "provided files" if lr_path is not None else "MATLAB bicubic imresize of the mod-cropped HR",
+            "lr_source": (
+                "provided files"
+                if lr_path is not None
+                else "MATLAB bicubic imresize of the mod-cropped HR"
+            ),
             "created_by": f"idc-workflow {__version__}",
         }
         (staged / "testset.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -124,5 +138,11 @@ def prepare_testset(
         os.replace(staged, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("prepared test set %s: %d images in %s (LR: %s)", name, len(hr_files), out_dir, manifest["lr_source"])
+    logger.info(
+        "prepared test set %s: %d images in %s (LR: %s)",
+        name,
+        len(hr_files),
+        out_dir,
+        manifest["lr_source"],
+    )
     return out_dir

@@ -54,7 +54,9 @@ def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[i
     leaves more than ``thresh`` pixels uncovered. Raises ValueError when ``length < crop``.
     """
     if crop < 1 or step < 1 or thresh < 0:
-        raise ValueError(f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})")
+        raise ValueError(
+            f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})"
+        )
     if length < crop:
         raise ValueError(f"crop_positions: side of {length} px is smaller than the crop {crop}")
     positions = list(range(0, length - crop + 1, step))
@@ -72,11 +74,17 @@ def find_lr_file(lr_dir: Path, hr_path: Path, scale: int) -> Path:
     """LR file for ``hr_path`` in ``lr_dir``: ``<stem>x<scale><suffix>`` (DIV2K and benchmark
     naming, suffix of the HR file or .png), else ``<stem><suffix>``; FileNotFoundError otherwise."""
     stem = hr_path.stem
-    candidates = [lr_dir / f"{stem}x{scale}{hr_path.suffix}", lr_dir / f"{stem}x{scale}.png", lr_dir / hr_path.name]
+    candidates = [
+        lr_dir / f"{stem}x{scale}{hr_path.suffix}",
+        lr_dir / f"{stem}x{scale}.png",
+        lr_dir / hr_path.name,
+    ]
     for cand in candidates:
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})")
+    raise FileNotFoundError(
+        f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,9 @@ def crop_image_pair(
     if lr is None:
         lr = imresize_uint8(hr, 1.0 / scale)
     if lr.shape != (hr.shape[0] // scale, hr.shape[1] // scale, 3):
-        raise ValueError(f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}")
+        raise ValueError(
+            f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}"
+        )
     rows = crop_positions(hr.shape[0], hr_size, step, thresh)
     cols = crop_positions(hr.shape[1], hr_size, step, thresh)
     lr_size = hr_size // scale
@@ -136,8 +146,16 @@ def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
     if job.spool_dir is None:
         return lr_p, hr_p, origins
     return write_patch_store(
-        job.spool_dir / f"{job.image_id:06d}.h5", lr_p, hr_p, job.image_id, origins,
-        scale=job.scale, hr_size=job.hr_size, step=job.step, source=str(job.hr_path), seed=None,
+        job.spool_dir / f"{job.image_id:06d}.h5",
+        lr_p,
+        hr_p,
+        job.image_id,
+        origins,
+        scale=job.scale,
+        hr_size=job.hr_size,
+        step=job.step,
+        source=str(job.hr_path),
+        seed=None,
     )
 
 
@@ -172,7 +190,9 @@ def _validate_inputs(
         h, w = image_size(hr_path)
         h_mod, w_mod = h - h % scale, w - w % scale
         if h_mod < hr_size or w_mod < hr_size:
-            raise ValueError(f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}")
+            raise ValueError(
+                f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}"
+            )
         total += count_patches(h_mod, w_mod, hr_size, step, thresh)
         if lr_dir is None:
             lr_files.append(None)
@@ -219,30 +239,61 @@ def crop_images_to_store(
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
     hr_files = list_images(hr_dir)
-    lr_files, total = _validate_inputs(hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)
+    lr_files, total = _validate_inputs(
+        hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
+    )
     if expected_patches is not None and total != expected_patches:
         raise ValueError(
             f"{hr_dir}: {len(hr_files)} images give {total} patches at {hr_size}/{step}, expected {expected_patches}"
         )
     logger.info(
         "cropping %d images from %s into %d patch pairs (HR %d, step %d, x%d, LR from %s, %d workers)",
-        len(hr_files), hr_dir, total, hr_size, step, scale, lr_dir_p or "imresize", workers,
+        len(hr_files),
+        hr_dir,
+        total,
+        hr_size,
+        step,
+        scale,
+        lr_dir_p or "imresize",
+        workers,
     )
     # With several workers, compression (the costliest part of writing) happens in the workers:
     # they spool small compressed stores next to the output, the writer copies their chunks.
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    spool = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent)) if workers > 1 else None
-    jobs = [_Job(h, l, scale, hr_size, step, thresh, i, spool) for i, (h, l) in enumerate(zip(hr_files, lr_files))]
+    spool = (
+        Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent))
+        if workers > 1
+        else None
+    )
+    jobs = [
+        _Job(h, l, scale, hr_size, step, thresh, i, spool)
+        for i, (h, l) in enumerate(zip(hr_files, lr_files))
+    ]
     extra = {
         "thresh": int(thresh),
         "lr_size": hr_size // scale,
-        "lr_source": f"files in {lr_dir_p}" if lr_dir_p is not None else "MATLAB bicubic imresize of the HR image",
+        "lr_source": (
+            f"files in {lr_dir_p}"
+            if lr_dir_p is not None
+            else "MATLAB bicubic imresize of the HR image"
+        ),
         "hr_dir": str(hr_dir),
         "n_images": len(hr_files),
     }
     try:
-        _write_store(out_path, jobs, workers, total, scale=scale, hr_size=hr_size, step=step,
-                     source=source or str(hr_dir), seed=seed, extra=extra, names=[p.name for p in hr_files])
+        _write_store(
+            out_path,
+            jobs,
+            workers,
+            total,
+            scale=scale,
+            hr_size=hr_size,
+            step=step,
+            source=source or str(hr_dir),
+            seed=seed,
+            extra=extra,
+            names=[p.name for p in hr_files],
+        )
     finally:
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
@@ -251,12 +302,28 @@ def crop_images_to_store(
 
 
 def _write_store(
-    out_path: Path, jobs: list[_Job], workers: int, total: int, *, scale: int, hr_size: int, step: int,
-    source: str, seed: int | None, extra: dict[str, Any], names: list[str],
+    out_path: Path,
+    jobs: list[_Job],
+    workers: int,
+    total: int,
+    *,
+    scale: int,
+    hr_size: int,
+    step: int,
+    source: str,
+    seed: int | None,
+    extra: dict[str, Any],
+    names: list[str],
 ) -> None:
     """Run the crop jobs and write their patches, in image order, into one store."""
     with PatchStoreWriter(
-        out_path, scale=scale, hr_size=hr_size, step=step, source=source, seed=seed, extra_attrs=extra
+        out_path,
+        scale=scale,
+        hr_size=hr_size,
+        step=step,
+        source=source,
+        seed=seed,
+        extra_attrs=extra,
     ) as writer:
         writer.write_array("image_name", names)
         results = _ordered_map(_crop_job, jobs, workers)
@@ -272,6 +339,14 @@ def _write_store(
                 bar.update(1)
                 if time.monotonic() - last_log >= LOG_EVERY_S:
                     last_log = time.monotonic()
-                    logger.info("cropped %d/%d images, %d/%d patch pairs", image_id + 1, len(jobs), len(writer), total)
+                    logger.info(
+                        "cropped %d/%d images, %d/%d patch pairs",
+                        image_id + 1,
+                        len(jobs),
+                        len(writer),
+                        total,
+                    )
         if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
-            raise ValueError(f"{out_path}: cropped {len(writer)} patches, headers announced {total}")
+            raise ValueError(
+                f"{out_path}: cropped {len(writer)} patches, headers announced {total}"
+            )

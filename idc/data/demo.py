@@ -42,8 +42,15 @@ SKIMAGE_FILES = {
     "coffee": "coffee.png",
     "chelsea": "chelsea.png",
 }
-DEMO_TRAIN = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field",
-              "immunohistochemistry", "retina")
+DEMO_TRAIN = (
+    "astronaut",
+    "rocket",
+    "motorcycle_left",
+    "motorcycle_right",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+)
 DEMO_TEST = ("coffee", "chelsea")
 
 
@@ -67,8 +74,14 @@ def build_demo_images(out_dir: str | os.PathLike, *, max_side: int = 320, mod: i
     missing = [f for f in SKIMAGE_FILES.values() if not (data_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"scikit-image data files missing in {data_dir}: {missing}")
-    manifest: dict = {"train": [], "test": [], "max_side": max_side, "mod": mod, "images": {},
-                      "created_by": f"idc-workflow {__version__}"}
+    manifest: dict = {
+        "train": [],
+        "test": [],
+        "max_side": max_side,
+        "mod": mod,
+        "images": {},
+        "created_by": f"idc-workflow {__version__}",
+    }
     for split, names in (("train", DEMO_TRAIN), ("test", DEMO_TEST)):
         for name in names:
             src = data_dir / SKIMAGE_FILES[name]
@@ -83,9 +96,16 @@ def build_demo_images(out_dir: str | os.PathLike, *, max_side: int = 320, mod: i
             img = modcrop(img, mod)
             path = write_png(out_dir / split / "HR" / f"{name}.png", img)
             manifest[split].append(path)
-            manifest["images"][name] = {"split": split, "source": src.name, "original_hw": [h, w],
-                                        "scale": scale, "hw": list(img.shape[:2])}
+            manifest["images"][name] = {
+                "split": split,
+                "source": src.name,
+                "original_hw": [h, w],
+                "scale": scale,
+                "hw": list(img.shape[:2]),
+            }
             logger.info("demo %s image %s: %dx%d -> %dx%d", split, name, h, w, *img.shape[:2])
-    text = dict(manifest, train=[str(p) for p in manifest["train"]], test=[str(p) for p in manifest["test"]])
+    text = dict(
+        manifest, train=[str(p) for p in manifest["train"]], test=[str(p) for p in manifest["test"]]
+    )
     (out_dir / "demo_images.json").write_text(json.dumps(text, indent=2) + "\n")
     return manifest

@@ -65,19 +65,31 @@ class Div2kPart:
 
 DIV2K_PARTS: dict[str, Div2kPart] = {
     "train_HR": Div2kPart(
-        "DIV2K_train_HR.zip", 3_530_603_713,
+        "DIV2K_train_HR.zip",
+        3_530_603_713,
         "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
-        "DIV2K_train_HR", 1, 800, ".png",
+        "DIV2K_train_HR",
+        1,
+        800,
+        ".png",
     ),
     "valid_HR": Div2kPart(
-        "DIV2K_valid_HR.zip", 448_993_893,
+        "DIV2K_valid_HR.zip",
+        448_993_893,
         "20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
-        "DIV2K_valid_HR", 801, 900, ".png",
+        "DIV2K_valid_HR",
+        801,
+        900,
+        ".png",
     ),
     "train_LR_bicubic_X4": Div2kPart(
-        "DIV2K_train_LR_bicubic_X4.zip", 246_914_039,
+        "DIV2K_train_LR_bicubic_X4.zip",
+        246_914_039,
         "f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a",
-        "DIV2K_train_LR_bicubic/X4", 1, 800, "x4.png",
+        "DIV2K_train_LR_bicubic/X4",
+        1,
+        800,
+        "x4.png",
     ),
 }
 
@@ -117,7 +129,9 @@ def _fetch_once(url: str, part: Path, timeout: float, chunk_size: int) -> int | 
             total_txt = content_range.rpartition("/")[2]
             total = int(total_txt) if total_txt.isdigit() else None
             if not content_range.startswith(f"bytes {have}-"):
-                raise DownloadError(f"{url}: server answered range {content_range!r} to a request from byte {have}")
+                raise DownloadError(
+                    f"{url}: server answered range {content_range!r} to a request from byte {have}"
+                )
             mode = "ab"
         else:
             if have:
@@ -155,19 +169,38 @@ def download(
         if sha256 is None or sha256_file(dest) == sha256.lower():
             logger.info("%s already present, not downloading", dest)
             return dest
-        raise ValueError(f"existing file {dest} does not match its SHA-256 {sha256}: delete it to download again")
+        raise ValueError(
+            f"existing file {dest} does not match its SHA-256 {sha256}: delete it to download again"
+        )
     part = dest.with_name(dest.name + ".part")
     last_error: BaseException | None = None
     for attempt in range(retries + 1):
         if attempt:
             wait = min(backoff_s * 2 ** (attempt - 1), 60.0)
-            logger.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", url, attempt, retries + 1, last_error, wait)
+            logger.warning(
+                "%s: attempt %d/%d failed (%s); retrying in %.1f s",
+                url,
+                attempt,
+                retries + 1,
+                last_error,
+                wait,
+            )
             time.sleep(wait)
         try:
             start = time.monotonic()
             total = _fetch_once(url, part, timeout, chunk_size)
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as err:
-            if isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500 and err.code not in (408, 429):
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+        ) as err:
+            if (
+                isinstance(err, urllib.error.HTTPError)
+                and 400 <= err.code < 500
+                and err.code not in (408, 429)
+            ):
                 raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
             last_error = err
             continue
@@ -178,16 +211,24 @@ def download(
             continue
         if expected is not None and have > expected:
             part.unlink()
-            raise ValueError(f"download of {url} is larger ({have} B) than expected ({expected} B); deleted")
-        logger.info("downloaded %s (%d bytes, last attempt %.1f s)", url, have, time.monotonic() - start)
+            raise ValueError(
+                f"download of {url} is larger ({have} B) than expected ({expected} B); deleted"
+            )
+        logger.info(
+            "downloaded %s (%d bytes, last attempt %.1f s)", url, have, time.monotonic() - start
+        )
         break
     else:
-        raise DownloadError(f"{url}: gave up after {retries + 1} attempts ({last_error}); partial data kept in {part}")
+        raise DownloadError(
+            f"{url}: gave up after {retries + 1} attempts ({last_error}); partial data kept in {part}"
+        )
     if sha256 is not None:
         got = sha256_file(part)
         if got != sha256.lower():
             part.unlink()
-            raise ValueError(f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {got} (file deleted)")
+            raise ValueError(
+                f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {got} (file deleted)"
+            )
     os.replace(part, dest)
     return dest
 
@@ -206,7 +247,9 @@ def _zip_members(zf: zipfile.ZipFile, archive: Path) -> None:
         # Unix file type bits (0 when the zip was not made on Unix or does not record them).
         file_type = stat.S_IFMT(info.external_attr >> 16)
         if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise ValueError(f"unsafe member {info.filename!r} in archive {archive} (link or special file)")
+            raise ValueError(
+                f"unsafe member {info.filename!r} in archive {archive} (link or special file)"
+            )
 
 
 def _tar_members(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
@@ -214,7 +257,9 @@ def _tar_members(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     for m in members:
         _check_member_name(m.name, archive)
         if not (m.isfile() or m.isdir()):
-            raise ValueError(f"unsafe member {m.name!r} in archive {archive} (link or special file)")
+            raise ValueError(
+                f"unsafe member {m.name!r} in archive {archive} (link or special file)"
+            )
     return members
 
 
@@ -243,7 +288,9 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Pat
             try:
                 tf = tarfile.open(archive)
             except tarfile.TarError:
-                raise ValueError(f"not a readable zip or tar archive (corrupt or truncated?): {archive}") from None
+                raise ValueError(
+                    f"not a readable zip or tar archive (corrupt or truncated?): {archive}"
+                ) from None
             with tf:
                 members = _tar_members(tf, archive)
                 for m in members:
@@ -337,7 +384,9 @@ def fetch_div2k_parts(
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             if image_dir.exists():
                 shutil.rmtree(image_dir)
-            os.replace(found, image_dir)  # same file system: the folder appears complete or not at all
+            os.replace(
+                found, image_dir
+            )  # same file system: the folder appears complete or not at all
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         result[part] = image_dir
@@ -361,4 +410,6 @@ def fetch_div2k(
     if "train_HR" not in parts:
         parts.insert(0, "train_HR")
     local = {"train_HR": local_dir} if local_dir is not None else None
-    return fetch_div2k_parts(out_dir, parts=parts, local_dirs=local, base_url=base_url, retries=retries)["train_HR"]
+    return fetch_div2k_parts(
+        out_dir, parts=parts, local_dirs=local, base_url=base_url, retries=retries
+    )["train_HR"]

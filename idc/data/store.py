@@ -111,8 +111,12 @@ class PatchStoreWriter:
                     dtype=np.uint8,
                     compression=COMPRESSION,
                 )
-            f.create_dataset("image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64)
-            f.create_dataset("origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64)
+            f.create_dataset(
+                "image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64
+            )
+            f.create_dataset(
+                "origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64
+            )
             attrs = {
                 "scale": self.scale,
                 "hr_size": self.hr_size,
@@ -126,7 +130,9 @@ class PatchStoreWriter:
             }
             for key, value in (extra_attrs or {}).items():
                 if key in attrs or key == "complete":
-                    raise ValueError(f"patch store {path}: extra attr {key!r} clashes with a schema attr")
+                    raise ValueError(
+                        f"patch store {path}: extra attr {key!r} clashes with a schema attr"
+                    )
                 attrs[key] = value
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
@@ -152,7 +158,9 @@ class PatchStoreWriter:
         hr = np.asarray(hr)
         n = hr.shape[0] if hr.ndim == 4 else -1
         if lr.dtype != np.uint8 or hr.dtype != np.uint8:
-            raise ValueError(f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}")
+            raise ValueError(
+                f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}"
+            )
         if hr.shape[1:] != (self.hr_size, self.hr_size, 3) or hr.ndim != 4:
             raise ValueError(
                 f"patch store {self.path}: hr batch must be (n,{self.hr_size},{self.hr_size},3), got {hr.shape}"
@@ -185,8 +193,14 @@ class PatchStoreWriter:
         if self._file is None:
             raise ValueError(f"patch store {self.path}: writer is closed")
         source = PatchStore(path)  # validates schema and completion marker
-        if source.hr_shape != (self.hr_size, self.hr_size, 3) or source.lr_shape != (self.lr_size, self.lr_size, 3):
-            raise ValueError(f"patch store {path}: patch shapes {source.lr_shape}/{source.hr_shape} do not match {self.path}")
+        if source.hr_shape != (self.hr_size, self.hr_size, 3) or source.lr_shape != (
+            self.lr_size,
+            self.lr_size,
+            3,
+        ):
+            raise ValueError(
+                f"patch store {path}: patch shapes {source.lr_shape}/{source.hr_shape} do not match {self.path}"
+            )
         n = len(source)
         start, stop = self._n, self._n + n
         with h5py.File(source.path, "r") as src:
@@ -220,7 +234,9 @@ class PatchStoreWriter:
         if name in ("lr", "hr", "image_id", "origin"):
             raise ValueError(f"patch store {self.path}: {name!r} is written by append()")
         if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
-            self._file.create_dataset(name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype())
+            self._file.create_dataset(
+                name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype()
+            )
         else:
             self._file.create_dataset(name, data=np.asarray(data))
 
@@ -283,7 +299,9 @@ class PatchStore:
         try:
             f = h5py.File(self.path, "r")
         except OSError as err:
-            raise ValueError(f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}") from None
+            raise ValueError(
+                f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}"
+            ) from None
         with f:
             self._validate(f)
             self.attrs: dict[str, Any] = {k: _python_value(v) for k, v in f.attrs.items()}
@@ -293,7 +311,9 @@ class PatchStore:
             self.hr_shape: tuple[int, ...] = tuple(f["hr"].shape[1:])
             self._len = int(f["hr"].shape[0])
             if "image_name" in f:
-                self.image_names: list[str] | None = [_python_value(x) for x in f["image_name"][...]]
+                self.image_names: list[str] | None = [
+                    _python_value(x) for x in f["image_name"][...]
+                ]
             else:
                 self.image_names = None
         self._file: h5py.File | None = None
@@ -302,7 +322,9 @@ class PatchStore:
     def _validate(self, f: h5py.File) -> None:
         where = f"patch store {self.path}"
         if not bool(f.attrs.get("complete", False)):
-            raise ValueError(f"{where} is incomplete (no completion marker: half-written or interrupted)")
+            raise ValueError(
+                f"{where} is incomplete (no completion marker: half-written or interrupted)"
+            )
         for name in ("lr", "hr", "image_id", "origin"):
             if name not in f:
                 raise ValueError(f"{where} lacks dataset {name!r}")
@@ -311,17 +333,28 @@ class PatchStore:
             raise ValueError(f"{where} lacks attrs {missing}")
         lr, hr, ids, org = f["lr"], f["hr"], f["image_id"], f["origin"]
         if lr.dtype != np.uint8 or hr.dtype != np.uint8 or lr.ndim != 4 or hr.ndim != 4:
-            raise ValueError(f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}")
+            raise ValueError(
+                f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}"
+            )
         n = hr.shape[0]
         if lr.shape[0] != n or ids.shape != (n,) or org.shape != (n, 2):
             raise ValueError(
                 f"{where}: inconsistent lengths lr {lr.shape}, hr {hr.shape}, image_id {ids.shape}, origin {org.shape}"
             )
         scale = int(f.attrs["scale"])
-        if hr.shape[3] != 3 or lr.shape[3] != 3 or hr.shape[1] != lr.shape[1] * scale or hr.shape[2] != lr.shape[2] * scale:
-            raise ValueError(f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}")
+        if (
+            hr.shape[3] != 3
+            or lr.shape[3] != 3
+            or hr.shape[1] != lr.shape[1] * scale
+            or hr.shape[2] != lr.shape[2] * scale
+        ):
+            raise ValueError(
+                f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}"
+            )
         if "n_patches" in f.attrs and int(f.attrs["n_patches"]) != n:
-            raise ValueError(f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)")
+            raise ValueError(
+                f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)"
+            )
 
     # -- lazy per-process handle -------------------------------------------------------------
     def _handle(self) -> h5py.File:
@@ -360,7 +393,9 @@ class PatchStore:
         return self._len
 
     def __repr__(self) -> str:
-        return f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        return (
+            f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        )
 
     # -- reads --------------------------------------------------------------------------------
     def _index_array(self, indices: Any) -> np.ndarray:
@@ -438,10 +473,18 @@ def write_patch_store(
         hr_size = hr.shape[1]
     if scale is None:
         if lr.shape[1] == 0 or hr.shape[1] % lr.shape[1]:
-            raise ValueError(f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}")
+            raise ValueError(
+                f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}"
+            )
         scale = hr.shape[1] // lr.shape[1]
     with PatchStoreWriter(
-        path, scale=scale, hr_size=hr_size, step=step, source=source, seed=seed, extra_attrs=extra_attrs
+        path,
+        scale=scale,
+        hr_size=hr_size,
+        step=step,
+        source=source,
+        seed=seed,
+        extra_attrs=extra_attrs,
     ) as writer:
         writer.append(lr, hr, image_id, origin)
     return Path(path)
