@@ -132,3 +132,18 @@ def test_bad_inputs_fail_before_work(tmp_path: Path) -> None:
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     crop_images_to_store(hr_dir, out, hr_size=64, step=32, workers=1, expected_patches=4)
     assert len(PatchStore(out)) == 4
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_truncated_image_found_while_cropping(tmp_path: Path, workers: int) -> None:
+    # The header is intact (passes validation), the pixel data is cut: the decode fails in the
+    # worker, and neither the store nor any temporary file may remain.
+    hr_dir = tmp_path / "hr"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        write_png(hr_dir / f"{name}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = (hr_dir / "b.png").read_bytes()
+    (hr_dir / "b.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="b.png"):
+        crop_images_to_store(hr_dir, tmp_path / "p.h5", hr_size=32, step=32, workers=workers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]

@@ -12,13 +12,15 @@ holds under its HR patch (not a resize of the HR patch, whose borders would diff
 
 from __future__ import annotations
 
+import itertools
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,24 +161,41 @@ def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
     )
 
 
-def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
-    """``map`` in input order over a process pool, at most ``2 * workers`` results in flight
-    (bounded memory: finished patches are written before more images are decoded)."""
+def _process_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker pool for cropping, or None for in-process work.
+
+    Fork where the platform has it: the children inherit the imported modules without
+    re-executing the caller's main script (which a Snakemake ``script:`` would be under spawn).
+    """
     if workers <= 1:
-        yield from map(func, items)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[Any]] = deque()
-        it: Iterable[Any] = iter(items)
-        for item in it:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= 2 * workers:
-                break
+        return None
+    methods = mp.get_all_start_methods()
+    context = mp.get_context("fork" if "fork" in methods else methods[0])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def _ordered_map(
+    func: Callable[[Any], Any], items: list[Any], pool: ProcessPoolExecutor | None, window: int
+) -> Iterator[Any]:
+    """``map`` in input order over ``pool``, at most ``window`` results in flight (bounded
+    memory: finished patches are written before more images are decoded).
+
+    The first ``window`` jobs are submitted before this returns, so the pool's processes exist
+    before the caller opens its output file (no HDF5 handle is inherited by a forked worker).
+    """
+    if pool is None:
+        return map(func, items)
+    it: Iterator[Any] = iter(items)
+    pending: deque[Future[Any]] = deque(pool.submit(func, x) for x in itertools.islice(it, window))
+
+    def results() -> Iterator[Any]:
         for item in it:
             yield pending.popleft().result()
             pending.append(pool.submit(func, item))
         while pending:
             yield pending.popleft().result()
+
+    return results()
 
 
 def _validate_inputs(
@@ -316,6 +335,41 @@ def _write_store(
     names: list[str],
 ) -> None:
     """Run the crop jobs and write their patches, in image order, into one store."""
+    pool = _process_pool(workers)
+    try:
+        results = _ordered_map(_crop_job, jobs, pool, window=2 * workers)
+        _write_results(
+            out_path,
+            results,
+            len(jobs),
+            total,
+            scale=scale,
+            hr_size=hr_size,
+            step=step,
+            source=source,
+            seed=seed,
+            extra=extra,
+            names=names,
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_results(
+    out_path: Path,
+    results: Iterator[Any],
+    n_jobs: int,
+    total: int,
+    *,
+    scale: int,
+    hr_size: int,
+    step: int,
+    source: str,
+    seed: int | None,
+    extra: dict[str, Any],
+    names: list[str],
+) -> None:
     with PatchStoreWriter(
         out_path,
         scale=scale,
@@ -326,10 +380,9 @@ def _write_store(
         extra_attrs=extra,
     ) as writer:
         writer.write_array("image_name", names)
-        results = _ordered_map(_crop_job, jobs, workers)
         # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
         last_log = time.monotonic()
-        with tqdm(total=len(jobs), desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
+        with tqdm(total=n_jobs, desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
             for image_id, result in enumerate(results):
                 if isinstance(result, Path):
                     writer.append_store(result)
@@ -342,7 +395,7 @@ def _write_store(
                     logger.info(
                         "cropped %d/%d images, %d/%d patch pairs",
                         image_id + 1,
-                        len(jobs),
+                        n_jobs,
                         len(writer),
                         total,
                     )
