@@ -34,6 +34,7 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, list[int]] = {}  # path -> byte counts at which to drop, in order
         self.requests: list[tuple[str, str | None]] = []
+        self.ignore_range = False  # behave like a server without Range support
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +44,8 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 rng = self.headers.get("Range")
                 outer.requests.append((self.path, rng))
+                if outer.ignore_range:
+                    rng = None
                 data = outer.files.get(self.path)
                 if data is None:
                     self.send_error(404)
@@ -129,6 +132,22 @@ def test_resume_after_cut_connection(server: _Server, tmp_path: Path) -> None:
     assert out.read_bytes() == data
     ranges = [r for p, r in server.requests if p == "/b.bin"]
     assert ranges == [None, "bytes=100000-", "bytes=150000-"]
+
+
+def test_server_without_range_restarts(server: _Server, tmp_path: Path) -> None:
+    data = _payload()
+    server.files["/r.bin"] = data
+    server.cut_after["/r.bin"] = [70_000]
+    server.ignore_range = True
+    out = download(
+        server.url + "/r.bin",
+        tmp_path / "r.bin",
+        sha256=hashlib.sha256(data).hexdigest(),
+        retries=2,
+        backoff_s=0.01,
+        timeout=5,
+    )
+    assert out.read_bytes() == data
 
 
 def test_retries_are_bounded(server: _Server, tmp_path: Path) -> None:
