@@ -40,6 +40,7 @@ def test_schema_and_attrs(tmp_path: Path) -> None:
         assert f["hr"].maxshape[0] is None
     with PatchStore(path) as store:
         assert len(store) == 12
+        assert (store.scale, store.hr_size, store.lr_size) == (4, 16, 4)
         a = store.attrs
         assert (a["scale"], a["hr_size"], a["step"], a["source"], a["seed"]) == (
             4,

@@ -444,6 +444,21 @@ class PatchStore:
         return np.flatnonzero(self.image_id == int(image_id)).astype(np.int64)
 
     @property
+    def scale(self) -> int:
+        """Super-resolution factor (HR size / LR size)."""
+        return int(self.attrs["scale"])
+
+    @property
+    def hr_size(self) -> int:
+        """Side of an HR patch in pixels."""
+        return int(self.hr_shape[0])
+
+    @property
+    def lr_size(self) -> int:
+        """Side of an LR patch in pixels."""
+        return int(self.lr_shape[0])
+
+    @property
     def image_ids(self) -> np.ndarray:
         """Sorted unique image ids present in the store."""
         return np.unique(self.image_id)
