@@ -11,9 +11,11 @@ Layout:
   (-1 when no randomness was involved), ``compression``, and ``complete`` = True written last.
 
 Each patch is one HDF5 chunk (a random read touches exactly one chunk), compressed with LZF.
-Measured on 160 BSD100 256x256 HR patches (2 shared CPU cores, page cache): random single-patch
-reads LZF 2,490/s vs gzip-1 2,050/s and gzip-4 2,150/s; size 86 % vs 73 % of raw. Training reads
-random patches all day, so the faster decoder wins over the smaller file.
+Measured on BSD100 256x256 HR patches (2 shared CPU cores, page cache; bench/bench_data.py):
+random single-patch reads LZF 2,490/s vs gzip-1 2,050/s, gzip-4 2,150/s on a quiet machine and
+450/s vs 280/s, 360/s under load; size 86-87 % vs 73-75 % of raw. Training reads random patches
+all day, so the faster decoder wins over the smaller file. (LZF costs more to write, ~55 MB/s per
+core; the cropper therefore compresses in its worker processes.)
 
 Writers write to a temporary name in the same folder and rename on success, so a store that
 exists under its final name is complete; readers also check the ``complete`` marker.
