@@ -1,10 +1,15 @@
 """Crop every training image into aligned HR/LR patches in one HDF5 patch store."""
 
-from idc.data.crop import crop_images_to_store
+from idc.data.crop import DIV2K_TRAIN_PATCHES, crop_images_to_store
+from idc.data.download import verify_div2k_dir
 from idc.joblog import job_logging
 
 with job_logging(snakemake.log[0]):
     crop = snakemake.params.crop
+    div2k = snakemake.params.source == "div2k"
+    if div2k:  # a local copy used in place must be complete before hours of work start
+        verify_div2k_dir(snakemake.input.hr)
+    paper_crop = div2k and (crop["hr_size"], crop["step"], crop["thresh"], snakemake.params.scale) == (256, 128, 0, 4)
     crop_images_to_store(
         snakemake.input.hr,
         snakemake.output.store,
@@ -16,4 +21,5 @@ with job_logging(snakemake.log[0]):
         seed=snakemake.config["seed"],
         workers=snakemake.threads,
         source=snakemake.params.source,
+        expected_patches=DIV2K_TRAIN_PATCHES if paper_crop else None,
     )
