@@ -22,7 +22,6 @@ RESUME = f"{RESULTS}/resume"  # checkpoints of interrupted jobs; never a declare
 TRAIN = config["data"]["trainset"]
 SCALE = config["scale"]
 STORE = f"{RESULTS}/data/train_patches.h5"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def derived_seed(*keys):
@@ -73,12 +72,17 @@ def train_image_stems():
         from idc.data.demo import DEMO_TRAIN
 
         return sorted(DEMO_TRAIN)
-    folder = Path(train_hr_dir())
-    stems = sorted(
-        p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    from idc.data.images import list_images
+
+    # The same listing (and order) that gives the patch store its image ids.
+    try:
+        stems = [p.stem for p in list_images(train_hr_dir())]
+    except (OSError, ValueError) as err:
+        sys.exit(f"error: config key data.trainset.folder: {err}")
     if not stems:
-        sys.exit(f"error: config key data.trainset.folder: no images in {folder}")
+        sys.exit(
+            f"error: config key data.trainset.folder: no images in {train_hr_dir()}"
+        )
     return stems
 
 
