@@ -3,9 +3,11 @@
 The first centre is drawn uniformly with `rng`; every further centre is the candidate farthest
 (Euclidean) from its nearest chosen centre. Instead of the full N x N distance matrix, each step
 updates the per-candidate distance to the nearest centre with the distances to the newest centre
-only, computed in row chunks of at most `chunk_elements` feature values, so memory stays
-O(N + chunk) whatever N and D are (a 6,000-candidate group with pixel features fits easily), on
-the GPU when `device` says so. Ties go to the lowest index.
+only, as ||x||^2 - 2 x.c + ||c||^2 (one matrix-vector product; float64 by default so the
+expansion loses nothing that matters), in row chunks of at most `chunk_elements` feature values.
+Memory stays O(N D) for the features plus O(N) whatever the group size (a 6,000-candidate group
+with 12,288 pixel values per patch fits easily), on the GPU when `device` says so. Ties go to the
+lowest index.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def select_kcenter(
     rows_per_chunk = max(1, int(chunk_elements) // features.shape[1])
     with torch.no_grad():
         x = torch.tensor(features, dtype=dtype, device=torch_device)
+        squared_norms = (x * x).sum(dim=1)
         nearest = torch.full((n_candidates,), float("inf"), dtype=dtype, device=torch_device)
         newest = int(rng.integers(n_candidates))
         chosen = [newest]
@@ -49,7 +52,9 @@ def select_kcenter(
             centre = x[newest]
             for start in range(0, n_candidates, rows_per_chunk):
                 stop = min(start + rows_per_chunk, n_candidates)
-                block = ((x[start:stop] - centre) ** 2).sum(dim=1)
+                block = squared_norms[start:stop] - 2.0 * (x[start:stop] @ centre)
+                block += squared_norms[newest]
+                block.clamp_(min=0.0)  # rounding can dip below zero for (near-)duplicates
                 torch.minimum(nearest[start:stop], block, out=nearest[start:stop])
             # Chosen centres get -1: below any squared distance, and min() keeps it there.
             nearest[newest] = -1.0
