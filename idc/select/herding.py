@@ -9,8 +9,8 @@ its distance to the target t_i = (i + 1) mu - sum_{s in S} x_s, mu the mean of a
   paper's baselines are said to follow.
 
 Herding is deterministic: `rng` is accepted for the common interface but not used (ties go to
-the lowest index). Distances use ||x||^2 - 2 x.t + ||t||^2, so each step costs one (N, D) x (D,)
-product and memory stays O(N D).
+the lowest index). Points are ranked by ||x||^2 - 2 x.t (the squared distance to t less the
+constant ||t||^2), so each step costs one (N, D) x (D,) product and memory stays O(N D).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def select_herding(
         # torch.tensor copies, so the caller's array is never touched.
         x = torch.tensor(features, dtype=dtype, device=torch_device)
         mean = x.mean(dim=0)
-        squared_norms = (x * x).sum(dim=1)
+        squared_norms = torch.einsum("ij,ij->i", x, x)  # no (N, D) temporary
         selected = torch.zeros(n_candidates, dtype=torch.bool, device=torch_device)
         running_sum = torch.zeros_like(mean)
         # Selected points are excluded by a sentinel that never wins the arg-min / arg-max.
@@ -62,7 +62,8 @@ def select_herding(
         chosen: list[int] = []
         for step in range(n):
             target = (step + 1) * mean - running_sum
-            distances = squared_norms - 2.0 * (x @ target) + (target @ target)
+            # ||x - t||^2 less the constant ||t||^2, which changes no arg-min or arg-max.
+            distances = squared_norms - 2.0 * (x @ target)
             distances[selected] = sentinel
             if rule == "classic":
                 best = int(torch.argmin(distances).item())

@@ -44,7 +44,7 @@ def select_kcenter(
     rows_per_chunk = max(1, int(chunk_elements) // features.shape[1])
     with torch.no_grad():
         x = torch.tensor(features, dtype=dtype, device=torch_device)
-        squared_norms = (x * x).sum(dim=1)
+        squared_norms = torch.einsum("ij,ij->i", x, x)  # no (N, D) temporary
         nearest = torch.full((n_candidates,), float("inf"), dtype=dtype, device=torch_device)
         newest = int(rng.integers(n_candidates))
         chosen = [newest]
