@@ -13,7 +13,6 @@ from idc.archs import build_model, save_model
 from idc.cli import main as idc_main
 from idc.data.store import write_patch_store
 from idc.select import pixel_features, select_baseline, select_in_splits, teacher_features
-from idc.select.features import teacher_features as teacher_features_fn
 
 N_PATCHES = 40
 TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
@@ -89,7 +88,7 @@ def test_teacher_features_are_pooled_features_independent_of_batching() -> None:
         x = torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255
         direct = model.features(x).mean(dim=(2, 3)).numpy()
     for batch_size in (1, 3, 7, 100):
-        np.testing.assert_allclose(teacher_features_fn(model, lr, batch_size, "cpu"), direct, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(teacher_features(model, lr, batch_size, "cpu"), direct, rtol=1e-5, atol=1e-6)
 
 
 def test_pixel_features_scale_and_shape() -> None:

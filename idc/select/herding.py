@@ -15,8 +15,6 @@ constant ||t||^2), so each step costs one (N, D) x (D,) product and memory stays
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
@@ -26,8 +24,6 @@ from idc.select.validation import (
     resolve_device,
     resolve_dtype,
 )
-
-logger = logging.getLogger(__name__)
 
 HERDING_RULES = ("classic", "deepcore")
 

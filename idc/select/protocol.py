@@ -10,7 +10,9 @@ Counting conventions:
   most one. Each group's share is n_total * |group| / N, rounded by the largest-remainder
   method (ties to the earlier group), so shares sum exactly to n_total and never exceed a group.
 * Each group selects with its own generator, seeded from `rng` in group order; a group whose
-  share is zero selects nothing.
+  share is zero selects nothing. Everything a method computes happens inside the group: Herding
+  matches the group's mean, K-Center covers the group, DCSR thresholds at the group's mean (or
+  median) score and clusters the group's survivors.
 """
 
 from __future__ import annotations
