@@ -130,3 +130,16 @@ def test_select_command(store: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert record["hparams"] == {"threshold": "median", "n_clusters": 4}
     assert idc_main(args[:-4] + ["--hparam", "bogus=1"]) == 1
     assert "unknown hyper-parameter" in capsys.readouterr().err
+
+
+def test_teacher_features_crop_the_window_padding_of_swinir() -> None:
+    torch.manual_seed(0)
+    model = build_model("swinir_light_x4").eval()  # the default teacher's architecture
+    lr = np.random.default_rng(3).integers(0, 256, size=(2, 12, 20, 3), dtype=np.uint8)
+    with torch.no_grad():
+        fmap = model.features(torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255)
+    assert fmap.shape[-2:] == (16, 24)  # padded to the window size 8
+    expected = fmap[:, :, :12, :20].mean(dim=(2, 3)).numpy()
+    got = teacher_features(model, lr, batch_size=1, device="cpu")
+    assert got.shape == (2, 60)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
