@@ -1,0 +1,194 @@
+"""Workflow stage: patch store in, selected index array (.npy) plus a JSON sidecar out.
+
+The output `<out>.npy` holds the sorted int64 indices of the selected patches in the store;
+`<out>.json` beside it records the method, counts, seed, hyper-parameters, software versions and
+timings. Both files appear atomically (temporary name in the same folder, then `os.replace`),
+the sidecar first, so an index file under its final name always has its record.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+
+from idc import __version__
+from idc.select.features import pixel_features, teacher_features
+from idc.select.protocol import n_for_ratio, select_in_splits
+from idc.select.validation import resolve_device
+
+logger = logging.getLogger(__name__)
+
+FEATURE_SOURCES = ("teacher", "pixels")
+# Methods whose result depends on `features`; the others only need N (and DCSR the images).
+FEATURE_METHODS = ("herding", "kcenter")
+_READ_BLOCK = 4096  # patches per store read, so progress can be logged
+
+
+def _selector_hparams(select: Any) -> set[str]:
+    fixed = {"features", "n", "rng", "images"}
+    return {
+        name
+        for name, parameter in inspect.signature(select).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in fixed
+    }
+
+
+def _read_all_lr(store: Any) -> np.ndarray:
+    n_patches = len(store)
+    lr = np.empty((n_patches,) + tuple(store.lr_shape), dtype=np.uint8)
+    started = time.perf_counter()
+    for start in range(0, n_patches, _READ_BLOCK):
+        stop = min(start + _READ_BLOCK, n_patches)
+        lr[start:stop] = store.read_lr(np.arange(start, stop))
+        logger.info("read LR patches %d/%d (%.1f s)", stop, n_patches, time.perf_counter() - started)
+    return lr
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def software_versions() -> dict[str, str]:
+    return {
+        "idc": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def select_baseline(
+    *,
+    store_path: str | os.PathLike,
+    method: str,
+    ratio: float,
+    out_path: str | os.PathLike,
+    seed: int,
+    n_splits: int = 20,
+    feature_source: str = "teacher",
+    teacher_path: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    **hparams: Any,
+) -> Path:
+    """Select ratio x N patches of the store with `method` under the 20-group protocol.
+
+    Writes the sorted int64 indices to `out_path` (.npy) and a sidecar `out_path` with suffix
+    .json; returns `out_path`. `feature_source` and `teacher_path` matter for Herding and
+    K-Center only; `hparams` go to the selector (e.g. ``rule="deepcore"``, ``threshold="median"``).
+    """
+    from idc.select import SELECTORS  # the package imports this module
+
+    started = time.perf_counter()
+    if method not in SELECTORS:
+        raise ValueError(f"unknown selection method {method!r}; known: {sorted(SELECTORS)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
+    if int(n_splits) < 1:
+        raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+    if feature_source not in FEATURE_SOURCES:
+        raise ValueError(f"feature_source must be one of {FEATURE_SOURCES}, got {feature_source!r}")
+    out_path = Path(out_path)
+    if out_path.suffix != ".npy":
+        raise ValueError(f"out_path must end in .npy, got {out_path}")
+    select = SELECTORS[method]
+    unknown = set(hparams) - _selector_hparams(select)
+    if unknown:
+        raise ValueError(
+            f"{method}: unknown hyper-parameter(s) {sorted(unknown)}; "
+            f"accepted: {sorted(_selector_hparams(select))}"
+        )
+    uses_features = method in FEATURE_METHODS
+    uses_teacher = uses_features and feature_source == "teacher"
+    if uses_teacher:
+        if teacher_path is None:
+            raise ValueError(f"{method} with feature_source='teacher' needs teacher_path")
+        if not Path(teacher_path).is_file():
+            raise FileNotFoundError(f"teacher model not found: {teacher_path}")
+    torch_device = resolve_device(device)
+    if "device" in _selector_hparams(select):
+        hparams.setdefault("device", str(torch_device))
+
+    from idc.data.store import PatchStore
+
+    with PatchStore(store_path) as store:
+        n_candidates = len(store)
+        n_total = n_for_ratio(n_candidates, ratio)
+        logger.info("%s: selecting %d of %d patches from %s", method, n_total, n_candidates, store_path)
+        lr = _read_all_lr(store)
+        store_source = store.attrs.get("source", "")
+
+    feature_started = time.perf_counter()
+    if not uses_features:
+        features = np.zeros((n_candidates, 0), dtype=np.float32)  # only N matters
+    elif feature_source == "pixels":
+        features = pixel_features(lr)
+    else:
+        from idc.archs import load_model
+
+        model = load_model(teacher_path)
+        features = teacher_features(model, lr, batch_size=batch_size, device=torch_device)
+    feature_seconds = time.perf_counter() - feature_started
+
+    select_started = time.perf_counter()
+    indices = select_in_splits(
+        method,
+        features,
+        n_total,
+        rng=np.random.default_rng(int(seed)),
+        n_splits=int(n_splits),
+        images=lr if method == "dcsr" else None,
+        **hparams,
+    )
+    select_seconds = time.perf_counter() - select_started
+
+    record = {
+        "method": method,
+        "n": int(indices.size),
+        "n_candidates": int(n_candidates),
+        "ratio": float(ratio),
+        "seed": int(seed),
+        "n_splits": int(n_splits),
+        "feature_source": feature_source if uses_features else None,
+        "feature_dim": int(features.shape[1]) if uses_features else None,
+        "teacher_path": str(teacher_path) if uses_teacher else None,
+        "hparams": {key: (value if isinstance(value, (int, float, str, bool)) else str(value))
+                    for key, value in hparams.items()},
+        "store": str(store_path),
+        "store_source": store_source,
+        "device": str(torch_device),
+        "versions": software_versions(),
+        "seconds": {
+            "features": round(feature_seconds, 3),
+            "selection": round(select_seconds, 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(
+        out_path.with_suffix(".json"),
+        lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()),
+    )
+    _write_atomic(out_path, lambda handle: np.save(handle, indices))
+    logger.info("%s: wrote %d indices to %s (%.1f s)", method, indices.size, out_path, record["seconds"]["total"])
+    return out_path
