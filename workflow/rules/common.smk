@@ -239,6 +239,7 @@ def selection_params(wc):
     if spec["method"] == "dcsr":
         params["threshold"] = cfg["dcsr_threshold"]
         params["n_clusters"] = cfg["dcsr_clusters"]
+        params["allocation"] = cfg["dcsr_allocation"]
     return params
 
 
