@@ -183,3 +183,15 @@ def load_official_weights(model: nn.Module, path_or_dict: str | os.PathLike | Ma
                          f"({len(unexpected)}), shape mismatch {wrong[:5]}")
     model.load_state_dict(state, strict=False)
     return model
+
+
+def import_official_weights(src: str | os.PathLike, dst: str | os.PathLike, model: str,
+                            param_key: str | None = None, **overrides: Any) -> Path:
+    """Convert a released checkpoint into this package's format: build `model` (architecture or
+    preset name, `overrides` applied), load `src` strictly, write `dst` with `save_model`."""
+    from idc.archs.registry import resolve
+
+    arch, kwargs = resolve(model, **overrides)
+    network = build_model(arch, **kwargs)
+    load_official_weights(network, src, param_key=param_key)
+    return save_model(dst, network, arch, kwargs, extra_metadata={"imported_from": Path(src).name})
