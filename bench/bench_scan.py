@@ -79,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, nargs="*", default=[DEFAULT_CHUNK])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     inputs = make_inputs(args.batch, args.dim, args.state, args.length, args.device)
     shape = f"B={args.batch} D={args.dim} N={args.state} L={args.length}"

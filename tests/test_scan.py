@@ -55,7 +55,7 @@ def test_vectorised_equals_sequential_float64(shape, layout) -> None:
     weight = torch.randn(shape[0], shape[1], shape[3], generator=torch.Generator().manual_seed(9),
                          dtype=torch.float64)
     ref, ref_grads = _run(selective_scan_sequential, t, weight)
-    for chunk in (1, 4, 32):
+    for chunk in (1, 4, 32, 64):
         out, grads = _run(selective_scan_vectorised, t, weight, chunk=chunk)
         assert (out - ref).abs().max().item() < 1e-10
         for name, g in grads.items():

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 # Chunk length of the parallel scan: log2(T) full-tensor steps plus L/T small carry steps.
-DEFAULT_CHUNK = 32
+DEFAULT_CHUNK = 64
 
 _CUDA_KERNEL: Callable | None = None
 _CUDA_KERNEL_TRIED = False
