@@ -90,6 +90,9 @@ def test_load_model_errors_name_the_file(tmp_path) -> None:
         load_model(garbage)
     with pytest.raises(ValueError, match="not an architecture"):
         save_model(tmp_path / "x.safetensors", model, "edsr_baseline_x4", {})
+    with pytest.raises(ValueError, match="JSON"):
+        save_model(tmp_path / "x.safetensors", model, "edsr", {"rgb_mean": torch.zeros(3)})
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_official_checkpoint_dicts_load(tmp_path, fixtures_dir) -> None:

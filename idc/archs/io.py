@@ -51,12 +51,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Map
     if name not in ARCHITECTURES:
         raise ValueError(f"save_model: {name!r} is not an architecture name ({', '.join(ARCHITECTURES)})")
     path = Path(path)
-    metadata = {
-        "format": FORMAT_TAG,
-        "arch": name,
-        "kwargs": json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True),
-        "torch": torch.__version__,
-    }
+    try:
+        kwargs_json = json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True)
+    except TypeError as err:
+        raise ValueError(f"save_model: constructor kwargs must be JSON values (numbers, strings, lists): {err}") from err
+    metadata = {"format": FORMAT_TAG, "arch": name, "kwargs": kwargs_json, "torch": torch.__version__}
     if extra_metadata:
         clash = set(extra_metadata) & set(metadata)
         if clash:
