@@ -57,8 +57,10 @@ def test_16bit_refused(tmp_path: Path) -> None:
     import zlib
 
     raw = b"".join(b"\x00" + b"\x12\x34" * 3 * 2 for _ in range(2))
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     (tmp_path / "rgb16.png").write_bytes(png)
@@ -85,7 +87,11 @@ def test_list_images(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no images"):
         list_images(tmp_path)
     for name in ("b.png", "a.png", "c.jpg"):
-        write_png(tmp_path / name, _rgb()) if name.endswith(".png") else Image.fromarray(_rgb()).save(tmp_path / name)
+        (
+            write_png(tmp_path / name, _rgb())
+            if name.endswith(".png")
+            else Image.fromarray(_rgb()).save(tmp_path / name)
+        )
     (tmp_path / ".hidden").write_text("x")
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png", "c.jpg"]
     (tmp_path / "readme.txt").write_text("x")

@@ -26,7 +26,9 @@ def _patches(n: int = 12, hr: int = 16, scale: int = 4, seed: int = 0):
 def test_schema_and_attrs(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches()
     path = tmp_path / "p.h5"
-    with PatchStoreWriter(path, scale=4, hr_size=16, step=8, source="unit", seed=7, extra_attrs={"k": [1, 2]}) as w:
+    with PatchStoreWriter(
+        path, scale=4, hr_size=16, step=8, source="unit", seed=7, extra_attrs={"k": [1, 2]}
+    ) as w:
         w.append(lr[:5], hr[:5], ids[:5], org[:5])
         w.append(lr[5:], hr[5:], ids[5:], org[5:])
     assert [p.name for p in tmp_path.iterdir()] == ["p.h5"]
@@ -38,8 +40,15 @@ def test_schema_and_attrs(tmp_path: Path) -> None:
         assert f["hr"].maxshape[0] is None
     with PatchStore(path) as store:
         assert len(store) == 12
+        assert (store.scale, store.hr_size, store.lr_size) == (4, 16, 4)
         a = store.attrs
-        assert (a["scale"], a["hr_size"], a["step"], a["source"], a["seed"]) == (4, 16, 8, "unit", 7)
+        assert (a["scale"], a["hr_size"], a["step"], a["source"], a["seed"]) == (
+            4,
+            16,
+            8,
+            "unit",
+            7,
+        )
         assert a["created_by"].endswith(__version__) and a["complete"] is True
         assert np.array_equal(store.image_id, ids) and np.array_equal(store.origin, org)
         assert np.array_equal(store.indices_of_image(1), [4, 5, 6, 7])
@@ -50,11 +59,20 @@ def test_random_access_any_order(tmp_path: Path) -> None:
     path = write_patch_store(tmp_path / "p.h5", lr, hr, ids, org, step=8, source="unit", seed=0)
     store = PatchStore(path)
     rng = np.random.default_rng(3)
-    for idx in ([3], [7, 2, 2, 29, 0, 7], rng.integers(0, 30, 50), np.arange(30)[::-1], [], [10, 11, 12, 20]):
+    for idx in (
+        [3],
+        [7, 2, 2, 29, 0, 7],
+        rng.integers(0, 30, 50),
+        np.arange(30)[::-1],
+        [],
+        [10, 11, 12, 20],
+    ):
         idx = np.asarray(idx, dtype=np.int64)
         lr_r, hr_r = store.read(idx)
         assert np.array_equal(lr_r, lr[idx]) and np.array_equal(hr_r, hr[idx])
-        assert np.array_equal(store.read_hr(idx), hr[idx]) and np.array_equal(store.read_lr(idx), lr[idx])
+        assert np.array_equal(store.read_hr(idx), hr[idx]) and np.array_equal(
+            store.read_lr(idx), lr[idx]
+        )
     with pytest.raises(IndexError):
         store.read([30])
     with pytest.raises(IndexError):
@@ -75,7 +93,9 @@ def test_exception_leaves_nothing(tmp_path: Path) -> None:
 
 def test_bad_batches_rejected(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches()
-    with PatchStoreWriter(tmp_path / "p.h5", scale=4, hr_size=16, step=8, source="", seed=None) as w:
+    with PatchStoreWriter(
+        tmp_path / "p.h5", scale=4, hr_size=16, step=8, source="", seed=None
+    ) as w:
         with pytest.raises(ValueError, match="uint8"):
             w.append(lr.astype(np.float32), hr, ids, org)
         with pytest.raises(ValueError, match="hr batch"):
@@ -135,3 +155,51 @@ def test_reads_in_worker_processes(tmp_path: Path) -> None:
         outs = pool.map(_read_in_child, [(store, [i, 19 - i]) for i in range(6)])
     for i, out in enumerate(outs):
         assert np.array_equal(out, hr[[i, 19 - i]])
+
+
+def test_append_store_copies_chunks(tmp_path: Path) -> None:
+    lr, hr, ids, org = _patches(10)
+    part_a = write_patch_store(
+        tmp_path / "a.h5", lr[:4], hr[:4], ids[:4], org[:4], step=8, source="", seed=0
+    )
+    part_b = write_patch_store(
+        tmp_path / "b.h5", lr[4:], hr[4:], ids[4:], org[4:], step=8, source="", seed=0
+    )
+    with PatchStoreWriter(tmp_path / "all.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
+        assert w.append_store(part_a) == 4
+        w.append(lr[4:5], hr[4:5], ids[4:5], org[4:5])
+        assert w.append_store(part_b) == 6
+    store = PatchStore(tmp_path / "all.h5")
+    order = np.r_[0:4, 4, 4:10]
+    lr_r, hr_r = store.read(np.arange(11))
+    assert np.array_equal(lr_r, lr[order]) and np.array_equal(hr_r, hr[order])
+    assert np.array_equal(store.image_id, ids[order]) and np.array_equal(store.origin, org[order])
+    other = write_patch_store(
+        tmp_path / "o.h5", lr[:, :2, :2], hr[:, :8, :8], ids, org, source="", seed=0
+    )
+    with PatchStoreWriter(tmp_path / "x.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
+        with pytest.raises(ValueError, match="do not match"):
+            w.append_store(other)
+
+
+class _HRDataset:
+    def __init__(self, store: PatchStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int):
+        return self.store.read_hr([i])[0]
+
+
+def test_torch_dataloader_workers(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    lr, hr, ids, org = _patches(16)
+    store = PatchStore(write_patch_store(tmp_path / "p.h5", lr, hr, ids, org, source="", seed=0))
+    store.read([0])
+    loader = torch.utils.data.DataLoader(
+        _HRDataset(store), batch_size=4, num_workers=2, shuffle=False
+    )
+    got = torch.cat(list(loader)).numpy()
+    assert np.array_equal(got, hr)

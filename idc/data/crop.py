@@ -12,10 +12,15 @@ holds under its HR patch (not a resize of the HR patch, whose borders would diff
 
 from __future__ import annotations
 
+import itertools
 import logging
+import multiprocessing as mp
 import os
+import shutil
+import tempfile
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,7 @@ from tqdm.auto import tqdm
 
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import imresize_uint8, modcrop
-from idc.data.store import PatchStoreWriter
+from idc.data.store import PatchStoreWriter, write_patch_store
 
 __all__ = [
     "DIV2K_TRAIN_PATCHES",
@@ -41,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 # DIV2K train HR (800 images), HR crop 256, step 128, thresh 0: the paper's number of pairs.
 DIV2K_TRAIN_PATCHES = 120_765
+LOG_EVERY_S = 30.0  # progress log period
 
 
 def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -50,7 +56,9 @@ def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[i
     leaves more than ``thresh`` pixels uncovered. Raises ValueError when ``length < crop``.
     """
     if crop < 1 or step < 1 or thresh < 0:
-        raise ValueError(f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})")
+        raise ValueError(
+            f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})"
+        )
     if length < crop:
         raise ValueError(f"crop_positions: side of {length} px is smaller than the crop {crop}")
     positions = list(range(0, length - crop + 1, step))
@@ -68,11 +76,17 @@ def find_lr_file(lr_dir: Path, hr_path: Path, scale: int) -> Path:
     """LR file for ``hr_path`` in ``lr_dir``: ``<stem>x<scale><suffix>`` (DIV2K and benchmark
     naming, suffix of the HR file or .png), else ``<stem><suffix>``; FileNotFoundError otherwise."""
     stem = hr_path.stem
-    candidates = [lr_dir / f"{stem}x{scale}{hr_path.suffix}", lr_dir / f"{stem}x{scale}.png", lr_dir / hr_path.name]
+    candidates = [
+        lr_dir / f"{stem}x{scale}{hr_path.suffix}",
+        lr_dir / f"{stem}x{scale}.png",
+        lr_dir / hr_path.name,
+    ]
     for cand in candidates:
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})")
+    raise FileNotFoundError(
+        f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})"
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class _Job:
     hr_size: int
     step: int
     thresh: int
+    image_id: int
+    spool_dir: Path | None  # where a worker writes its compressed patches (None: return arrays)
 
 
 def crop_image_pair(
@@ -98,7 +114,9 @@ def crop_image_pair(
     if lr is None:
         lr = imresize_uint8(hr, 1.0 / scale)
     if lr.shape != (hr.shape[0] // scale, hr.shape[1] // scale, 3):
-        raise ValueError(f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}")
+        raise ValueError(
+            f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}"
+        )
     rows = crop_positions(hr.shape[0], hr_size, step, thresh)
     cols = crop_positions(hr.shape[1], hr_size, step, thresh)
     lr_size = hr_size // scale
@@ -116,34 +134,68 @@ def crop_image_pair(
     return lr_out, hr_out, origins
 
 
-def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Worker: read one HR (and LR) image and crop it."""
+def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
+    """Worker: read one HR (and LR) image and crop it. With a spool folder the patches are
+    written (and so compressed, in this worker) to a small store there, and its path returned."""
     hr = read_image(job.hr_path)
     lr = read_image(job.lr_path) if job.lr_path is not None else None
     try:
-        return crop_image_pair(hr, lr, scale=job.scale, hr_size=job.hr_size, step=job.step, thresh=job.thresh)
+        lr_p, hr_p, origins = crop_image_pair(
+            hr, lr, scale=job.scale, hr_size=job.hr_size, step=job.step, thresh=job.thresh
+        )
     except ValueError as err:
         raise ValueError(f"{job.hr_path}: {err}") from None
+    if job.spool_dir is None:
+        return lr_p, hr_p, origins
+    return write_patch_store(
+        job.spool_dir / f"{job.image_id:06d}.h5",
+        lr_p,
+        hr_p,
+        job.image_id,
+        origins,
+        scale=job.scale,
+        hr_size=job.hr_size,
+        step=job.step,
+        source=str(job.hr_path),
+        seed=None,
+    )
 
 
-def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
-    """``map`` in input order over a process pool, at most ``2 * workers`` results in flight
-    (bounded memory: finished patches are written before more images are decoded)."""
+def _process_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker pool for cropping, or None for in-process work.
+
+    Fork where the platform has it: the children inherit the imported modules without
+    re-executing the caller's main script (which a Snakemake ``script:`` would be under spawn).
+    """
     if workers <= 1:
-        yield from map(func, items)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[Any]] = deque()
-        it: Iterable[Any] = iter(items)
-        for item in it:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= 2 * workers:
-                break
+        return None
+    methods = mp.get_all_start_methods()
+    context = mp.get_context("fork" if "fork" in methods else methods[0])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def _ordered_map(
+    func: Callable[[Any], Any], items: list[Any], pool: ProcessPoolExecutor | None, window: int
+) -> Iterator[Any]:
+    """``map`` in input order over ``pool``, at most ``window`` results in flight (bounded
+    memory: finished patches are written before more images are decoded).
+
+    The first ``window`` jobs are submitted before this returns, so the pool's processes exist
+    before the caller opens its output file (no HDF5 handle is inherited by a forked worker).
+    """
+    if pool is None:
+        return map(func, items)
+    it: Iterator[Any] = iter(items)
+    pending: deque[Future[Any]] = deque(pool.submit(func, x) for x in itertools.islice(it, window))
+
+    def results() -> Iterator[Any]:
         for item in it:
             yield pending.popleft().result()
             pending.append(pool.submit(func, item))
         while pending:
             yield pending.popleft().result()
+
+    return results()
 
 
 def _validate_inputs(
@@ -157,7 +209,9 @@ def _validate_inputs(
         h, w = image_size(hr_path)
         h_mod, w_mod = h - h % scale, w - w % scale
         if h_mod < hr_size or w_mod < hr_size:
-            raise ValueError(f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}")
+            raise ValueError(
+                f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}"
+            )
         total += count_patches(h_mod, w_mod, hr_size, step, thresh)
         if lr_dir is None:
             lr_files.append(None)
@@ -204,32 +258,148 @@ def crop_images_to_store(
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
     hr_files = list_images(hr_dir)
-    lr_files, total = _validate_inputs(hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)
+    lr_files, total = _validate_inputs(
+        hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
+    )
     if expected_patches is not None and total != expected_patches:
         raise ValueError(
             f"{hr_dir}: {len(hr_files)} images give {total} patches at {hr_size}/{step}, expected {expected_patches}"
         )
     logger.info(
         "cropping %d images from %s into %d patch pairs (HR %d, step %d, x%d, LR from %s, %d workers)",
-        len(hr_files), hr_dir, total, hr_size, step, scale, lr_dir_p or "imresize", workers,
+        len(hr_files),
+        hr_dir,
+        total,
+        hr_size,
+        step,
+        scale,
+        lr_dir_p or "imresize",
+        workers,
     )
-    jobs = [_Job(h, l, scale, hr_size, step, thresh) for h, l in zip(hr_files, lr_files)]
+    # With several workers, compression (the costliest part of writing) happens in the workers:
+    # they spool small compressed stores next to the output, the writer copies their chunks.
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    spool = (
+        Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent))
+        if workers > 1
+        else None
+    )
+    jobs = [
+        _Job(h, l, scale, hr_size, step, thresh, i, spool)
+        for i, (h, l) in enumerate(zip(hr_files, lr_files))
+    ]
     extra = {
         "thresh": int(thresh),
         "lr_size": hr_size // scale,
-        "lr_source": f"files in {lr_dir_p}" if lr_dir_p is not None else "MATLAB bicubic imresize of the HR image",
+        "lr_source": (
+            f"files in {lr_dir_p}"
+            if lr_dir_p is not None
+            else "MATLAB bicubic imresize of the HR image"
+        ),
         "hr_dir": str(hr_dir),
         "n_images": len(hr_files),
     }
-    with PatchStoreWriter(
-        out_path, scale=scale, hr_size=hr_size, step=step, source=source or str(hr_dir), seed=seed, extra_attrs=extra
-    ) as writer:
-        writer.write_array("image_name", [p.name for p in hr_files])
-        results = _ordered_map(_crop_job, jobs, workers)
-        with tqdm(total=len(jobs), desc="crop", unit="img", mininterval=2.0) as bar:
-            for image_id, (lr_p, hr_p, origins) in enumerate(results):
-                writer.append(lr_p, hr_p, image_id, origins)
-                bar.update(1)
-        if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
-            raise ValueError(f"{hr_dir}: cropped {len(writer)} patches, headers announced {total}")
+    try:
+        _write_store(
+            out_path,
+            jobs,
+            workers,
+            total,
+            scale=scale,
+            hr_size=hr_size,
+            step=step,
+            source=source or str(hr_dir),
+            seed=seed,
+            extra=extra,
+            names=[p.name for p in hr_files],
+        )
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
+    logger.info("wrote %d patch pairs from %d images to %s", total, len(hr_files), out_path)
     return out_path
+
+
+def _write_store(
+    out_path: Path,
+    jobs: list[_Job],
+    workers: int,
+    total: int,
+    *,
+    scale: int,
+    hr_size: int,
+    step: int,
+    source: str,
+    seed: int | None,
+    extra: dict[str, Any],
+    names: list[str],
+) -> None:
+    """Run the crop jobs and write their patches, in image order, into one store."""
+    pool = _process_pool(workers)
+    try:
+        results = _ordered_map(_crop_job, jobs, pool, window=2 * workers)
+        _write_results(
+            out_path,
+            results,
+            len(jobs),
+            total,
+            scale=scale,
+            hr_size=hr_size,
+            step=step,
+            source=source,
+            seed=seed,
+            extra=extra,
+            names=names,
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_results(
+    out_path: Path,
+    results: Iterator[Any],
+    n_jobs: int,
+    total: int,
+    *,
+    scale: int,
+    hr_size: int,
+    step: int,
+    source: str,
+    seed: int | None,
+    extra: dict[str, Any],
+    names: list[str],
+) -> None:
+    with PatchStoreWriter(
+        out_path,
+        scale=scale,
+        hr_size=hr_size,
+        step=step,
+        source=source,
+        seed=seed,
+        extra_attrs=extra,
+    ) as writer:
+        writer.write_array("image_name", names)
+        # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
+        last_log = time.monotonic()
+        with tqdm(total=n_jobs, desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
+            for image_id, result in enumerate(results):
+                if isinstance(result, Path):
+                    writer.append_store(result)
+                    result.unlink()
+                else:
+                    writer.append(*result[:2], image_id, result[2])
+                bar.update(1)
+                if time.monotonic() - last_log >= LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    logger.info(
+                        "cropped %d/%d images, %d/%d patch pairs",
+                        image_id + 1,
+                        n_jobs,
+                        len(writer),
+                        total,
+                    )
+        if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
+            raise ValueError(
+                f"{out_path}: cropped {len(writer)} patches, headers announced {total}"
+            )

@@ -137,7 +137,9 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
         raise ValueError(f"write_png: expected HxW or HxWx3, got shape {img.shape} for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=compress_level)
+    Image.fromarray(np.ascontiguousarray(img)).save(
+        buf, format="PNG", compress_level=compress_level
+    )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -162,7 +164,9 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}")
+            raise ValueError(
+                f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}"
+            )
     if not files:
         raise ValueError(f"no images in folder: {directory}")
     return files

@@ -11,9 +11,11 @@ Layout:
   (-1 when no randomness was involved), ``compression``, and ``complete`` = True written last.
 
 Each patch is one HDF5 chunk (a random read touches exactly one chunk), compressed with LZF.
-Measured on 160 BSD100 256x256 HR patches (2 shared CPU cores, page cache): random single-patch
-reads LZF 2,490/s vs gzip-1 2,050/s and gzip-4 2,150/s; size 86 % vs 73 % of raw. Training reads
-random patches all day, so the faster decoder wins over the smaller file.
+Measured on BSD100 256x256 HR patches (2 shared CPU cores, page cache; bench/bench_data.py):
+random single-patch reads LZF 2,490/s vs gzip-1 2,050/s, gzip-4 2,150/s on a quiet machine and
+450/s vs 280/s, 360/s under load; size 86-87 % vs 73-75 % of raw. Training reads random patches
+all day, so the faster decoder wins over the smaller file. (LZF costs more to write, ~55 MB/s per
+core; the cropper therefore compresses in its worker processes.)
 
 Writers write to a temporary name in the same folder and rename on success, so a store that
 exists under its final name is complete; readers also check the ``complete`` marker.
@@ -111,8 +113,12 @@ class PatchStoreWriter:
                     dtype=np.uint8,
                     compression=COMPRESSION,
                 )
-            f.create_dataset("image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64)
-            f.create_dataset("origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64)
+            f.create_dataset(
+                "image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64
+            )
+            f.create_dataset(
+                "origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64
+            )
             attrs = {
                 "scale": self.scale,
                 "hr_size": self.hr_size,
@@ -126,7 +132,9 @@ class PatchStoreWriter:
             }
             for key, value in (extra_attrs or {}).items():
                 if key in attrs or key == "complete":
-                    raise ValueError(f"patch store {path}: extra attr {key!r} clashes with a schema attr")
+                    raise ValueError(
+                        f"patch store {path}: extra attr {key!r} clashes with a schema attr"
+                    )
                 attrs[key] = value
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
@@ -152,7 +160,9 @@ class PatchStoreWriter:
         hr = np.asarray(hr)
         n = hr.shape[0] if hr.ndim == 4 else -1
         if lr.dtype != np.uint8 or hr.dtype != np.uint8:
-            raise ValueError(f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}")
+            raise ValueError(
+                f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}"
+            )
         if hr.shape[1:] != (self.hr_size, self.hr_size, 3) or hr.ndim != 4:
             raise ValueError(
                 f"patch store {self.path}: hr batch must be (n,{self.hr_size},{self.hr_size},3), got {hr.shape}"
@@ -175,6 +185,50 @@ class PatchStoreWriter:
             ds[start:stop] = data
         self._n = stop
 
+    def append_store(self, path: str | os.PathLike) -> int:
+        """Append every patch of another complete store (same scale and sizes); returns the count.
+
+        Compressed chunks are copied as they are (no decompress/recompress) when the chunking and
+        compression match, which lets worker processes compress in parallel: each writes a small
+        store, the single writer process only concatenates bytes.
+        """
+        if self._file is None:
+            raise ValueError(f"patch store {self.path}: writer is closed")
+        source = PatchStore(path)  # validates schema and completion marker
+        if source.hr_shape != (self.hr_size, self.hr_size, 3) or source.lr_shape != (
+            self.lr_size,
+            self.lr_size,
+            3,
+        ):
+            raise ValueError(
+                f"patch store {path}: patch shapes {source.lr_shape}/{source.hr_shape} do not match {self.path}"
+            )
+        n = len(source)
+        start, stop = self._n, self._n + n
+        with h5py.File(source.path, "r") as src:
+            for name in ("lr", "hr"):
+                s_ds, d_ds = src[name], self._file[name]
+                d_ds.resize(stop, axis=0)
+                same_layout = (
+                    s_ds.chunks == d_ds.chunks
+                    and s_ds.compression == d_ds.compression
+                    and s_ds.compression_opts == d_ds.compression_opts
+                    and s_ds.chunks[0] == 1
+                )
+                if same_layout:
+                    tail = (0,) * (s_ds.ndim - 1)
+                    for i in range(n):
+                        mask, chunk = s_ds.id.read_direct_chunk((i, *tail))
+                        d_ds.id.write_direct_chunk((start + i, *tail), chunk, mask)
+                else:
+                    d_ds[start:stop] = s_ds[...]
+        for name, data in (("image_id", source.image_id), ("origin", source.origin)):
+            ds = self._file[name]
+            ds.resize(stop, axis=0)
+            ds[start:stop] = data
+        self._n = stop
+        return n
+
     def write_array(self, name: str, data: np.ndarray | list[str]) -> None:
         """Store an extra dataset (e.g. ``image_name``: file name per image id)."""
         if self._file is None:
@@ -182,7 +236,9 @@ class PatchStoreWriter:
         if name in ("lr", "hr", "image_id", "origin"):
             raise ValueError(f"patch store {self.path}: {name!r} is written by append()")
         if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
-            self._file.create_dataset(name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype())
+            self._file.create_dataset(
+                name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype()
+            )
         else:
             self._file.create_dataset(name, data=np.asarray(data))
 
@@ -199,7 +255,7 @@ class PatchStoreWriter:
         except BaseException:
             self._abort()
             raise
-        logger.info("wrote %d patch pairs to %s", self._n, self.path)
+        logger.debug("wrote %d patch pairs to %s", self._n, self.path)
         return self.path
 
     def _abort(self) -> None:
@@ -245,7 +301,9 @@ class PatchStore:
         try:
             f = h5py.File(self.path, "r")
         except OSError as err:
-            raise ValueError(f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}") from None
+            raise ValueError(
+                f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}"
+            ) from None
         with f:
             self._validate(f)
             self.attrs: dict[str, Any] = {k: _python_value(v) for k, v in f.attrs.items()}
@@ -255,7 +313,9 @@ class PatchStore:
             self.hr_shape: tuple[int, ...] = tuple(f["hr"].shape[1:])
             self._len = int(f["hr"].shape[0])
             if "image_name" in f:
-                self.image_names: list[str] | None = [_python_value(x) for x in f["image_name"][...]]
+                self.image_names: list[str] | None = [
+                    _python_value(x) for x in f["image_name"][...]
+                ]
             else:
                 self.image_names = None
         self._file: h5py.File | None = None
@@ -264,7 +324,9 @@ class PatchStore:
     def _validate(self, f: h5py.File) -> None:
         where = f"patch store {self.path}"
         if not bool(f.attrs.get("complete", False)):
-            raise ValueError(f"{where} is incomplete (no completion marker: half-written or interrupted)")
+            raise ValueError(
+                f"{where} is incomplete (no completion marker: half-written or interrupted)"
+            )
         for name in ("lr", "hr", "image_id", "origin"):
             if name not in f:
                 raise ValueError(f"{where} lacks dataset {name!r}")
@@ -273,17 +335,28 @@ class PatchStore:
             raise ValueError(f"{where} lacks attrs {missing}")
         lr, hr, ids, org = f["lr"], f["hr"], f["image_id"], f["origin"]
         if lr.dtype != np.uint8 or hr.dtype != np.uint8 or lr.ndim != 4 or hr.ndim != 4:
-            raise ValueError(f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}")
+            raise ValueError(
+                f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}"
+            )
         n = hr.shape[0]
         if lr.shape[0] != n or ids.shape != (n,) or org.shape != (n, 2):
             raise ValueError(
                 f"{where}: inconsistent lengths lr {lr.shape}, hr {hr.shape}, image_id {ids.shape}, origin {org.shape}"
             )
         scale = int(f.attrs["scale"])
-        if hr.shape[3] != 3 or lr.shape[3] != 3 or hr.shape[1] != lr.shape[1] * scale or hr.shape[2] != lr.shape[2] * scale:
-            raise ValueError(f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}")
+        if (
+            hr.shape[3] != 3
+            or lr.shape[3] != 3
+            or hr.shape[1] != lr.shape[1] * scale
+            or hr.shape[2] != lr.shape[2] * scale
+        ):
+            raise ValueError(
+                f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}"
+            )
         if "n_patches" in f.attrs and int(f.attrs["n_patches"]) != n:
-            raise ValueError(f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)")
+            raise ValueError(
+                f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)"
+            )
 
     # -- lazy per-process handle -------------------------------------------------------------
     def _handle(self) -> h5py.File:
@@ -322,7 +395,9 @@ class PatchStore:
         return self._len
 
     def __repr__(self) -> str:
-        return f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        return (
+            f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        )
 
     # -- reads --------------------------------------------------------------------------------
     def _index_array(self, indices: Any) -> np.ndarray:
@@ -371,6 +446,21 @@ class PatchStore:
         return np.flatnonzero(self.image_id == int(image_id)).astype(np.int64)
 
     @property
+    def scale(self) -> int:
+        """Super-resolution factor (HR size / LR size)."""
+        return int(self.attrs["scale"])
+
+    @property
+    def hr_size(self) -> int:
+        """Side of an HR patch in pixels."""
+        return int(self.hr_shape[0])
+
+    @property
+    def lr_size(self) -> int:
+        """Side of an LR patch in pixels."""
+        return int(self.lr_shape[0])
+
+    @property
     def image_ids(self) -> np.ndarray:
         """Sorted unique image ids present in the store."""
         return np.unique(self.image_id)
@@ -400,10 +490,18 @@ def write_patch_store(
         hr_size = hr.shape[1]
     if scale is None:
         if lr.shape[1] == 0 or hr.shape[1] % lr.shape[1]:
-            raise ValueError(f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}")
+            raise ValueError(
+                f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}"
+            )
         scale = hr.shape[1] // lr.shape[1]
     with PatchStoreWriter(
-        path, scale=scale, hr_size=hr_size, step=step, source=source, seed=seed, extra_attrs=extra_attrs
+        path,
+        scale=scale,
+        hr_size=hr_size,
+        step=step,
+        source=source,
+        seed=seed,
+        extra_attrs=extra_attrs,
     ) as writer:
         writer.append(lr, hr, image_id, origin)
     return Path(path)
