@@ -31,6 +31,9 @@ TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
 # drop_path makes the training forward consume the global torch RNG, which a resume must restore.
 TINY_SWINIR = dict(upscale=4, img_size=8, window_size=4, depths=[2], embed_dim=8, num_heads=[2], mlp_ratio=1.0,
                    upsampler="pixelshuffledirect", drop_path_rate=0.5)
+# Official Gumbel routing draws from the global torch RNG in every forward.
+TINY_MAMBAIRV2 = dict(upscale=4, img_size=8, embed_dim=8, d_state=2, depths=[1], num_heads=[1], window_size=4,
+                      inner_rank=4, num_tokens=4, mlp_ratio=1.0, upsampler="pixelshuffledirect")
 
 
 def _smooth_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -79,7 +82,8 @@ def _outputs(out_dir):
 
 @pytest.mark.parametrize(
     "model_name, model_kwargs, ema_decay",
-    [("edsr", TINY_EDSR, 0.0), ("edsr", TINY_EDSR, 0.9), ("swinir", TINY_SWINIR, 0.0)],
+    [("edsr", TINY_EDSR, 0.0), ("edsr", TINY_EDSR, 0.9), ("swinir", TINY_SWINIR, 0.0),
+     ("mambairv2_light", TINY_MAMBAIRV2, 0.5)],
 )
 def test_interrupted_and_resumed_run_equals_uninterrupted(data, tmp_path, model_name, model_kwargs, ema_decay):
     def settings(out, **over):
