@@ -408,7 +408,7 @@ def train_sr(
     of a run with other settings is discarded with a warning; a damaged one raises
     CorruptCheckpointError. ``step_callback(step)`` is called after every step.
     """
-    from idc.archs import build_model, save_model
+    from idc.archs import build_model, resolve, save_model
 
     cfg = TrainConfig(
         model_name=model_name, model_kwargs=dict(model_kwargs or {}), steps=steps, batch_size=batch_size,
@@ -443,9 +443,10 @@ def train_sr(
     torch_device = resolve_device(device)
     amp_dtype = _amp_dtype(torch_device, amp)
 
+    arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
     torch.manual_seed(seed)
     try:
-        model = build_model(model_name, **cfg.model_kwargs)
+        model = build_model(arch, **arch_kwargs)
     except TypeError as err:
         raise ValueError(f"model_kwargs do not fit model {model_name!r}: {err}") from err
     model.to(torch_device)
@@ -526,7 +527,7 @@ def train_sr(
         out_dir / "train_log.json",
     )
     final = state.ema if state.ema is not None else state.model
-    save_model(out_dir / "model.safetensors", final, model_name, cfg.model_kwargs)
+    save_model(out_dir / "model.safetensors", final, arch, arch_kwargs)
     ckpt.clear_checkpoints(resume_dir)
     logger.info("finished %d steps in %.0f s; outputs in %s", state.step, state.wall_time, out_dir)
     return out_dir
