@@ -195,3 +195,31 @@ def test_bad_settings_fail_before_training(data, tmp_path, override, error, mess
     with pytest.raises(error, match=message):
         train_sr(**_settings(data, tmp_path / "run", **override))
     assert not (tmp_path / "run").exists()
+
+
+def test_disk_full_during_checkpoint_keeps_the_previous_one(data, tmp_path, monkeypatch):
+    import errno
+
+    import idc.sr.checkpoint as ckpt_module
+
+    real_save = torch.save
+    calls = []
+
+    def failing_save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the checkpoint at step 4: write half, then run out of space
+            with open(path, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_module.torch, "save", failing_save)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space"):
+        train_sr(**_settings(data, out, checkpoint_every=2))
+    resume = default_resume_dir(out)
+    assert read_manifest(resume)["step"] == 2
+    assert sorted(p.name for p in resume.iterdir()) == ["ckpt_00000002.pt", "manifest.json"]
+    monkeypatch.setattr(ckpt_module.torch, "save", real_save)
+    train_sr(**_settings(data, out, checkpoint_every=2))
+    assert json.loads((out / "train_log.json").read_text())["resumed_from_step"] == 2

@@ -37,6 +37,7 @@ from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, resol
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PROGRESS_EVERY_S = 30.0
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -182,12 +183,14 @@ def run_steps(
 ) -> None:
     """Advance ``state`` to ``cfg.steps``; validation and checkpointing are injected callables.
 
-    At each step boundary: loss-curve point every ``log_every`` steps, validation every
+    At each step boundary: loss-curve point (mean loss since the last one) every ``log_every``
+    steps, a progress line every PROGRESS_EVERY_S seconds, validation every
     ``val_every`` steps and at the end, checkpoint every ``checkpoint_every`` steps; a pending stop
     signal checkpoints and raises TrainingInterrupted.
     """
     state.model.train()
-    timer_start, timer_step = time.perf_counter(), state.step
+    timer_start = last_report = time.perf_counter()
+    start_step = state.step
     while state.step < cfg.steps:
         step = state.step + 1
         batch = next(batches)
@@ -205,12 +208,15 @@ def run_steps(
             total, count = state.loss_window
             state.loss_curve.append((step, total / count))
             state.loss_window = (0.0, 0)
-            rate = (step - timer_step) / max(time.perf_counter() - timer_start, 1e-9)
+        now = time.perf_counter()
+        # Progress at a steady pace in wall time, whatever the speed of a step.
+        if now - last_report >= PROGRESS_EVERY_S or step == cfg.steps or step == start_step + 1:
+            rate = (step - start_step) / max(now - timer_start, 1e-9)
             logger.info(
                 "step %d/%d  loss %.5f  lr %.3g  %.2f steps/s  eta %.0f s",
-                step, cfg.steps, total / count, state.optimizer.param_groups[0]["lr"], rate,
-                (cfg.steps - step) / max(rate, 1e-9),
+                step, cfg.steps, loss, state.optimizer.param_groups[0]["lr"], rate, (cfg.steps - step) / max(rate, 1e-9),
             )
+            last_report = now
         if validate is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             psnr = validate(state.ema if state.ema is not None else state.model)
             state.trajectory.append((step, psnr))
@@ -406,7 +412,8 @@ def train_sr(
     ``checkpoint_every`` steps and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised); a rerun
     continues from there and the directory is removed once the outputs are complete. A checkpoint
     of a run with other settings is discarded with a warning; a damaged one raises
-    CorruptCheckpointError. ``step_callback(step)`` is called after every step.
+    CorruptCheckpointError. ``log_every``: steps per point of the loss curve in train_log.json.
+    ``step_callback(step)`` is called after every step.
     """
     from idc.archs import build_model, resolve, save_model
 
