@@ -163,4 +163,10 @@ def test_test_sr_bad_input(shared_data, tmp_path):
     (lr_dir / "babyx4.png").symlink_to(shared_data / "Set5" / "LR_bicubic" / "X4" / "babyx4.png")
     with pytest.raises(FileNotFoundError, match="bird"):
         sr_test.test_sr(model_path=tmp_path / "m.safetensors", testsets={"a": (hr, lr_dir)}, out_csv=tmp_path / "o.csv")
+    # A broken image in the last test set is found before the first one is scored.
+    (lr_dir / "birdx4.png").write_bytes(b"not a png")
+    good = (hr, shared_data / "Set5" / "LR_bicubic" / "X4")
+    with pytest.raises(ValueError, match="birdx4"):
+        sr_test.test_sr(model_path=tmp_path / "m.safetensors", testsets={"ok": good, "bad": (hr, lr_dir)},
+                        out_csv=tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from idc.data.crop import find_lr_file
-from idc.data.images import list_images, read_image
+from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import modcrop
 from idc.sr.metrics import calculate_psnr, calculate_ssim
 
@@ -120,23 +120,30 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 def pair_test_images(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike, scale: int) -> list[tuple[str, Path, Path]]:
     """(name, HR path, LR path) for every HR image; the LR file is ``NAMExS.ext`` or ``NAME.ext``
-    (benchmark layout ``HR/baby.png`` + ``LR_bicubic/X4/babyx4.png``). Missing files raise here,
-    before any inference."""
+    (benchmark layout ``HR/baby.png`` + ``LR_bicubic/X4/babyx4.png``). Missing, unreadable or
+    mis-sized files raise here, from the image headers, before any inference."""
     lr_dir = Path(lr_dir)
     if not lr_dir.is_dir():
         raise FileNotFoundError(f"LR image folder not found: {lr_dir}")
-    return [(hr.stem, hr, find_lr_file(lr_dir, hr, scale)) for hr in list_images(hr_dir)]
+    pairs = []
+    for hr in list_images(hr_dir):
+        lr = find_lr_file(lr_dir, hr, scale)
+        _check_geometry(image_size(hr), image_size(lr), hr, lr, scale)
+        pairs.append((hr.stem, hr, lr))
+    return pairs
+
+
+def _check_geometry(hr_size: tuple[int, int], lr_size: tuple[int, int], hr: Path, lr: Path, scale: int) -> None:
+    cropped = (hr_size[0] - hr_size[0] % scale, hr_size[1] - hr_size[1] % scale)
+    if (lr_size[0] * scale, lr_size[1] * scale) != cropped:
+        raise ValueError(f"LR {lr.name} {lr_size} x{scale} does not match mod-cropped HR {hr.name} {cropped}")
 
 
 def load_test_pair(hr_path: Path, lr_path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(LR, mod-cropped HR) as uint8 RGB (grayscale replicated), checked for matching geometry."""
-    hr = modcrop(read_image(hr_path), scale)
-    lr = read_image(lr_path)
-    if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
-        raise ValueError(
-            f"LR {lr_path.name} {lr.shape[:2]} x{scale} does not match mod-cropped HR {hr_path.name} {hr.shape[:2]}"
-        )
-    return lr, hr
+    hr, lr = read_image(hr_path), read_image(lr_path)
+    _check_geometry(hr.shape[:2], lr.shape[:2], hr_path, lr_path, scale)
+    return lr, modcrop(hr, scale)
 
 
 def evaluate_images(
