@@ -170,3 +170,14 @@ def test_test_sr_bad_input(shared_data, tmp_path):
         sr_test.test_sr(model_path=tmp_path / "m.safetensors", testsets={"ok": good, "bad": (hr, lr_dir)},
                         out_csv=tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_non_finite_output_is_an_error_not_a_score(shared_data):
+    class Broken(BicubicUp):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    pairs = sr_test.pair_test_images(shared_data / "Set5" / "HR", shared_data / "Set5" / "LR_bicubic" / "X4", 4)
+    with pytest.raises(FloatingPointError, match="NaN or infinite values for image baby"):
+        sr_test.evaluate_images(Broken(), sr_test.load_test_images(pairs, 4), crop_border=2, test_y_channel=True,
+                                device=torch.device("cpu"))

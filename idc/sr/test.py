@@ -110,6 +110,9 @@ def upscale_image(
     device = resolve_device(device)
     x = torch.from_numpy(np.ascontiguousarray(lr_uint8.transpose(2, 0, 1))).float().div(255.0)[None].to(device)
     y = upscale_tensor(model, x, tile=tile, tile_overlap=tile_overlap)
+    if not bool(torch.isfinite(y).all()):
+        # Rounding NaN to uint8 would give a plausible-looking but meaningless score.
+        raise FloatingPointError("model output contains NaN or infinite values")
     return y[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
@@ -170,7 +173,10 @@ def evaluate_images(
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(INFERENCE_SEED)
             for name, lr, hr in images:
-                sr = to_uint8(upscale_image(model, lr, tile=tile, tile_overlap=tile_overlap, device=device))
+                try:
+                    sr = to_uint8(upscale_image(model, lr, tile=tile, tile_overlap=tile_overlap, device=device))
+                except FloatingPointError as err:
+                    raise FloatingPointError(f"{err} for image {name}") from None
                 if sr.shape != hr.shape:
                     raise ValueError(f"model output {sr.shape} for {name} does not match HR {hr.shape}: wrong scale?")
                 row: dict[str, float | str] = {"image": name, "psnr": calculate_psnr(sr, hr, crop_border, test_y_channel)}
