@@ -5,7 +5,7 @@ grouped B/C with G = 1, delta_bias + softplus as the model calls it) at sequence
 (a 32 x 32 token grid). Prints seconds per forward+backward and the speed-up.
 
     python bench/bench_scan.py                       # B=1 D=48 N=8 L=1024
-    python bench/bench_scan.py --batch 4 --length 4096 --chunks 16 32 64
+    python bench/bench_scan.py --batch 4 --length 4096 --skip-sequential --threads 1
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.archs.selective_scan import (  # noqa: E402
-    DEFAULT_CHUNK,
     cuda_kernel,
     selective_scan,
     selective_scan_sequential,
@@ -76,20 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=int, default=8, help="d_state N (8 in MambaIRv2-light)")
     parser.add_argument("--length", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--chunks", type=int, nargs="*", default=[DEFAULT_CHUNK])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     inputs = make_inputs(args.batch, args.dim, args.state, args.length, args.device)
     shape = f"B={args.batch} D={args.dim} N={args.state} L={args.length}"
     print(f"selective scan forward+backward, {shape}, device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     results: dict[str, float] = {}
-    for chunk in args.chunks:
-        results[f"vectorised_chunk{chunk}"] = time_fwd_bwd(
-            lambda *a, chunk=chunk, **k: selective_scan_vectorised(*a, chunk=chunk, **k), inputs, args.repeats)
+    results["vectorised"] = time_fwd_bwd(selective_scan_vectorised, inputs, args.repeats)
     if args.device.startswith("cuda") and cuda_kernel() is not None:
         results["cuda_kernel"] = time_fwd_bwd(lambda *a, **k: selective_scan(*a, impl="cuda", **k),
                                               inputs, args.repeats)

@@ -90,6 +90,9 @@ def test_load_model_errors_name_the_file(tmp_path) -> None:
         load_model(garbage)
     with pytest.raises(ValueError, match="not an architecture"):
         save_model(tmp_path / "x.safetensors", model, "edsr_baseline_x4", {})
+    with pytest.raises(ValueError, match="JSON"):
+        save_model(tmp_path / "x.safetensors", model, "edsr", {"rgb_mean": torch.zeros(3)})
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_official_checkpoint_dicts_load(tmp_path, fixtures_dir) -> None:
@@ -121,3 +124,24 @@ def test_checkpoint_loading_refuses_pickled_code(tmp_path) -> None:
     torch.save({"params": {"w": torch.zeros(1)}, "x": Payload()}, path)
     with pytest.raises(ValueError, match="weights_only"):
         load_official_weights(build_model("edsr", num_feat=8, num_block=1), path)
+
+
+def test_cli_params_import_and_info(tmp_path, fixtures_dir, capsys) -> None:
+    from idc.cli import main
+
+    assert main(["archs", "params", "edsr_baseline_x4", "edsr_x4"]) == 0
+    out = capsys.readouterr().out
+    assert "1,517,571" in out and "43,089,923" in out
+    state, extra = _split_fixture(fixtures_dir / "edsr_baseline_x4.safetensors")
+    released = tmp_path / "EDSR_Mx4_official.pth"
+    torch.save({"params": state}, released)
+    dst = tmp_path / "teacher.safetensors"
+    assert main(["archs", "import-weights", "--model", "edsr_baseline_x4", str(released), str(dst)]) == 0
+    with torch.no_grad():
+        assert (load_model(dst)(extra["__input__"]) - extra["__output__"]).abs().max().item() < 1e-5
+    assert main(["archs", "info", str(dst)]) == 0
+    assert '"arch": "edsr"' in capsys.readouterr().out
+    # Wrong preset for these weights: one-line error, exit code 1.
+    assert main(["archs", "import-weights", "--model", "edsr_x4", str(released), str(tmp_path / "x.safetensors")]) == 1
+    assert "do not fit EDSR" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

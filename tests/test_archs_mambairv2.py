@@ -185,3 +185,18 @@ def test_save_load_and_released_checkpoint(tmp_path, light_fixture) -> None:
     x = extra["__input__"][..., :16, :16]
     with torch.no_grad():
         assert torch.equal(model.eval()(x), again(x))
+
+
+def test_symmetric_padding_repeats_the_edge_and_small_inputs_work() -> None:
+    import numpy as np
+
+    from idc.archs.common import pad_to_multiple
+
+    x = torch.rand(1, 2, 5, 7)
+    padded = pad_to_multiple(x, 8, "symmetric")
+    expected = np.pad(x.numpy(), ((0, 0), (0, 0), (0, 3), (0, 1)), mode="symmetric")
+    assert torch.equal(padded, torch.from_numpy(expected))
+    model = _tiny(routing="argmax")
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 3, 5)).shape == (1, 3, 6, 10)  # padded 3 x 5 -> 8 x 8 inside
+        assert model.features(torch.rand(1, 3, 9, 5)).shape == (1, 12, 16, 8)

@@ -8,13 +8,20 @@ Public API:
 - `load_official_weights(model, path_or_dict)`: released checkpoints and fixtures, no pickle code.
 """
 
-from idc.archs.io import load_model, load_official_weights, read_model_metadata, save_model
+from idc.archs.io import (
+    import_official_weights,
+    load_model,
+    load_official_weights,
+    read_model_metadata,
+    save_model,
+)
 from idc.archs.registry import ARCHITECTURES, MODEL_PRESETS, build_model, resolve
 
 __all__ = [
     "ARCHITECTURES",
     "MODEL_PRESETS",
     "build_model",
+    "import_official_weights",
     "load_model",
     "load_official_weights",
     "read_model_metadata",

@@ -51,12 +51,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Map
     if name not in ARCHITECTURES:
         raise ValueError(f"save_model: {name!r} is not an architecture name ({', '.join(ARCHITECTURES)})")
     path = Path(path)
-    metadata = {
-        "format": FORMAT_TAG,
-        "arch": name,
-        "kwargs": json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True),
-        "torch": torch.__version__,
-    }
+    try:
+        kwargs_json = json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True)
+    except TypeError as err:
+        raise ValueError(f"save_model: constructor kwargs must be JSON values (numbers, strings, lists): {err}") from err
+    metadata = {"format": FORMAT_TAG, "arch": name, "kwargs": kwargs_json, "torch": torch.__version__}
     if extra_metadata:
         clash = set(extra_metadata) & set(metadata)
         if clash:
@@ -183,3 +182,15 @@ def load_official_weights(model: nn.Module, path_or_dict: str | os.PathLike | Ma
                          f"({len(unexpected)}), shape mismatch {wrong[:5]}")
     model.load_state_dict(state, strict=False)
     return model
+
+
+def import_official_weights(src: str | os.PathLike, dst: str | os.PathLike, model: str,
+                            param_key: str | None = None, **overrides: Any) -> Path:
+    """Convert a released checkpoint into this package's format: build `model` (architecture or
+    preset name, `overrides` applied), load `src` strictly, write `dst` with `save_model`."""
+    from idc.archs.registry import resolve
+
+    arch, kwargs = resolve(model, **overrides)
+    network = build_model(arch, **kwargs)
+    load_official_weights(network, src, param_key=param_key)
+    return save_model(dst, network, arch, kwargs, extra_metadata={"imported_from": Path(src).name})

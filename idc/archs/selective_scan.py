@@ -16,11 +16,12 @@ implementations far below float32 rounding); the output has u's dtype.
 `selective_scan_sequential` is a step-by-step loop kept as the reference for tests and benchmarks.
 
 The vectorised form solves the linear recurrence x_t = a_t x_{t-1} + b_t with a_t = exp(delta A)
-in [0, 1] (A < 0, delta >= 0) by a chunked parallel scan: inside chunks of length T a
-Hillis-Steele scan (log2 T steps over the whole tensor), between chunks a loop over L / T chunk
-ends. It only multiplies by factors in [0, 1], never exponentiates positive sums, so it is as
-stable as the sequential loop. Its backward is the same scan run in reverse (a custom autograd
-function), which needs no graph of the log-steps and keeps memory at a few (B, D, N, L) tensors.
+in [0, 1] (A < 0, delta >= 0) by a parallel odd-even (Blelloch-style) scan: log2(L) levels of
+whole-tensor operations, O(L) work, no Python loop over the sequence. It only multiplies by
+factors in [0, 1] and never exponentiates positive sums (unlike cumulative-sum-in-log-space
+forms), so it is as stable as the sequential loop. Its backward is the same scan run in reverse
+time (a custom autograd function): no graph of the levels is kept, memory stays at a few
+(B, D, N, L) tensors.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ import torch
 import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
-
-# Chunk length of the parallel scan: log2(T) full-tensor steps plus L/T small carry steps.
-DEFAULT_CHUNK = 32
 
 _CUDA_KERNEL: Callable | None = None
 _CUDA_KERNEL_TRIED = False
@@ -153,75 +151,76 @@ def selective_scan_sequential(u: torch.Tensor, delta: torch.Tensor, A: torch.Ten
 # --------------------------------------------------------------------------------------------
 # Vectorised linear recurrence
 # --------------------------------------------------------------------------------------------
-def _chunked_scan(a: torch.Tensor, b: torch.Tensor, chunk: int) -> torch.Tensor:
-    """x_t = a_t x_{t-1} + b_t along the last axis (x_{-1} = 0), without autograd history."""
+def _parallel_scan(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """x_t = a_t x_{t-1} + b_t along the last axis (x_{-1} = 0), without autograd history; with
+    `reverse`, x_t = a_t x_{t+1} + b_t (x_L = 0).
+
+    Odd-even (Blelloch-style) reduction: composing neighbouring steps pairwise halves the
+    sequence, its scan gives the states at every second position, and one more step from those
+    gives the others. log2(L) levels, O(L) work in total, each level a few whole-tensor operations.
+    """
     length = a.shape[-1]
-    t = min(chunk, length)
-    pad = (-length) % t
-    if pad:  # identity steps at the end (a = 1, b = 0) do not change earlier states
-        a = F.pad(a, (0, pad), value=1.0)
-        b = F.pad(b, (0, pad), value=0.0)
-    lead = a.shape[:-1]
-    nc = a.shape[-1] // t
-    a = a.reshape(*lead, nc, t)
-    b = b.reshape(*lead, nc, t)
-    # Hillis-Steele inclusive scan inside each chunk: after the step with offset k, position i
-    # holds the composition of steps i-2k+1..i; (a2, b2) o (a1, b1) = (a2 a1, a2 b1 + b2).
-    k = 1
-    while k < t:
-        b = torch.cat([b[..., :k], torch.addcmul(b[..., k:], a[..., k:], b[..., :-k])], dim=-1)
-        a = torch.cat([a[..., :k], a[..., k:] * a[..., :-k]], dim=-1)
-        k *= 2
-    if nc > 1:
-        # Carry the state at the end of each chunk into the next: a short loop over chunks.
-        a_end, b_end = a[..., -1], b[..., -1]  # (..., nc)
-        carries = [torch.zeros_like(b_end[..., 0])]
-        for c in range(nc - 1):
-            carries.append(torch.addcmul(b_end[..., c], a_end[..., c], carries[-1]))
-        carry = torch.stack(carries, dim=-1)  # state entering each chunk
-        b = torch.addcmul(b, a, carry[..., None])
-    return b.reshape(*lead, nc * t)[..., :length]
+    if length == 1:
+        return b.clone()
+    if length % 2:  # an identity step (a = 1, b = 0) at the end changes no other state
+        a = F.pad(a, (0, 1), value=1.0)
+        b = F.pad(b, (0, 1), value=0.0)
+    a_pairs, b_pairs = a.unflatten(-1, (-1, 2)), b.unflatten(-1, (-1, 2))
+    a_even, a_odd = a_pairs[..., 0], a_pairs[..., 1]
+    b_even, b_odd = b_pairs[..., 0], b_pairs[..., 1]
+    out = torch.empty_like(b_pairs)
+    x_even, x_odd = out[..., 0], out[..., 1]
+    if not reverse:
+        # Odd states from the pair compositions; then x_0 = b_0, x_2i = a_2i x_(2i-1) + b_2i.
+        x_odd.copy_(_parallel_scan(a_odd * a_even, torch.addcmul(b_odd, a_odd, b_even)))
+        x_even.copy_(b_even)
+        x_even[..., 1:].addcmul_(a_even[..., 1:], x_odd[..., :-1])
+    else:
+        # Even states from the pair compositions; then x_(2i+1) = a_(2i+1) x_(2i+2) + b_(2i+1).
+        x_even.copy_(_parallel_scan(a_even * a_odd, torch.addcmul(b_even, a_even, b_odd), reverse=True))
+        x_odd.copy_(b_odd)
+        x_odd[..., :-1].addcmul_(a_odd[..., :-1], x_even[..., 1:])
+    return out.flatten(-2)[..., :length]
 
 
 class _LinearRecurrence(torch.autograd.Function):
-    """x = scan(a, b): x_t = a_t x_{t-1} + b_t, with the backward as a reverse scan.
+    """x = scan(a, b): x_t = a_t x_{t-1} + b_t, with the backward as a reverse-time scan.
 
     dL/db_t = g_t with g_t = dL/dx_t + a_{t+1} g_{t+1};  dL/da_t = g_t x_{t-1}.
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, chunk: int) -> torch.Tensor:
-        x = _chunked_scan(a, b, chunk)
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x = _parallel_scan(a, b)
         ctx.save_for_backward(a, x)
-        ctx.chunk = chunk
         return x
 
     @staticmethod
     def backward(ctx, grad_x: torch.Tensor):
         a, x = ctx.saved_tensors
-        # Reverse-time recurrence: coefficients a_{t+1} (zero after the last step).
-        a_next = torch.cat([a[..., 1:], torch.zeros_like(a[..., :1])], dim=-1)
-        g = _chunked_scan(a_next.flip(-1), grad_x.flip(-1), ctx.chunk).flip(-1)
+        a_next = torch.empty_like(a)  # a_{t+1}; nothing flows back past the last step
+        a_next[..., :-1] = a[..., 1:]
+        a_next[..., -1] = 0.0
+        g = _parallel_scan(a_next, grad_x.contiguous(), reverse=True)
         grad_a = None
         if ctx.needs_input_grad[0]:
-            x_prev = torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], dim=-1)
-            grad_a = g * x_prev
-        return grad_a, g if ctx.needs_input_grad[1] else None, None
+            grad_a = torch.empty_like(g)
+            grad_a[..., 0] = 0.0
+            torch.mul(g[..., 1:], x[..., :-1], out=grad_a[..., 1:])
+        return grad_a, g if ctx.needs_input_grad[1] else None
 
 
-def linear_recurrence(a: torch.Tensor, b: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+def linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """x_t = a_t x_{t-1} + b_t along the last axis with x_{-1} = 0; differentiable."""
     if a.shape != b.shape:
         raise ValueError(f"linear_recurrence: a {tuple(a.shape)} and b {tuple(b.shape)} differ")
-    if chunk < 1:
-        raise ValueError(f"linear_recurrence: chunk must be >= 1, got {chunk}")
-    return _LinearRecurrence.apply(a, b, chunk)
+    return _LinearRecurrence.apply(a, b)
 
 
 def selective_scan_vectorised(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                               C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                               delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
-                              return_last_state: bool = False, chunk: int = DEFAULT_CHUNK):
+                              return_last_state: bool = False):
     """Pure-PyTorch selective scan without a Python loop over the sequence (see module doc)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype_in, work = u.dtype, _work_dtype(u)
@@ -236,7 +235,7 @@ def selective_scan_vectorised(u: torch.Tensor, delta: torch.Tensor, A: torch.Ten
         drive = (du.view(batch, g, dim // g, 1, length) * B.to(work)[:, :, None]).reshape(batch, dim, n, length)
     else:
         drive = du[:, :, None, :] * _per_channel(B, work)
-    states = linear_recurrence(decay, drive, chunk)  # (B, D, N, L)
+    states = linear_recurrence(decay, drive)  # (B, D, N, L)
     if C.dim() == 4:
         g = C.shape[1]
         y = (states.view(batch, g, dim // g, n, length) * C.to(work)[:, :, None]).sum(3).reshape(batch, dim, length)
