@@ -189,9 +189,12 @@ def test_outputs_and_log(data, tmp_path):
         ({"val_lr_dir": None}, ValueError, "val_hr_dir"),
         ({"store_path": "/nonexistent/store.h5"}, FileNotFoundError, "store"),
         ({"indices_path": "/nonexistent/idx.npy"}, FileNotFoundError, "index file"),
+        ({"resume_dir": "RUN/resume"}, ValueError, "outside out_dir"),
     ],
 )
 def test_bad_settings_fail_before_training(data, tmp_path, override, error, message):
+    if "resume_dir" in override:
+        override = {"resume_dir": tmp_path / "run" / "resume"}
     with pytest.raises(error, match=message):
         train_sr(**_settings(data, tmp_path / "run", **override))
     assert not (tmp_path / "run").exists()

@@ -428,8 +428,8 @@ def train_sr(
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     store_path, out_dir = Path(store_path), Path(out_dir)
     resume_dir = Path(resume_dir) if resume_dir is not None else default_resume_dir(out_dir)
-    if resume_dir.resolve() == out_dir.resolve():
-        raise ValueError(f"resume_dir must differ from out_dir ({out_dir}): failed outputs are deleted")
+    if resume_dir.resolve() == out_dir.resolve() or out_dir.resolve() in resume_dir.resolve().parents:
+        raise ValueError(f"resume_dir {resume_dir} must lie outside out_dir {out_dir}: failed outputs are deleted")
     if not store_path.is_file():
         raise FileNotFoundError(f"patch store not found: {store_path}")
 
