@@ -108,7 +108,7 @@ class TrainState:
     ema: nn.Module | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
+    scaler: Any  # torch.amp.GradScaler
     step: int = 0
     trajectory: list[tuple[int, float]] = field(default_factory=list)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
@@ -132,7 +132,11 @@ def build_state(model: nn.Module, cfg: TrainConfig, *, amp_dtype: torch.dtype | 
             p.requires_grad_(False)
     device_type = next(model.parameters()).device.type
     # Loss scaling is needed only for float16; bfloat16 has float32's exponent range.
-    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
+    enabled = amp_dtype == torch.float16
+    if hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler(device_type, enabled=enabled)
+    else:  # torch < 2.3
+        scaler = torch.cuda.amp.GradScaler(enabled=enabled)
     return TrainState(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
 
 
@@ -141,7 +145,7 @@ def train_step(
     lq: torch.Tensor,
     gt: torch.Tensor,
     optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
+    scaler: Any,
     *,
     step: int,
     amp_dtype: torch.dtype | None = None,
