@@ -1,0 +1,109 @@
+"""CUDA check of the SR training/testing engine (run on a GPU machine; a few minutes).
+
+1. ``train_sr`` with bf16/fp16 autocast for the three light models at batch 16, LR 64 (HR 256):
+   steps/s after warm-up, peak memory, finite loss.
+2. Interrupt (SIGUSR1) + resume on CUDA vs an uninterrupted run: largest weight difference
+   (cuDNN kernels are not bit-deterministic, so on GPU this is a closeness check, not equality).
+
+    python bench/gpu_sr_check.py [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from idc.data.store import write_patch_store  # noqa: E402
+from idc.sr.train import TrainingInterrupted, train_sr  # noqa: E402
+
+LIGHT = ("edsr_baseline_x4", "swinir_light_x4", "mambairv2_light_x4")
+
+
+def make_store(folder: Path, n: int = 64) -> Path:
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (n, 16, 16, 3)).astype(np.float32)
+    hr = torch.nn.functional.interpolate(torch.from_numpy(coarse).permute(0, 3, 1, 2), size=256, mode="bicubic")
+    hr = hr.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+    lr = hr.reshape(n, 64, 4, 64, 4, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+    return write_patch_store(folder / "s.h5", lr, hr, np.arange(n), np.zeros((n, 2), np.int64), source="gpu check")
+
+
+def throughput(preset: str, store: Path, out: Path, steps: int, batch: int, device: str) -> dict:
+    stamps: list[float] = []
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_sr(model_name=preset, store_path=store, out_dir=out, steps=steps, batch_size=batch, gt_size=256, lr=2e-4,
+             milestones=[steps // 2], ema_decay=0.999, val_every=10_000, checkpoint_every=10_000, seed=0,
+             num_workers=6, device=device, amp=True, log_every=max(steps // 4, 1),
+             step_callback=lambda s: stamps.append(time.perf_counter()))
+    warm = min(5, steps - 2)
+    rate = (len(stamps) - 1 - warm) / (stamps[-1] - stamps[warm])
+    log = json.loads((out / "train_log.json").read_text())
+    return {"model": preset, "batch": batch, "steps_per_s": rate, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "last_loss": log["loss_curve"][-1][1], "amp": log["settings"]["amp_dtype"]}
+
+
+def resume_check(store: Path, root: Path, device: str, steps: int) -> dict:
+    kw = dict(model_name="edsr_baseline_x4", store_path=store, steps=steps, batch_size=16, gt_size=192, lr=2e-4,
+              milestones=[steps * 3 // 4], val_every=10_000, checkpoint_every=steps // 3, seed=1, num_workers=4,
+              device=device, amp=True,
+              log_every=10)
+    train_sr(out_dir=root / "full", **kw)
+
+    def stop(step: int) -> None:
+        if step == steps // 2:
+            signal.raise_signal(signal.SIGUSR1)
+
+    try:
+        train_sr(out_dir=root / "split", step_callback=stop, **kw)
+    except TrainingInterrupted as err:
+        interrupted_at = err.step
+    train_sr(out_dir=root / "split", **kw)
+    a, b = load_file(str(root / "full" / "model.safetensors")), load_file(str(root / "split" / "model.safetensors"))
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    la = json.loads((root / "full" / "train_log.json").read_text())["loss_curve"]
+    lb = json.loads((root / "split" / "train_log.json").read_text())["loss_curve"]
+    return {"interrupted_at": interrupted_at, "max_weight_diff": diff, "loss_curve_full": la, "loss_curve_resumed": lb}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--device", default="cuda", help="cpu for a smoke run of this script")
+    parser.add_argument("--models", nargs="+", default=list(LIGHT))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results: dict = {"torch": torch.__version__,
+                     "gpu": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = make_store(root)
+        results["throughput"] = []
+        for preset in args.models:
+            t0 = time.perf_counter()
+            row = throughput(preset, store, root / preset, args.steps, 16, args.device)
+            row["wall_s"] = time.perf_counter() - t0
+            results["throughput"].append(row)
+            print(json.dumps(row), flush=True)
+        results["resume"] = resume_check(store, root, args.device, 2 * args.steps)
+        print(json.dumps({k: v for k, v in results["resume"].items() if "curve" not in k}), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

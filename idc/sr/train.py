@@ -1,0 +1,544 @@
+"""Training of an SR network on a patch store: L1 loss, Adam + MultiStepLR, optional EMA, validation
+PSNR trajectory, and checkpoints that let an interrupted run continue as if it never stopped.
+
+The optimisation itself (:func:`train_step`, :func:`ema_update`, :func:`run_steps`) is free of file
+I/O; :func:`train_sr` wires it to the patch store, the validation images, checkpoints and outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from idc.sr import checkpoint as ckpt
+from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
+from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, resolve_device, write_csv_atomic
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PROGRESS_EVERY_S = 30.0
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """A stop signal arrived; the state was checkpointed and a rerun will continue from it."""
+
+    def __init__(self, signum: int, step: int, resume_dir: Path) -> None:
+        self.signum, self.step, self.resume_dir = signum, step, resume_dir
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received: checkpointed at step {step} in {resume_dir}; rerun to continue")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings that define a training run (everything except where files go and worker counts)."""
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    steps: int
+    batch_size: int
+    gt_size: int
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.99)
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.5
+    ema_decay: float = 0.0
+    val_every: int = 1000
+    checkpoint_every: int = 1000
+    crop_border: int = 2
+    test_y_channel: bool = True
+    seed: int = 0
+    amp: bool = True
+    log_every: int = 100
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first out-of-range setting."""
+        ints = {"steps": self.steps, "batch_size": self.batch_size, "gt_size": self.gt_size,
+                "val_every": self.val_every, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
+        for key, value in ints.items():
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not all(isinstance(m, (int, np.integer)) and m >= 1 for m in self.milestones):
+            raise ValueError(f"milestones must be positive integers, got {list(self.milestones)!r}")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must be increasing, got {list(self.milestones)!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
+        if self.crop_border < 0:
+            raise ValueError(f"crop_border must be >= 0, got {self.crop_border!r}")
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training and must survive an interruption."""
+
+    model: nn.Module
+    ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Any  # torch.amp.GradScaler
+    step: int = 0
+    trajectory: list[tuple[int, float]] = field(default_factory=list)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    # Running sum and count of the losses since the last loss-curve point.
+    loss_window: tuple[float, int] = (0.0, 0)
+    wall_time: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure optimisation pieces
+
+
+def build_state(model: nn.Module, cfg: TrainConfig, *, amp_dtype: torch.dtype | None) -> TrainState:
+    """Optimiser, scheduler, EMA copy and gradient scaler for ``model`` (already on its device)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = copy.deepcopy(model).eval()
+        for p in ema.parameters():
+            p.requires_grad_(False)
+    device_type = next(model.parameters()).device.type
+    # Loss scaling is needed only for float16; bfloat16 has float32's exponent range.
+    enabled = amp_dtype == torch.float16
+    if hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler(device_type, enabled=enabled)
+    else:  # torch < 2.3
+        scaler = torch.cuda.amp.GradScaler(enabled=enabled)
+    return TrainState(model=model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+
+
+def train_step(
+    model: nn.Module,
+    lq: torch.Tensor,
+    gt: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    *,
+    step: int,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """One L1 optimisation step; returns the loss. Raises NonFiniteLossError before any update."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(lq.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        sr = model(lq)
+    loss = F.l1_loss(sr.float(), gt)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step}; training stopped")
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers are copied (as BasicSR)."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def run_steps(
+    state: TrainState,
+    batches: Iterator[dict[str, torch.Tensor]],
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    validate: Callable[[nn.Module], float] | None,
+    checkpoint: Callable[[TrainState], None],
+    stop_requested: Callable[[], int | None],
+    step_callback: Callable[[int], None] | None = None,
+) -> None:
+    """Advance ``state`` to ``cfg.steps``; validation and checkpointing are injected callables.
+
+    At each step boundary: loss-curve point (mean loss since the last one) every ``log_every``
+    steps, a progress line every PROGRESS_EVERY_S seconds, validation every
+    ``val_every`` steps and at the end, checkpoint every ``checkpoint_every`` steps; a pending stop
+    signal checkpoints and raises TrainingInterrupted.
+    """
+    state.model.train()
+    timer_start = last_report = time.perf_counter()
+    start_step = state.step
+    while state.step < cfg.steps:
+        step = state.step + 1
+        batch = next(batches)
+        lq = batch["lq"].to(device, non_blocking=True)
+        gt = batch["gt"].to(device, non_blocking=True)
+        loss = train_step(state.model, lq, gt, state.optimizer, state.scaler, step=step, amp_dtype=amp_dtype)
+        state.scheduler.step()
+        if state.ema is not None:
+            ema_update(state.ema, state.model, cfg.ema_decay)
+        state.step = step
+        total, count = state.loss_window
+        state.loss_window = (total + loss, count + 1)
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            total, count = state.loss_window
+            state.loss_curve.append((step, total / count))
+            state.loss_window = (0.0, 0)
+        now = time.perf_counter()
+        # Progress at a steady pace in wall time, whatever the speed of a step.
+        if now - last_report >= PROGRESS_EVERY_S or step == cfg.steps or step == start_step + 1:
+            rate = (step - start_step) / max(now - timer_start, 1e-9)
+            logger.info(
+                "step %d/%d  loss %.5f  lr %.3g  %.2f steps/s  eta %.0f s",
+                step, cfg.steps, loss, state.optimizer.param_groups[0]["lr"], rate, (cfg.steps - step) / max(rate, 1e-9),
+            )
+            last_report = now
+        if validate is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            psnr = validate(state.ema if state.ema is not None else state.model)
+            state.trajectory.append((step, psnr))
+            logger.info("step %d: validation PSNR %.4f dB", step, psnr)
+        if step_callback is not None:
+            step_callback(step)
+        signum = stop_requested()
+        if signum is not None:
+            checkpoint(state)
+            raise TrainingInterrupted(signum, step, Path())
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            checkpoint(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# State <-> checkpoint payload
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def state_to_payload(state: TrainState, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    return {
+        "step": state.step,
+        "model": state.model.state_dict(),
+        "ema": state.ema.state_dict() if state.ema is not None else None,
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "rng": _rng_state(device),
+        # The data order is a function of (seed, stream position); stored for inspection.
+        "data": {"seed": cfg.seed, "position": state.step * cfg.batch_size},
+        "trajectory": [list(row) for row in state.trajectory],
+        "loss_curve": [list(row) for row in state.loss_curve],
+        "loss_window": list(state.loss_window),
+        "wall_time": state.wall_time,
+    }
+
+
+def payload_to_state(payload: Mapping[str, Any], state: TrainState, device: torch.device) -> None:
+    state.model.load_state_dict(payload["model"])
+    if state.ema is not None:
+        state.ema.load_state_dict(payload["ema"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.scaler.load_state_dict(payload["scaler"])
+    _set_rng_state(payload["rng"], device)
+    state.step = int(payload["step"])
+    state.trajectory = [(int(s), float(v)) for s, v in payload["trajectory"]]
+    state.loss_curve = [(int(s), float(v)) for s, v in payload["loss_curve"]]
+    state.loss_window = (float(payload["loss_window"][0]), int(payload["loss_window"][1]))
+    state.wall_time = float(payload["wall_time"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+
+
+class StopFlag:
+    """Records the first stop signal; the training loop polls it at step boundaries."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            logger.warning("%s received: will checkpoint and stop after the current step", signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signal_handlers(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[StopFlag]:
+    """Install handlers that set a StopFlag (main thread only), restoring the old ones on exit."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        logger.debug("not in the main thread: stop signals are not intercepted")
+        yield flag
+        return
+    previous = {s: signal.signal(s, flag) for s in signals}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    # Loader workers must outlive a stop signal sent to the whole process group, so the main
+    # process can finish its step and checkpoint; they are shut down with the loader.
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration with files
+
+
+def _software_versions() -> dict[str, str]:
+    import idc
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                "idc": getattr(idc, "__version__", "unknown")}
+    if torch.cuda.is_available():
+        versions["cuda"] = str(torch.version.cuda)
+        versions["gpu"] = torch.cuda.get_device_name()
+    return versions
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _fingerprint(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[str, str] | None) -> str:
+    """Identity of a run: a checkpoint is resumed only by a run with the same fingerprint."""
+    ident = {
+        "config": asdict(cfg),
+        "store": _file_identity(store),
+        "indices": hashlib.sha256(indices.read_bytes()).hexdigest() if indices is not None else None,
+        "validation": val,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def default_resume_dir(out_dir: str | os.PathLike) -> Path:
+    """``<out_dir>.resume`` next to the output folder: outside the job's declared outputs, so
+    Snakemake's removal of a failed job's outputs keeps it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / (out_dir.name + ".resume")
+
+
+def train_sr(
+    *,
+    model_name: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    indices_path: str | os.PathLike | None = None,
+    steps: int,
+    batch_size: int,
+    gt_size: int,
+    lr: float,
+    betas: Sequence[float] = (0.9, 0.99),
+    milestones: Sequence[int] = (),
+    gamma: float = 0.5,
+    ema_decay: float = 0.0,
+    val_every: int = 1000,
+    checkpoint_every: int = 1000,
+    val_hr_dir: str | os.PathLike | None = None,
+    val_lr_dir: str | os.PathLike | None = None,
+    crop_border: int = 2,
+    test_y_channel: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    resume_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    amp: bool = True,
+    log_every: int = 100,
+    step_callback: Callable[[int], None] | None = None,
+) -> Path:
+    """Train ``model_name`` (an ``idc.archs`` architecture or preset) on a patch store.
+
+    Writes ``out_dir/model.safetensors`` (EMA weights when ``ema_decay`` > 0),
+    ``out_dir/trajectory.csv`` (``step, psnr``: validation Y/RGB PSNR every ``val_every`` steps and
+    at the end; header only without a validation set) and ``out_dir/train_log.json``; returns
+    ``out_dir``. Checkpoints go to ``resume_dir`` (default :func:`default_resume_dir`) every
+    ``checkpoint_every`` steps and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised); a rerun
+    continues from there and the directory is removed once the outputs are complete. A checkpoint
+    of a run with other settings is discarded with a warning; a damaged one raises
+    CorruptCheckpointError. ``log_every``: steps per point of the loss curve in train_log.json.
+    ``step_callback(step)`` is called after every step.
+    """
+    from idc.archs import build_model, resolve, save_model
+
+    cfg = TrainConfig(
+        model_name=model_name, model_kwargs=dict(model_kwargs or {}), steps=steps, batch_size=batch_size,
+        gt_size=gt_size, lr=lr, betas=tuple(betas), milestones=tuple(milestones), gamma=gamma,
+        ema_decay=ema_decay, val_every=val_every, checkpoint_every=checkpoint_every, crop_border=crop_border,
+        test_y_channel=test_y_channel, seed=seed, amp=amp, log_every=log_every,
+    )
+    cfg.validate()
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    store_path, out_dir = Path(store_path), Path(out_dir)
+    resume_dir = Path(resume_dir) if resume_dir is not None else default_resume_dir(out_dir)
+    if resume_dir.resolve() == out_dir.resolve() or out_dir.resolve() in resume_dir.resolve().parents:
+        raise ValueError(f"resume_dir {resume_dir} must lie outside out_dir {out_dir}: failed outputs are deleted")
+    if not store_path.is_file():
+        raise FileNotFoundError(f"patch store not found: {store_path}")
+
+    # Everything that can be checked is checked before the first step.
+    indices = None
+    if indices_path is not None:
+        from idc.data.store import PatchStore
+
+        indices_path = Path(indices_path)
+        indices = load_indices(indices_path, len(PatchStore(store_path)))
+    dataset = PatchPairDataset(store_path, gt_size, seed=seed, indices=indices)
+    if (val_hr_dir is None) != (val_lr_dir is None):
+        raise ValueError("give both val_hr_dir and val_lr_dir, or neither")
+    val_images = None
+    if val_hr_dir is not None:
+        pairs = pair_test_images(val_hr_dir, val_lr_dir, dataset.scale)
+        val_images = [(name, *load_test_pair(hr, lr_, dataset.scale)) for name, hr, lr_ in pairs]
+    torch_device = resolve_device(device)
+    amp_dtype = _amp_dtype(torch_device, amp)
+
+    arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
+    torch.manual_seed(seed)
+    try:
+        model = build_model(arch, **arch_kwargs)
+    except TypeError as err:
+        raise ValueError(f"model_kwargs do not fit model {model_name!r}: {err}") from err
+    model.to(torch_device)
+    state = build_state(model, cfg, amp_dtype=amp_dtype)
+    fingerprint = _fingerprint(
+        cfg, store_path, indices_path, (str(val_hr_dir), str(val_lr_dir)) if val_hr_dir is not None else None
+    )
+
+    manifest = ckpt.read_manifest(resume_dir)
+    if manifest is not None and manifest["fingerprint"] != fingerprint:
+        logger.warning("checkpoint in %s belongs to a run with other settings; starting afresh", resume_dir)
+        ckpt.clear_checkpoints(resume_dir)
+        manifest = None
+    start_step = 0
+    if manifest is not None:
+        payload_to_state(ckpt.load_checkpoint(resume_dir, manifest, map_location=torch_device), state, torch_device)
+        start_step = state.step
+        logger.info("resuming from step %d (%s)", start_step, resume_dir)
+    logger.info(
+        "training %s on %s (%d patches, gt %d, batch %d) for %d steps on %s%s",
+        model_name, store_path.name, len(dataset), gt_size, batch_size, steps, torch_device,
+        f" with {amp_dtype} autocast" if amp_dtype else "",
+    )
+
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=StreamSampler(len(dataset), seed, start=state.step * batch_size),
+        num_workers=num_workers,
+        pin_memory=torch_device.type == "cuda",
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        # The loader's own seed draw must not consume the global RNG that the model uses.
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+    def validate(net: nn.Module) -> float:
+        rows = evaluate_images(net, val_images, crop_border=crop_border, test_y_channel=test_y_channel,
+                               device=torch_device, with_ssim=False)
+        return float(np.mean([r["psnr"] for r in rows]))
+
+    session_start = time.perf_counter()
+
+    def save(st: TrainState) -> None:
+        payload = state_to_payload(st, cfg, torch_device)
+        payload["wall_time"] = st.wall_time + time.perf_counter() - session_start
+        ckpt.save_checkpoint(resume_dir, payload, step=st.step, fingerprint=fingerprint)
+
+    with stop_signal_handlers() as flag:
+        batches = iter(loader)
+        try:
+            run_steps(
+                state, batches, cfg, device=torch_device, amp_dtype=amp_dtype,
+                validate=validate if val_images else None, checkpoint=save,
+                stop_requested=lambda: flag.signum, step_callback=step_callback,
+            )
+        except TrainingInterrupted as err:
+            raise TrainingInterrupted(err.signum, err.step, resume_dir) from None
+        finally:
+            del batches  # shuts loader workers down
+    state.wall_time += time.perf_counter() - session_start
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(pd.DataFrame(state.trajectory, columns=["step", "psnr"]), out_dir / "trajectory.csv")
+    _write_json_atomic(
+        {
+            "seed": seed,
+            "versions": _software_versions(),
+            "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
+                         "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
+                         "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None},
+            "n_patches": len(dataset),
+            "final_step": state.step,
+            "resumed_from_step": start_step or None,
+            "wall_time_s": state.wall_time,
+            "final_val_psnr": state.trajectory[-1][1] if state.trajectory else None,
+            "loss_curve": state.loss_curve,
+        },
+        out_dir / "train_log.json",
+    )
+    final = state.ema if state.ema is not None else state.model
+    save_model(out_dir / "model.safetensors", final, arch, arch_kwargs)
+    ckpt.clear_checkpoints(resume_dir)
+    logger.info("finished %d steps in %.0f s; outputs in %s", state.step, state.wall_time, out_dir)
+    return out_dir
