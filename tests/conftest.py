@@ -18,6 +18,20 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors run faster (and reproducibly) on one thread; restore the setting after."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     return shared_path("fixtures")
