@@ -158,6 +158,8 @@ class CondenseConfig:
         if self.use_pair and not self.use_group:
             # Pairs are formed inside groups (Table 2 footnote: pair loss builds on the groups).
             bad("use_pair", "needs use_group (pairs are formed inside groups)")
+        if self.feature_transform == "wavelet" and self.local_feature and 2**self.wavelet_levels > self.kernel:
+            bad("wavelet_levels", f"needs kernel >= {2 ** self.wavelet_levels} (Haar support), kernel={self.kernel}")
         if self.feature_transform == "gaussian":
             if self.local_feature or self.unfold or self.use_group:
                 bad("feature_transform", "'gaussian' (global NCFD) needs local_feature, unfold and "
