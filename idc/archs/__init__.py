@@ -1,1 +1,23 @@
+"""SR networks (EDSR, SwinIR, MambaIRv2) with the official state-dict layouts, and a selective scan.
 
+Public API:
+- `build_model(name, **kwargs)`: architecture (`edsr`, `swinir`, `mambairv2_light`, `mambairv2`)
+  or preset name (`MODEL_PRESETS`); every model has `features(x)` (input of the up-sampler).
+- `save_model(path, model, name, kwargs)` / `load_model(path)`: safetensors with the constructor
+  arguments in the metadata.
+- `load_official_weights(model, path_or_dict)`: released checkpoints and fixtures, no pickle code.
+"""
+
+from idc.archs.io import load_model, load_official_weights, read_model_metadata, save_model
+from idc.archs.registry import ARCHITECTURES, MODEL_PRESETS, build_model, resolve
+
+__all__ = [
+    "ARCHITECTURES",
+    "MODEL_PRESETS",
+    "build_model",
+    "load_model",
+    "load_official_weights",
+    "read_model_metadata",
+    "resolve",
+    "save_model",
+]
