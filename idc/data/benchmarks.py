@@ -1,0 +1,148 @@
+"""SR benchmark test sets (Set5, Set14, BSD100, Urban100, Manga109) in the usual layout.
+
+``prepare_testset`` writes ``out_dir/HR/<stem>.png`` (RGB, mod-cropped to the scale, top-left
+kept) and ``out_dir/LR_bicubic/X<scale>/<stem>x<scale>.png``: the provided LR files when given
+(their size must be HR/scale), else MATLAB ``imresize`` of the mod-cropped HR. Grayscale images
+(Set14 'bridge') become RGB by channel replication. The source is a local folder or an archive
+URL with its SHA-256. The result appears atomically (temporary folder, then rename) with a
+``testset.json`` manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from idc import __version__
+from idc.data.crop import find_lr_file
+from idc.data.download import download, safe_extract
+from idc.data.images import image_size, list_images, read_image, write_png
+from idc.data.imresize import imresize_uint8, modcrop
+
+__all__ = ["KNOWN_TESTSETS", "prepare_testset", "find_image_dirs"]
+
+logger = logging.getLogger(__name__)
+
+KNOWN_TESTSETS = ("Set5", "Set14", "BSD100", "Urban100", "Manga109")
+
+
+def _has_images(folder: Path) -> bool:
+    try:
+        list_images(folder)
+    except (ValueError, FileNotFoundError):
+        return False
+    return True
+
+
+def find_image_dirs(root: Path, scale: int) -> tuple[Path, Path | None]:
+    """Locate the HR folder (a folder named ``HR``, else the only folder holding images) and the
+    LR folder (``LR_bicubic/X<scale>``, if any) inside an extracted archive."""
+    dirs = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
+    hr = [d for d in dirs if d.name.lower() == "hr" and _has_images(d)]
+    if not hr:
+        hr = [d for d in dirs if _has_images(d)]
+    if len(hr) != 1:
+        raise ValueError(
+            f"cannot tell the HR image folder in {root}: found {[str(d) for d in hr] or 'none'}"
+        )
+    lr = [
+        d
+        for d in dirs
+        if d.name.lower() == f"x{scale}"
+        and d.parent.name.lower().startswith("lr")
+        and _has_images(d)
+    ]
+    return hr[0], (lr[0] if len(lr) == 1 else None)
+
+
+def prepare_testset(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    hr_dir: str | os.PathLike | None = None,
+    lr_dir: str | os.PathLike | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    scale: int = 4,
+) -> Path:
+    """Write test set ``name`` to ``out_dir`` (layout in the module docstring); returns out_dir.
+
+    Exactly one source: ``hr_dir`` (with optional ``lr_dir``) or ``url`` + ``sha256`` of a zip/tar
+    archive (its ``HR`` and ``LR_bicubic/X<scale>`` folders are found inside). All headers are
+    checked before anything is written; a missing LR file in a given ``lr_dir`` is an error.
+    """
+    out_dir = Path(out_dir)
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"test set {name}: scale must be a positive integer, got {scale!r}")
+    if (hr_dir is None) == (url is None):
+        raise ValueError(f"test set {name}: give exactly one of hr_dir or url")
+    if url is not None and not sha256:
+        raise ValueError(f"test set {name}: url {url} needs its sha256")
+    work = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    try:
+        if url is not None:
+            archive = download(url, work / "download" / Path(url.split("?")[0]).name, sha256=sha256)
+            extracted = safe_extract(archive, work / "extracted")
+            hr_path, found_lr = find_image_dirs(extracted, scale)
+            lr_path = Path(lr_dir) if lr_dir is not None else found_lr
+        else:
+            hr_path = Path(hr_dir)  # type: ignore[arg-type]
+            lr_path = Path(lr_dir) if lr_dir is not None else None
+            if lr_path is not None and not lr_path.is_dir():
+                raise FileNotFoundError(f"test set {name}: LR folder not found: {lr_path}")
+        hr_files = list_images(hr_path)
+        lr_files: list[Path | None] = []
+        for hr_file in hr_files:  # validate everything before writing
+            h, w = image_size(hr_file)
+            if h < scale or w < scale:
+                raise ValueError(
+                    f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}"
+                )
+            if lr_path is None:
+                lr_files.append(None)
+                continue
+            lr_file = find_lr_file(lr_path, hr_file, scale)
+            if image_size(lr_file) != (h // scale, w // scale):
+                raise ValueError(
+                    f"test set {name}: LR image {lr_file} is {image_size(lr_file)}, expected {(h // scale, w // scale)}"
+                )
+            lr_files.append(lr_file)
+        staged = work / "out"
+        for hr_file, lr_file in zip(hr_files, lr_files):
+            hr = modcrop(read_image(hr_file), scale)
+            lr = read_image(lr_file) if lr_file is not None else imresize_uint8(hr, 1.0 / scale)
+            write_png(staged / "HR" / f"{hr_file.stem}.png", hr)
+            write_png(staged / "LR_bicubic" / f"X{scale}" / f"{hr_file.stem}x{scale}.png", lr)
+        manifest = {
+            "name": name,
+            "scale": int(scale),
+            "n_images": len(hr_files),
+            "images": [p.stem for p in hr_files],
+            "hr_source": url or str(hr_path),
+            "lr_source": (
+                "provided files"
+                if lr_path is not None
+                else "MATLAB bicubic imresize of the mod-cropped HR"
+            ),
+            "created_by": f"idc-workflow {__version__}",
+        }
+        (staged / "testset.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staged, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info(
+        "prepared test set %s: %d images in %s (LR: %s)",
+        name,
+        len(hr_files),
+        out_dir,
+        manifest["lr_source"],
+    )
+    return out_dir

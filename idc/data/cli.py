@@ -1,0 +1,183 @@
+"""Data-stage commands of ``python -m idc``: resize, crop, demo-images, fetch-div2k,
+prepare-testset, store-info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def cmd_resize(args: argparse.Namespace) -> int:
+    """MATLAB bicubic resize of one image; grayscale stays grayscale. When downscaling by an
+    integer factor (scale = 1/k) the input is first mod-cropped to a multiple of k (HR rule)."""
+    from idc.data.images import read_image, write_png
+    from idc.data.imresize import imresize_uint8, modcrop
+
+    img = read_image(args.input, keep_gray=True)
+    if args.scale < 1:
+        factor = 1.0 / args.scale
+        if abs(factor - round(factor)) < 1e-9:
+            img = modcrop(img, int(round(factor)))
+    out = imresize_uint8(img, args.scale, antialiasing=not args.no_antialias)
+    write_png(args.output, out)
+    logger.info("%s %s -> %s %s", args.input, img.shape, args.output, out.shape)
+    return 0
+
+
+def cmd_crop(args: argparse.Namespace) -> int:
+    from idc.data.crop import crop_images_to_store
+
+    crop_images_to_store(
+        args.hr_dir,
+        args.output,
+        scale=args.scale,
+        hr_size=args.hr_size,
+        step=args.step,
+        thresh=args.thresh,
+        lr_dir=args.lr_dir,
+        seed=args.seed,
+        workers=args.workers,
+        source=args.source,
+        expected_patches=args.expected_patches,
+    )
+    return 0
+
+
+def cmd_demo_images(args: argparse.Namespace) -> int:
+    from idc.data.demo import build_demo_images
+
+    manifest = build_demo_images(args.out_dir, max_side=args.max_side)
+    logger.info(
+        "demo images: %d train, %d test in %s",
+        len(manifest["train"]),
+        len(manifest["test"]),
+        args.out_dir,
+    )
+    return 0
+
+
+def cmd_fetch_div2k(args: argparse.Namespace) -> int:
+    from idc.data.download import DIV2K_BASE_URL, fetch_div2k_parts
+
+    local = {}
+    if args.local_dir:
+        local["train_HR"] = args.local_dir
+    if args.local_lr_dir:
+        local["train_LR_bicubic_X4"] = args.local_lr_dir
+    dirs = fetch_div2k_parts(
+        args.out_dir,
+        parts=args.parts,
+        local_dirs=local,
+        base_url=args.base_url or DIV2K_BASE_URL,
+        retries=args.retries,
+    )
+    for part, path in dirs.items():
+        print(f"{part}\t{path}")
+    return 0
+
+
+def cmd_prepare_testset(args: argparse.Namespace) -> int:
+    from idc.data.benchmarks import prepare_testset
+
+    prepare_testset(
+        args.name,
+        args.out_dir,
+        hr_dir=args.hr_dir,
+        lr_dir=args.lr_dir,
+        url=args.url,
+        sha256=args.sha256,
+        scale=args.scale,
+    )
+    return 0
+
+
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from idc.data.store import PatchStore
+
+    with PatchStore(args.store) as store:
+        info = {
+            "path": str(store.path),
+            "n": len(store),
+            "lr": list(store.lr_shape),
+            "hr": list(store.hr_shape),
+            "n_images": int(store.image_ids.size),
+            "attrs": store.attrs,
+        }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the data-stage sub-commands to ``python -m idc``."""
+    p = subparsers.add_parser("resize", help="MATLAB-compatible bicubic resize of one image")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    p.add_argument("--scale", type=_positive_float, required=True, help="e.g. 0.25 for x4 down")
+    p.add_argument(
+        "--no-antialias", action="store_true", help="no kernel widening when downscaling"
+    )
+    p.set_defaults(func=cmd_resize)
+
+    p = subparsers.add_parser("crop", help="crop a folder of HR images into an HDF5 patch store")
+    p.add_argument("hr_dir", type=Path)
+    p.add_argument("output", type=Path, help="patch store (.h5)")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--hr-size", type=int, default=256)
+    p.add_argument("--step", type=int, default=128)
+    p.add_argument("--thresh", type=int, default=0)
+    p.add_argument(
+        "--lr-dir", type=Path, default=None, help="provided LR images (<stem>x<scale>.png)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--source", default="")
+    p.add_argument("--expected-patches", type=int, default=None)
+    p.set_defaults(func=cmd_crop)
+
+    p = subparsers.add_parser(
+        "demo-images", help="build the embedded demo image set (scikit-image photos)"
+    )
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--max-side", type=int, default=320)
+    p.set_defaults(func=cmd_demo_images)
+
+    p = subparsers.add_parser("fetch-div2k", help="download (or verify a local copy of) DIV2K")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument(
+        "--parts", nargs="+", default=["train_HR"], help="train_HR valid_HR train_LR_bicubic_X4"
+    )
+    p.add_argument("--local-dir", type=Path, default=None, help="existing DIV2K_train_HR folder")
+    p.add_argument(
+        "--local-lr-dir", type=Path, default=None, help="existing DIV2K_train_LR_bicubic/X4 folder"
+    )
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--retries", type=int, default=5)
+    p.set_defaults(func=cmd_fetch_div2k)
+
+    p = subparsers.add_parser(
+        "prepare-testset", help="write a benchmark set as HR/ + LR_bicubic/X<s>/"
+    )
+    p.add_argument("name")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--hr-dir", type=Path, default=None)
+    p.add_argument("--lr-dir", type=Path, default=None)
+    p.add_argument("--url", default=None)
+    p.add_argument("--sha256", default=None)
+    p.add_argument("--scale", type=int, default=4)
+    p.set_defaults(func=cmd_prepare_testset)
+
+    p = subparsers.add_parser("store-info", help="print a patch store's size and attrs as JSON")
+    p.add_argument("store", type=Path)
+    p.set_defaults(func=cmd_store_info)

@@ -1,0 +1,352 @@
+"""Sliding-window cropping of HR/LR image pairs into the HDF5 patch store.
+
+Window positions per side follow BasicSR's ``extract_subimages.py``: ``0, step, 2*step, ...`` while
+the window fits, plus one last window flush with the far edge when more than ``thresh`` pixels
+would otherwise be left uncovered. With HR 256 / step 128 / thresh 0 every DIV2K training image
+gives 10-15 windows per side; the 800 images give the paper's 120,765 pairs.
+
+LR patches are cut from the LR *image* (the provided ``<stem>x4.png`` or our MATLAB ``imresize`` of
+the whole mod-cropped HR image) at ``origin / scale``, so each LR patch is exactly what the LR image
+holds under its HR patch (not a resize of the HR patch, whose borders would differ).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from idc.data.images import image_size, list_images, read_image
+from idc.data.imresize import imresize_uint8, modcrop
+from idc.data.store import PatchStoreWriter, write_patch_store
+
+__all__ = [
+    "DIV2K_TRAIN_PATCHES",
+    "crop_positions",
+    "count_patches",
+    "crop_image_pair",
+    "find_lr_file",
+    "crop_images_to_store",
+]
+
+logger = logging.getLogger(__name__)
+
+# DIV2K train HR (800 images), HR crop 256, step 128, thresh 0: the paper's number of pairs.
+DIV2K_TRAIN_PATCHES = 120_765
+LOG_EVERY_S = 30.0  # progress log period
+
+
+def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
+    """Start offsets of the windows along one side (BasicSR rule).
+
+    ``range(0, length - crop + 1, step)``, plus ``length - crop`` when the last regular window
+    leaves more than ``thresh`` pixels uncovered. Raises ValueError when ``length < crop``.
+    """
+    if crop < 1 or step < 1 or thresh < 0:
+        raise ValueError(
+            f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})"
+        )
+    if length < crop:
+        raise ValueError(f"crop_positions: side of {length} px is smaller than the crop {crop}")
+    positions = list(range(0, length - crop + 1, step))
+    if length - (positions[-1] + crop) > thresh:
+        positions.append(length - crop)
+    return positions
+
+
+def count_patches(h: int, w: int, crop: int, step: int, thresh: int = 0) -> int:
+    """Number of windows in an ``h`` x ``w`` image (e.g. 1356x2040 at 256/128 -> 10 x 15 = 150)."""
+    return len(crop_positions(h, crop, step, thresh)) * len(crop_positions(w, crop, step, thresh))
+
+
+def find_lr_file(lr_dir: Path, hr_path: Path, scale: int) -> Path:
+    """LR file for ``hr_path`` in ``lr_dir``: ``<stem>x<scale><suffix>`` (DIV2K and benchmark
+    naming, suffix of the HR file or .png), else ``<stem><suffix>``; FileNotFoundError otherwise."""
+    stem = hr_path.stem
+    candidates = [
+        lr_dir / f"{stem}x{scale}{hr_path.suffix}",
+        lr_dir / f"{stem}x{scale}.png",
+        lr_dir / hr_path.name,
+    ]
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(
+        f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})"
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    hr_path: Path
+    lr_path: Path | None
+    scale: int
+    hr_size: int
+    step: int
+    thresh: int
+    image_id: int
+    spool_dir: Path | None  # where a worker writes its compressed patches (None: return arrays)
+
+
+def crop_image_pair(
+    hr: np.ndarray, lr: np.ndarray | None, *, scale: int, hr_size: int, step: int, thresh: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop one image into aligned patch pairs.
+
+    ``hr`` uint8 HxWx3 (mod-cropped here to ``scale``); ``lr`` uint8 (H/scale)x(W/scale)x3 or None
+    (then MATLAB ``imresize`` of the whole HR image). Returns ``(lr_patches, hr_patches, origins)``
+    with origins (n, 2) = (row, col) of each HR window, row-major order.
+    """
+    hr = modcrop(hr, scale)
+    if lr is None:
+        lr = imresize_uint8(hr, 1.0 / scale)
+    if lr.shape != (hr.shape[0] // scale, hr.shape[1] // scale, 3):
+        raise ValueError(
+            f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}"
+        )
+    rows = crop_positions(hr.shape[0], hr_size, step, thresh)
+    cols = crop_positions(hr.shape[1], hr_size, step, thresh)
+    lr_size = hr_size // scale
+    n = len(rows) * len(cols)
+    hr_out = np.empty((n, hr_size, hr_size, 3), np.uint8)
+    lr_out = np.empty((n, lr_size, lr_size, 3), np.uint8)
+    origins = np.empty((n, 2), np.int64)
+    k = 0
+    for r in rows:
+        for c in cols:
+            hr_out[k] = hr[r : r + hr_size, c : c + hr_size]
+            lr_out[k] = lr[r // scale : r // scale + lr_size, c // scale : c // scale + lr_size]
+            origins[k] = (r, c)
+            k += 1
+    return lr_out, hr_out, origins
+
+
+def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
+    """Worker: read one HR (and LR) image and crop it. With a spool folder the patches are
+    written (and so compressed, in this worker) to a small store there, and its path returned."""
+    hr = read_image(job.hr_path)
+    lr = read_image(job.lr_path) if job.lr_path is not None else None
+    try:
+        lr_p, hr_p, origins = crop_image_pair(
+            hr, lr, scale=job.scale, hr_size=job.hr_size, step=job.step, thresh=job.thresh
+        )
+    except ValueError as err:
+        raise ValueError(f"{job.hr_path}: {err}") from None
+    if job.spool_dir is None:
+        return lr_p, hr_p, origins
+    return write_patch_store(
+        job.spool_dir / f"{job.image_id:06d}.h5",
+        lr_p,
+        hr_p,
+        job.image_id,
+        origins,
+        scale=job.scale,
+        hr_size=job.hr_size,
+        step=job.step,
+        source=str(job.hr_path),
+        seed=None,
+    )
+
+
+def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
+    """``map`` in input order over a process pool, at most ``2 * workers`` results in flight
+    (bounded memory: finished patches are written before more images are decoded)."""
+    if workers <= 1:
+        yield from map(func, items)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[Any]] = deque()
+        it: Iterable[Any] = iter(items)
+        for item in it:
+            pending.append(pool.submit(func, item))
+            if len(pending) >= 2 * workers:
+                break
+        for item in it:
+            yield pending.popleft().result()
+            pending.append(pool.submit(func, item))
+        while pending:
+            yield pending.popleft().result()
+
+
+def _validate_inputs(
+    hr_files: list[Path], lr_dir: Path | None, *, scale: int, hr_size: int, step: int, thresh: int
+) -> tuple[list[Path | None], int]:
+    """Header-only checks of every image before any pixel is decoded; returns LR paths and the
+    total number of patches."""
+    lr_files: list[Path | None] = []
+    total = 0
+    for hr_path in hr_files:
+        h, w = image_size(hr_path)
+        h_mod, w_mod = h - h % scale, w - w % scale
+        if h_mod < hr_size or w_mod < hr_size:
+            raise ValueError(
+                f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}"
+            )
+        total += count_patches(h_mod, w_mod, hr_size, step, thresh)
+        if lr_dir is None:
+            lr_files.append(None)
+            continue
+        lr_path = find_lr_file(lr_dir, hr_path, scale)
+        lh, lw = image_size(lr_path)
+        if (lh, lw) != (h_mod // scale, w_mod // scale):
+            raise ValueError(
+                f"LR image {lr_path} is {lh}x{lw}, expected {h_mod // scale}x{w_mod // scale} for {hr_path.name} at x{scale}"
+            )
+        lr_files.append(lr_path)
+    return lr_files, total
+
+
+def crop_images_to_store(
+    hr_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    scale: int = 4,
+    hr_size: int = 256,
+    step: int = 128,
+    thresh: int = 0,
+    lr_dir: str | os.PathLike | None = None,
+    seed: int | None = 0,
+    workers: int = 2,
+    source: str = "",
+    expected_patches: int | None = None,
+) -> Path:
+    """Crop every image of ``hr_dir`` into a patch store at ``out_path`` (written atomically).
+
+    Image id = position of the file in sorted name order; the names are stored in the dataset
+    ``image_name``. LR patches come from ``lr_dir`` (``<stem>x<scale>.png``) when given, else from
+    MATLAB ``imresize`` of the whole HR image. ``hr_size`` and ``step`` must be multiples of
+    ``scale`` so LR windows fall on whole pixels. All image headers are validated first (missing,
+    non-image, 16-bit, too small, LR size mismatch: one-line error); ``expected_patches``, when
+    given, must equal the computed total (e.g. ``DIV2K_TRAIN_PATCHES``). ``seed`` is recorded
+    only (cropping is deterministic). ``workers`` processes decode and crop in parallel.
+    """
+    hr_dir = Path(hr_dir)
+    out_path = Path(out_path)
+    lr_dir_p = Path(lr_dir) if lr_dir is not None else None
+    if hr_size % scale or step % scale:
+        raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
+    if lr_dir_p is not None and not lr_dir_p.is_dir():
+        raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
+    hr_files = list_images(hr_dir)
+    lr_files, total = _validate_inputs(
+        hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
+    )
+    if expected_patches is not None and total != expected_patches:
+        raise ValueError(
+            f"{hr_dir}: {len(hr_files)} images give {total} patches at {hr_size}/{step}, expected {expected_patches}"
+        )
+    logger.info(
+        "cropping %d images from %s into %d patch pairs (HR %d, step %d, x%d, LR from %s, %d workers)",
+        len(hr_files),
+        hr_dir,
+        total,
+        hr_size,
+        step,
+        scale,
+        lr_dir_p or "imresize",
+        workers,
+    )
+    # With several workers, compression (the costliest part of writing) happens in the workers:
+    # they spool small compressed stores next to the output, the writer copies their chunks.
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    spool = (
+        Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent))
+        if workers > 1
+        else None
+    )
+    jobs = [
+        _Job(h, l, scale, hr_size, step, thresh, i, spool)
+        for i, (h, l) in enumerate(zip(hr_files, lr_files))
+    ]
+    extra = {
+        "thresh": int(thresh),
+        "lr_size": hr_size // scale,
+        "lr_source": (
+            f"files in {lr_dir_p}"
+            if lr_dir_p is not None
+            else "MATLAB bicubic imresize of the HR image"
+        ),
+        "hr_dir": str(hr_dir),
+        "n_images": len(hr_files),
+    }
+    try:
+        _write_store(
+            out_path,
+            jobs,
+            workers,
+            total,
+            scale=scale,
+            hr_size=hr_size,
+            step=step,
+            source=source or str(hr_dir),
+            seed=seed,
+            extra=extra,
+            names=[p.name for p in hr_files],
+        )
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
+    logger.info("wrote %d patch pairs from %d images to %s", total, len(hr_files), out_path)
+    return out_path
+
+
+def _write_store(
+    out_path: Path,
+    jobs: list[_Job],
+    workers: int,
+    total: int,
+    *,
+    scale: int,
+    hr_size: int,
+    step: int,
+    source: str,
+    seed: int | None,
+    extra: dict[str, Any],
+    names: list[str],
+) -> None:
+    """Run the crop jobs and write their patches, in image order, into one store."""
+    with PatchStoreWriter(
+        out_path,
+        scale=scale,
+        hr_size=hr_size,
+        step=step,
+        source=source,
+        seed=seed,
+        extra_attrs=extra,
+    ) as writer:
+        writer.write_array("image_name", names)
+        results = _ordered_map(_crop_job, jobs, workers)
+        # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
+        last_log = time.monotonic()
+        with tqdm(total=len(jobs), desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
+            for image_id, result in enumerate(results):
+                if isinstance(result, Path):
+                    writer.append_store(result)
+                    result.unlink()
+                else:
+                    writer.append(*result[:2], image_id, result[2])
+                bar.update(1)
+                if time.monotonic() - last_log >= LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    logger.info(
+                        "cropped %d/%d images, %d/%d patch pairs",
+                        image_id + 1,
+                        len(jobs),
+                        len(writer),
+                        total,
+                    )
+        if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
+            raise ValueError(
+                f"{out_path}: cropped {len(writer)} patches, headers announced {total}"
+            )

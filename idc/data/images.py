@@ -1,0 +1,172 @@
+"""Reading, writing and listing 8-bit RGB images, with one documented policy for odd inputs.
+
+Policy of :func:`read_image` (the SR pipeline works on 8-bit RGB only):
+
+* 8-bit RGB: returned as is.
+* Grayscale (8-bit ``L`` or 1-bit): converted to RGB by replicating the channel (Set14 'bridge').
+  ``keep_gray=True`` returns HxW instead (the ``resize`` command keeps grayscale grayscale).
+* Palette images: expanded to RGB.
+* Alpha (RGBA, LA, palette with transparency): accepted and dropped only when the image is fully
+  opaque (every alpha value 255); otherwise refused, because compositing onto a background would
+  invent pixel values.
+* 16-bit or float images: refused (DIV2K and the benchmarks are 8-bit; a silent down-conversion
+  would change the data the paper's numbers rest on). Convert them explicitly first.
+* Missing file: FileNotFoundError; non-image, truncated or unreadable file: one-line ValueError
+  naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "read_image",
+    "image_size",
+    "write_png",
+    "list_images",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PIL modes that hold more than 8 bits per sample.
+_HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N", "RGB;16", "RGBA;16"}
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (PIL silently reduces 16-bit RGB PNGs to 8 bits)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">B", head[24:25])[0]
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Open an image lazily, refusing what the policy refuses (before decoding pixels)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise ValueError(f"not an image (unrecognised format): {path}") from None
+    except OSError as err:
+        raise ValueError(f"unreadable image {path}: {err}") from None
+    if im.mode in _HIGH_DEPTH_MODES or (im.format == "PNG" and (_png_bit_depth(path) or 8) > 8):
+        im.close()
+        raise ValueError(
+            f"16-bit/float image refused (only 8-bit images are supported; convert it first): {path}"
+        )
+    return im
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) from the header only, applying the same refusals as :func:`read_image`.
+
+    Cheap: no pixel data is decoded, so a whole folder can be validated before long work starts.
+    """
+    path = Path(path)
+    im = _open_checked(path)
+    with im:
+        width, height = im.size
+    return height, width
+
+
+def read_image(path: str | os.PathLike, *, keep_gray: bool = False) -> np.ndarray:
+    """Read an image as uint8 HxWx3 RGB (policy in the module docstring).
+
+    With ``keep_gray=True`` a grayscale file is returned as uint8 HxW (colour files stay HxWx3).
+    """
+    path = Path(path)
+    im = _open_checked(path)
+    with im:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PIL warns on some ancillary chunks
+                im.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"unreadable or truncated image {path}: {err}") from None
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            mode = im.mode
+        if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+            alpha = np.asarray(im.getchannel("A"))
+            if alpha.min() < 255:
+                raise ValueError(
+                    f"image with transparent pixels refused (alpha < 255 found): {path}"
+                )
+            im = im.convert("L" if mode in ("LA", "La") else "RGB")
+            mode = im.mode
+        if mode == "1":
+            im = im.convert("L")
+            mode = "L"
+        if mode == "L":
+            gray = np.asarray(im, dtype=np.uint8)
+            return gray.copy() if keep_gray else np.repeat(gray[:, :, None], 3, axis=2)
+        if mode != "RGB":
+            im = im.convert("RGB")  # CMYK, YCbCr, ...
+        arr = np.asarray(im, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"unexpected image layout {arr.shape} in {path}")
+    return arr.copy()
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int = 6) -> Path:
+    """Write uint8 HxW or HxWx3 as PNG atomically (temporary file in the same folder, then rename).
+
+    Parent folders are created. Returns the path written.
+    """
+    path = Path(path)
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"write_png: expected uint8, got {img.dtype} for {path}")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ValueError(f"write_png: expected HxW or HxWx3, got shape {img.shape} for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(
+        buf, format="PNG", compress_level=compress_level
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(directory: str | os.PathLike) -> list[Path]:
+    """Image files of a folder, sorted by file name (the order defines image ids).
+
+    Hidden files (``.name``) and sub-folders are ignored. A missing folder is a FileNotFoundError;
+    an empty folder, or a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), is a
+    ValueError naming it, so stray files are never silently skipped.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image folder not found: {directory}")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(
+                f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}"
+            )
+    if not files:
+        raise ValueError(f"no images in folder: {directory}")
+    return files
