@@ -361,6 +361,7 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
 
         bar = tqdm(total=cfg.steps, initial=start_step, desc="condense", unit="step", mininterval=5.0)
     zero = torch.zeros((), device=device)
+    cache_events, syn_seg_cache, paired, pair_real, pair_group = -1, None, None, None, None
     for step in steps_iter:
         if stop.signum is not None:
             check_finite()
@@ -391,7 +392,14 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
             real_stats = None
         syn_flat = syn_samples.reshape(-1, dim)
         grouped = assigner is not None and bool(step >= cfg.warmup) and assigner.events_done > 0
-        syn_seg = assigner.syn_group.repeat_interleave(per_patch) if grouped else None
+        if grouped and (cache_events != assigner.events_done):
+            # Group ids per sample and paired patches change only at events: no per-step host sync.
+            cache_events = assigner.events_done
+            syn_seg_cache = assigner.syn_group.repeat_interleave(per_patch)
+            paired = (assigner.syn_pair >= 0).nonzero().flatten()
+            pair_real = assigner.syn_pair[paired]
+            pair_group = assigner.syn_group[paired]
+        syn_seg = syn_seg_cache if grouped else None
         if cfg.fast_path:
             if real_stats is None:
                 real_stats = real_cf_stats(real_flat, real_seg, cfg.groups, t, cfg.real_chunk)
@@ -401,14 +409,12 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
             loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, real_flat, real_seg, t,
                                                                     cfg.groups, cfg.alpha, cfg.beta)
         loss_pair, deform_reg = zero, zero
-        if grouped and cfg.use_pair:
-            paired = (assigner.syn_pair >= 0).nonzero().flatten()
-            if len(paired):
-                fn = pair_loss if cfg.fast_path else pair_loss_looped
-                loss_pair, deform_reg = fn(
-                    real_samples[assigner.syn_pair[paired]], syn_samples[paired], assigner.syn_group[paired],
-                    cfg.groups, None if deform_scale is None else deform_scale[paired],
-                    None if deform_shift is None else deform_shift[paired])
+        if grouped and cfg.use_pair and len(paired):
+            fn = pair_loss if cfg.fast_path else pair_loss_looped
+            loss_pair, deform_reg = fn(
+                real_samples[pair_real], syn_samples[paired], pair_group, cfg.groups,
+                None if deform_scale is None else deform_scale[paired],
+                None if deform_shift is None else deform_shift[paired])
         total = zero
         if cfg.use_ins:
             total = total + cfg.w_ins * loss_ins
