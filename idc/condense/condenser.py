@@ -148,7 +148,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
     except Exception as err:  # truncated/corrupt files must never be taken as valid
         raise ValueError(f"condensation checkpoint {path} is corrupt or truncated ({err}); delete it to restart") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
