@@ -7,6 +7,7 @@ GPU (bit-exactness is not promised there) and a resume from a checkpoint. Prints
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -22,26 +23,42 @@ from idc.condense.condenser import condense_instance  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
 
 
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def main() -> int:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    dev = torch.device("cuda")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("steps", nargs="?", type=int, default=200)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--n-real", type=int, default=151)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--small", action="store_true", help="reduced features (smoke test of this script on a CPU)")
+    args = ap.parse_args()
+    steps = args.steps
+    dev = torch.device(args.device)
     torch.manual_seed(0)
-    ext = build_model("swinir_light_x4")
-    real = torch.rand(151, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": steps}
+    ext = build_model("swinir_light_x4", img_size=args.size)
+    real = torch.rand(args.n_real, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
+    out: dict = {"device": name, "torch": torch.__version__, "steps": steps, "n_real": args.n_real, "size": args.size}
     base = dict(steps=steps, warmup=20, assign_interval=5, assign_times=25, log_every=50, milestones=[steps - 20])
+    if args.small:
+        base.update(channels=32, num_freqs=64, groups=4, kernel=3)
     for name, extra in [("fast", {}), ("fast_tf32", {"allow_tf32": True}), ("plain", {"fast_path": False})]:
         cfg = CondenseConfig.from_dict({**base, **extra})
-        torch.cuda.synchronize()
+        sync(dev)
         t0 = time.perf_counter()
         syn, log = condense_instance(real, ext, cfg, seed=0, device=dev, progress=False)
-        torch.cuda.synchronize()
+        sync(dev)
         wall = time.perf_counter() - t0
         recs = log["steps"]
         # ms/step from the logged clock between the first record after the last event and the end
         settled = [r for r in recs if r["step"] >= cfg.assignment_steps()[-1]]
         a, b = settled[0], recs[-1]
-        out[name] = {"wall_s": round(wall, 2), "ms_per_step_settled": round((b["seconds"] - a["seconds"]) * 1000 / max(1, b["step"] - a["step"]), 2),
+        ms = (b["seconds"] - a["seconds"]) * 1000 / max(1, b["step"] - a["step"])
+        out[name] = {"wall_s": round(wall, 2), "ms_per_step_settled": round(ms, 2),
                      "final": b, "paired": log["groups"]["paired"], "n_synthetic": log["n_synthetic"],
                      "synthetic_range": [float(syn.min()), float(syn.max())]}
         if name == "fast":

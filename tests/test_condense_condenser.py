@@ -90,6 +90,8 @@ def test_ablation_switches(real) -> None:
     assert v1["samples"]["per_patch"] == 1 and v1["samples"]["dim"] == 4 * 8 * 8
     _, v2 = run(real, tiny_cfg("v2"))
     assert v2["samples"]["per_patch"] == 1 and v2["samples"]["dim"] == 16 * 16
+    _, v6 = run(real, tiny_cfg("v6"))  # no unfolding, with groups and pairs of whole patches
+    assert v6["samples"]["per_patch"] == 1 and v6["groups"]["paired"] == 8
     _, v5 = run(real, tiny_cfg("v5"))
     assert v5["samples"]["per_patch"] == 16 and v5["samples"]["dim"] == 4  # raw channels, unfolded
     results = {v: run(real, tiny_cfg(v, steps=6, kernel=5))[0] for v in ("idc", "x1", "x2", "x3")}
@@ -106,6 +108,13 @@ def test_fast_path_equals_plain_path(real) -> None:
         for k in ("loss", "loss_ins", "loss_group", "loss_pair"):
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-6), (a["step"], k)
     assert float((syn_f - syn_p).abs().max()) < 1e-2
+
+
+def test_frequency_reuse_is_equal_on_both_paths(real) -> None:
+    syn_f, log_f = run(real, tiny_cfg(freq_resample_every=5))
+    syn_p, log_p = run(real, tiny_cfg(freq_resample_every=5, fast_path=False))
+    assert log_f["steps"][-1]["loss"] == pytest.approx(log_p["steps"][-1]["loss"], rel=1e-3)
+    assert not torch.equal(syn_f, run(real, tiny_cfg())[0])
 
 
 class _Stop(Exception):
