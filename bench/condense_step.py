@@ -132,14 +132,23 @@ class Bench:
             self.syn.clamp_(0, 1)
 
     def time_steps(self, fast: bool, steps: int, warm: int) -> float:
+        """GPU: mean over `steps` queued steps (one sync at the end). CPU: median of per-step
+        times, robust to other processes on a shared machine."""
         for _ in range(warm):
             self.step(fast)
         self.sync()
-        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.step(fast)
+            self.sync()
+            return (time.perf_counter() - t0) * 1000 / steps
+        times = []
         for _ in range(steps):
+            t0 = time.perf_counter()
             self.step(fast)
-        self.sync()
-        return (time.perf_counter() - t0) * 1000 / steps
+            times.append((time.perf_counter() - t0) * 1000)
+        return float(sorted(times)[len(times) // 2])
 
     def breakdown(self, fast: bool, reps: int) -> dict[str, float]:
         """Per-section ms with a synchronisation after each section (adds a little overhead)."""
@@ -194,8 +203,8 @@ class Bench:
         return {k: round(v, 3) for k, v in acc.items()}
 
     def check_equal(self) -> dict[str, float]:
-        t = sample_frequencies(self.cfg.num_freqs, self.dim, std=1.0, generator=torch.Generator(self.device).manual_seed(9),
-                               device=self.device)
+        gen = torch.Generator(self.device).manual_seed(9)
+        t = sample_frequencies(self.cfg.num_freqs, self.dim, std=1.0, generator=gen, device=self.device)
         with torch.no_grad():
             _, a = self.losses(True, t)
             _, b = self.losses(False, t)
@@ -213,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warm = args.warmup if args.warmup is not None else (3 if gpu else 1)
     bench = Bench(args.scale, device, args.extractor)
-    out = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+    cpu_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    out = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
            "torch": torch.__version__, **bench.info, "timed_steps": steps,
            "loss_relative_difference_fast_vs_plain": bench.check_equal(), "paths": {}}
     paths = [("fast", True)] if args.skip_plain else [("plain", False), ("fast", True)]

@@ -150,7 +150,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
     except Exception as err:  # truncated/corrupt files must never be taken as valid
-        raise ValueError(f"condensation checkpoint {path} is corrupt or truncated ({err}); delete it to restart") from err
+        raise ValueError(f"condensation checkpoint {path} is corrupt or truncated ({err}); "
+                         "delete it to restart") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"condensation checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
     return state
@@ -224,7 +225,8 @@ def condense_instance(
     if resume_path is not None and resume_path.exists():
         checkpoint = load_checkpoint(resume_path)
         if checkpoint["fingerprint"] != fingerprint:
-            diff = [k for k in fingerprint["config"] if fingerprint["config"][k] != checkpoint["fingerprint"]["config"].get(k)]
+            old = checkpoint["fingerprint"]["config"]
+            diff = [k for k, v in fingerprint["config"].items() if old.get(k) != v]
             raise ValueError(f"condensation checkpoint {resume_path} was made with other settings "
                              f"({', '.join(diff) or 'seed or real patches'}); delete it to restart")
 

@@ -113,7 +113,10 @@ def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_pa
         raise ValueError(f"image {image_id} has no patches in {store_path}")
     lr = torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0
     extractor = load_model(extractor_path)
-    resume_path = (Path(resume_dir) / f"{out_path.name}.ckpt") if resume_dir is not None else default_resume_path(out_path)
+    if resume_dir is not None:
+        resume_path = Path(resume_dir) / f"{out_path.name}.ckpt"
+    else:
+        resume_path = default_resume_path(out_path)
     instance_seed = subseed(seed, f"image-{int(image_id)}")
     logger.info("condensing image %s: %d real patches -> %d synthetic on %s", image_id, len(idx),
                 config.n_synthetic(len(idx)), dev)
