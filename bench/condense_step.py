@@ -3,7 +3,7 @@
 Paper scale (`--scale paper`): N=151 real 64x64 LR patches, n=16 synthetic (ceil(0.1 N)),
 SwinIR-light x4 extractor (randomly initialised: timing does not depend on the weights), RLFF with
 k=7 and 256 sampled channels, p=4, 1024 frequencies, 16 groups. Reduced scale (`--scale cpu`):
-N=20 16x16 patches, 64 channels, 256 frequencies, 4 groups, same extractor.
+N=40 16x16 patches (n=4), 64 channels, 256 frequencies, 16 groups, same extractor.
 
 The step is timed in its heaviest regime: every synthetic local patch grouped and paired. The
 plain path loops over the groups in Python; the fast path uses the vectorised group/pair losses
@@ -36,7 +36,7 @@ from idc.condense.losses import (instance_and_group_losses, instance_and_group_l
 
 SCALES = {
     "paper": dict(n_real=151, size=64, channels=256, num_freqs=1024, groups=16, kernel=7, patch=4),
-    "cpu": dict(n_real=20, size=16, channels=64, num_freqs=256, groups=4, kernel=7, patch=4),
+    "cpu": dict(n_real=40, size=16, channels=64, num_freqs=256, groups=16, kernel=7, patch=4),
 }
 
 
@@ -202,6 +202,35 @@ class Bench:
         acc["extractor_fwd_bwd_alone"] = (time.perf_counter() - t0) * 1000 / reps
         return {k: round(v, 3) for k, v in acc.items()}
 
+    def time_losses(self, fast: bool, reps: int) -> float:
+        """Median ms of the three losses alone (forward + backward to the synthetic samples), the
+        part the vectorisation changes; the extractor is left out."""
+        cfg = self.cfg
+        with torch.no_grad():
+            base = normalise_samples(self.local.samples(self.features(self.syn), real=False))
+        times = []
+        for _ in range(reps + 1):
+            syn = base.clone().requires_grad_(True)
+            self.sync()
+            t0 = time.perf_counter()
+            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+            flat = syn.reshape(-1, self.dim)
+            if fast:
+                stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+                li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
+                fn = pair_loss
+            else:
+                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                          cfg.groups, cfg.alpha, cfg.beta)
+                fn = pair_loss_looped
+            p = self.paired
+            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p],
+                         cfg.groups, self.scale_p[p], self.shift_p[p])
+            (cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + reg)).backward()
+            self.sync()
+            times.append((time.perf_counter() - t0) * 1000)
+        return round(float(sorted(times[1:])[len(times[1:]) // 2]), 3)
+
     def check_equal(self) -> dict[str, float]:
         gen = torch.Generator(self.device).manual_seed(9)
         t = sample_frequencies(self.cfg.num_freqs, self.dim, std=1.0, generator=gen, device=self.device)
@@ -238,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [("fast", True)] if args.skip_plain else [("plain", False), ("fast", True)]
     for name, fast in paths:
         out["paths"][name] = {"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
+                              "losses_only_ms": bench.time_losses(fast, max(5, steps)),
                               "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}
     if args.tf32 and gpu:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

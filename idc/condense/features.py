@@ -11,6 +11,7 @@ stacked to 2C' filters, and C_out of them sampled with a seeded generator.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,7 +89,10 @@ def wavelet_filters(c: int, k: int, levels: int) -> torch.Tensor:
     return bank
 
 
+@functools.lru_cache(maxsize=2)
 def filter_bank(transform: str, c: int, k: int, *, wavelet_levels: int = 2) -> torch.Tensor:
+    """The full bank (cached: building the 5880-filter RLFF bank for c=60, k=7 takes seconds and
+    is the same for every instance of a process). Callers must not modify it in place."""
     if transform == "rlff":
         return fourier_filters(c, k)
     if transform == "identity":
