@@ -285,7 +285,6 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
         if cfg.assign_order == "random":
             gen = torch.Generator().manual_seed(subseed(seed, "assign"))
             assigner.random_order = torch.randperm(n_syn_patches, generator=gen).to(device)
-        real_seg = labels.repeat_interleave(per_patch)
     del f_real, g_real
 
     # ---- synthetic parameters and optimiser ----------------------------------------------------
@@ -323,6 +322,9 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
         start_step = resumed_from = checkpoint["step"]
         seconds_before = checkpoint["seconds"]
         logger.info("resuming condensation from step %d (%s)", start_step, resume_path)
+    if assigner is not None:
+        # after a resume: the checkpointed groups (k-means is not bit-reproducible on every GPU)
+        real_seg = assigner.real_labels.repeat_interleave(per_patch)
 
     def make_checkpoint(step: int) -> None:
         if resume_path is None:
