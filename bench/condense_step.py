@@ -132,8 +132,8 @@ class Bench:
             self.syn.clamp_(0, 1)
 
     def time_steps(self, fast: bool, steps: int, warm: int) -> float:
-        """GPU: mean over `steps` queued steps (one sync at the end). CPU: median of per-step
-        times, robust to other processes on a shared machine."""
+        """GPU: mean over `steps` queued steps (one sync at the end). CPU: the fastest step (the
+        least disturbed by other processes on a shared machine)."""
         for _ in range(warm):
             self.step(fast)
         self.sync()
@@ -148,7 +148,7 @@ class Bench:
             t0 = time.perf_counter()
             self.step(fast)
             times.append((time.perf_counter() - t0) * 1000)
-        return float(sorted(times)[len(times) // 2])
+        return float(min(times))
 
     def breakdown(self, fast: bool, reps: int) -> dict[str, float]:
         """Per-section ms with a synchronisation after each section (adds a little overhead)."""
@@ -203,7 +203,7 @@ class Bench:
         return {k: round(v, 3) for k, v in acc.items()}
 
     def time_losses(self, fast: bool, reps: int) -> float:
-        """Median ms of the three losses alone (forward + backward to the synthetic samples), the
+        """Fastest of `reps` runs (ms) of the three losses alone (forward + backward to the synthetic samples), the
         part the vectorisation changes; the extractor is left out."""
         cfg = self.cfg
         with torch.no_grad():
@@ -229,7 +229,7 @@ class Bench:
             (cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + reg)).backward()
             self.sync()
             times.append((time.perf_counter() - t0) * 1000)
-        return round(float(sorted(times[1:])[len(times[1:]) // 2]), 3)
+        return round(float(min(times[1:])), 3)
 
     def check_equal(self) -> dict[str, float]:
         gen = torch.Generator(self.device).manual_seed(9)
