@@ -110,6 +110,14 @@ def test_fast_path_equals_plain_path(real) -> None:
     assert float((syn_f - syn_p).abs().max()) < 1e-2
 
 
+def test_assignment_alternatives_run_and_keep_quotas(real) -> None:
+    for kw in (dict(assign_order="random"), dict(pairing="greedy"), dict(deformation="none"), dict(bn_mode="real")):
+        _, log = run(real, tiny_cfg(**kw))
+        assert log["groups"]["paired"] == 8 and sum(log["groups"]["quotas"]) == 8, kw
+        if kw.get("deformation") == "none":
+            assert all(r["deform_reg"] == 0 for r in log["steps"])
+
+
 def test_frequency_reuse_is_equal_on_both_paths(real) -> None:
     syn_f, log_f = run(real, tiny_cfg(freq_resample_every=5))
     syn_p, log_p = run(real, tiny_cfg(freq_resample_every=5, fast_path=False))

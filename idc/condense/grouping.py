@@ -200,16 +200,14 @@ class ProgressiveAssigner:
         free = (self.syn_group < 0).nonzero().flatten()
         used = torch.bincount(self.syn_group[self.syn_group >= 0], minlength=self.groups)
         cap = self.quotas - used
-        dist = torch.cdist(syn_desc[free], self.centroids)
         if self.order == "random":
+            # the next b free patches in the seeded permutation, each to its nearest open group
             rank = torch.argsort(self.random_order)  # position of each patch in the permutation
-            chosen = free[torch.argsort(rank[free])][:b]
-            dist = torch.cdist(syn_desc[chosen], self.centroids)
-            rows, grp = assign_under_capacity(dist, cap, b)
-            idx = chosen[rows]
+            candidates = free[torch.argsort(rank[free])][:b]
         else:
-            rows, grp = assign_under_capacity(dist, cap, b)
-            idx = free[rows]
+            candidates = free  # any free patch; the nearest to an open centroid go first
+        rows, grp = assign_under_capacity(torch.cdist(syn_desc[candidates], self.centroids), cap, b)
+        idx = candidates[rows]
         self.syn_group[idx] = grp
         self.syn_event[idx] = event
 
