@@ -194,6 +194,18 @@ def test_non_finite_loss_stops_with_step(real) -> None:
         condense_instance(real, _NaNAfter(6), tiny_cfg(), seed=0, progress=False)
 
 
+def test_deferred_non_finite_check_still_names_the_first_bad_step(real, monkeypatch) -> None:
+    """The accelerator code path (checks only at log steps) on the CPU: step 5 is found at step 8."""
+    import idc.condense.condenser as condenser
+
+    monkeypatch.setattr(condenser, "defer_host_checks", lambda device: True)
+    with pytest.raises(NonFiniteLossError, match="step 5"):
+        condense_instance(real, _NaNAfter(6), tiny_cfg(), seed=0, progress=False)
+    syn, _ = run(real, tiny_cfg())
+    monkeypatch.undo()
+    assert torch.equal(syn, run(real, tiny_cfg())[0])
+
+
 def test_bad_input_is_rejected_before_work(real) -> None:
     with pytest.raises(ValueError, match=r"\(N, 3, h, w\)"):
         run(real[:, :1], tiny_cfg())

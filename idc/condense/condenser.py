@@ -51,6 +51,12 @@ class NonFiniteLossError(FloatingPointError):
         self.step = step
 
 
+def defer_host_checks(device: torch.device) -> bool:
+    """On accelerators, avoid a host synchronisation per step: the non-finite check reads the
+    device-side first-bad-step only at log/checkpoint steps."""
+    return device.type != "cpu"
+
+
 def subseed(seed: int, name: str) -> int:
     """Independent, reproducible seeds for each random component of one instance."""
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
@@ -351,7 +357,7 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
     real_stats = None
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_detail: dict[str, torch.Tensor] = {}
-    check_every = 1 if device.type == "cpu" else max(1, cfg.log_every)
+    check_every = max(1, cfg.log_every) if defer_host_checks(device) else 1
 
     def check_finite() -> None:
         bad = int(first_bad)
@@ -383,8 +389,11 @@ def _run(real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, se
         syn_samples = normalise_samples(local.samples(f_syn, real=False))  # (n'_s, s, D)
 
         if assigner is not None and step in events:
+            check_finite()  # events are rare: a host sync here is cheap, and NaN must not be grouped
             with torch.no_grad():
                 layer_syn = (g_syn if g_syn is not None else f_syn).detach()
+                if not bool(torch.isfinite(layer_syn).all()):
+                    raise NonFiniteLossError(step, "non-finite synthetic features at an assignment event")
                 syn_desc, syn_patch_feat = patch_descriptors(layer_syn, cfg.patch)
                 info = assigner.run_event(syn_desc, syn_patch_feat, real_patch_feat)
             info["step"] = step
