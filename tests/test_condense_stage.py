@@ -92,6 +92,21 @@ def test_condense_upsample_assemble_memorise(setup) -> None:
     assert set(rep["instances"]) == {"0", "1"} and rep["overall"]["n"] == 4
 
 
+def test_packed_images_match_single_images(setup, tmp_path) -> None:
+    from idc.condense.stage import condense_image, condense_images
+
+    root, store, ext = setup
+    outs = condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext,
+                           out_paths=[tmp_path / "a.npy", tmp_path / "b.npy"],
+                           log_paths=[tmp_path / "a.json", tmp_path / "b.json"], cfg=CFG, seed=7, device="cpu")
+    for out, image_id in zip(outs, (0, 1)):
+        single = np.load(condense_image(store_path=store, image_id=image_id, extractor_path=ext, cfg=CFG, seed=7,
+                                        out_path=tmp_path / f"s{image_id}.npy", log_path=tmp_path / "s.json"))
+        assert np.abs(np.load(out) - single).max() < 1e-2
+        log = json.loads(out.with_suffix(".json").read_text())
+        assert log["image_id"] == image_id and log["packed_with"] == [0, 1]
+
+
 def test_stage_errors_name_the_culprit(setup, tmp_path) -> None:
     from idc.condense.stage import condense_image
 

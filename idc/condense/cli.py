@@ -44,6 +44,15 @@ def _condense_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _condense_images(args: argparse.Namespace) -> int:
+    from idc.condense.stage import condense_images
+
+    condense_images(store_path=args.store, image_ids=args.image_ids, extractor_path=args.extractor,
+                    out_paths=args.out, log_paths=args.log, cfg=_load_cfg(args), seed=args.seed,
+                    device=args.device, resume_dir=args.resume_dir, progress=args.progress)
+    return 0
+
+
 def _upsample_assemble(args: argparse.Namespace) -> int:
     from idc.condense.stage import upsample_and_assemble
 
@@ -77,6 +86,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume-dir", default=None)
     p.add_argument("--progress", action="store_true", help="tqdm progress bar")
     p.set_defaults(func=_condense_image)
+
+    p = subparsers.add_parser("condense-images", help="IDC: condense several images packed in one loop")
+    p.add_argument("--store", required=True, help="real patch store (HDF5)")
+    p.add_argument("--image-ids", type=int, nargs="+", required=True)
+    p.add_argument("--extractor", required=True)
+    p.add_argument("--out", nargs="+", required=True, help="one .npy per image id")
+    p.add_argument("--log", nargs="+", required=True, help="one JSON log per image id")
+    p.add_argument("--config")
+    p.add_argument("--variant")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume-dir", default=None)
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=_condense_images)
 
     p = subparsers.add_parser("upsample-assemble", help="IDC: up-sample synthetic LR patches, write one store")
     p.add_argument("--synthetic", nargs="+", required=True)

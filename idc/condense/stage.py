@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from idc.condense.condenser import condense_instance, subseed
+from idc.condense.condenser import condense_instances, subseed
 from idc.condense.config import CondenseConfig
 
 logger = logging.getLogger(__name__)
@@ -97,38 +97,58 @@ def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_pa
     A checkpoint in `resume_dir` (default: `.condense-resume/` beside the output) is resumed and
     removed after success.
     """
+    return condense_images(store_path=store_path, image_ids=[image_id], extractor_path=extractor_path,
+                           out_paths=[out_path], log_paths=[log_path], cfg=cfg, seed=seed, device=device,
+                           resume_dir=resume_dir, progress=progress)[0]
+
+
+def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], extractor_path: str | os.PathLike,
+                    out_paths: Sequence[str | os.PathLike], log_paths: Sequence[str | os.PathLike],
+                    cfg: dict[str, Any], seed: int, device: str = "auto",
+                    resume_dir: str | os.PathLike | None = None, progress: bool = False) -> list[Path]:
+    """`condense_image` for several images packed in one optimisation loop (one extractor pass
+    per step over all their synthetic patches); each image gets the same files and the same
+    instance seed as when condensed alone. One checkpoint for the pack, named after the first output."""
     from idc.archs import load_model
     from idc.data.store import PatchStore
 
     config = config_from_dict(cfg)  # bad keys fail here, before any work
+    if not (len(image_ids) == len(out_paths) == len(log_paths)) or not image_ids:
+        raise ValueError(f"need equally many (>0) image ids, outputs and logs, got "
+                         f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}")
     store_path, extractor_path = Path(store_path), Path(extractor_path)
-    out_path, log_path = Path(out_path), Path(log_path)
+    out_paths, log_paths = [Path(p) for p in out_paths], [Path(p) for p in log_paths]
     for p in (store_path, extractor_path):
         if not p.is_file():
             raise FileNotFoundError(f"input not found: {p}")
     dev = resolve_device(device)
     store = PatchStore(store_path)
-    idx = store.indices_of_image(int(image_id))
-    if len(idx) == 0:
-        raise ValueError(f"image {image_id} has no patches in {store_path}")
-    lr = torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0
+    reals = []
+    for image_id in image_ids:
+        idx = store.indices_of_image(int(image_id))
+        if len(idx) == 0:
+            raise ValueError(f"image {image_id} has no patches in {store_path}")
+        reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
     extractor = load_model(extractor_path)
     if resume_dir is not None:
-        resume_path = Path(resume_dir) / f"{out_path.name}.ckpt"
+        resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
     else:
-        resume_path = default_resume_path(out_path)
-    instance_seed = subseed(seed, f"image-{int(image_id)}")
-    logger.info("condensing image %s: %d real patches -> %d synthetic on %s", image_id, len(idx),
-                config.n_synthetic(len(idx)), dev)
-    synthetic, log = condense_instance(lr, extractor, config, seed=instance_seed, device=dev,
-                                       progress=progress, resume_path=resume_path)
-    log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
-               store=str(store_path), extractor=str(extractor_path))
-    log["seed"] = int(seed)
-    save_synthetic(out_path, synthetic)
-    write_json(log_path, log)
+        resume_path = default_resume_path(out_paths[0])
+    seeds = [subseed(seed, f"image-{int(i)}") for i in image_ids]
+    for image_id, real in zip(image_ids, reals):
+        logger.info("condensing image %s: %d real patches -> %d synthetic on %s", image_id, len(real),
+                    config.n_synthetic(len(real)), dev)
+    results = condense_instances(reals, extractor, config, seeds=seeds, device=dev, progress=progress,
+                                 resume_path=resume_path)
+    for (synthetic, log), image_id, instance_seed, out_path, log_path in zip(results, image_ids, seeds, out_paths,
+                                                                            log_paths):
+        log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
+                   store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids])
+        log["seed"] = int(seed)
+        save_synthetic(out_path, synthetic)
+        write_json(log_path, log)
     resume_path.unlink(missing_ok=True)
-    return out_path
+    return out_paths
 
 
 def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image_ids: Sequence[int],
