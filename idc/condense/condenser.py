@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "idc-condense-checkpoint/2"
 # Keys that do not change the result; a checkpoint made with other values may be resumed.
-_RESULT_NEUTRAL_KEYS = {"log_every", "checkpoint_every", "compile_extractor", "extract_batch", "real_chunk",
-                        "fast_path"}
+_RESULT_NEUTRAL_KEYS = {"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
+                        "real_chunk", "fast_path"}
 
 
 class CondensationInterrupted(RuntimeError):
@@ -489,7 +489,7 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
 
     feat_fn = extractor.features
     if cfg.compile_extractor and tap is None:
-        feat_fn = torch.compile(extractor.features)
+        feat_fn = torch.compile(extractor.features, mode=cfg.compile_mode)
 
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_detail: dict[str, torch.Tensor] = {}

@@ -20,6 +20,7 @@ DEFORMATIONS = ("affine", "none")
 ASSIGN_ORDERS = ("nearest", "random")
 PAIRINGS = ("hungarian", "greedy")
 PARAMETRISATIONS = ("clamp", "sigmoid")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -107,6 +108,9 @@ class CondenseConfig:
     # --- engineering ----------------------------------------------------------------------------
     fast_path: bool = True  # vectorised group/pair losses (False: Python loop over groups)
     compile_extractor: bool = False  # torch.compile the extractor (GPU fast path)
+    # torch.compile mode: "default", "reduce-overhead" (CUDA graphs: for the launch-bound
+    # SwinIR-light step with static shapes), "max-autotune".
+    compile_mode: str = "default"
     allow_tf32: bool = False  # TF32 matmuls/convolutions on CUDA (fast path; changes numerics)
     extract_batch: int = 32  # real patches per forward pass when extracting real features
     log_every: int = 100
@@ -150,7 +154,8 @@ class CondenseConfig:
         for key, allowed in (("feature_transform", FEATURE_TRANSFORMS), ("init", INITS),
                              ("bn_mode", BN_MODES), ("feature_layer", FEATURE_LAYERS),
                              ("deformation", DEFORMATIONS), ("assign_order", ASSIGN_ORDERS),
-                             ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS)):
+                             ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS),
+                             ("compile_mode", COMPILE_MODES)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
         if not (self.use_ins or self.use_group or self.use_pair):
