@@ -1,1 +1,11 @@
+"""IDC condensation (paper sections 3, B, C.1): per-instance multi-level distribution matching of
+Random Local Fourier Features, then HR up-sampling by the teacher and assembly into a patch store.
 
+Public API:
+- `CondenseConfig`, `VARIANTS` (idc, v1-v7, a0-a11, x1-x3) in `idc.condense.config`;
+- `condense_instance(real_lr, extractor, cfg, *, seed, device, progress, resume_path, on_log)`
+  in `idc.condense.condenser` (pure: tensors in, tensors + log out);
+- `condense_image`, `upsample_and_assemble`, `memorisation_report` in `idc.condense.stage`
+  (file level, what the workflow calls); commands in `idc.condense.cli`.
+Choices where the paper is silent: CHOICES.md in this folder.
+"""

@@ -1,0 +1,303 @@
+"""Milliseconds per IDC optimisation step, with a breakdown, for the plain and the fast path.
+
+Paper scale (`--scale paper`): N=151 real 64x64 LR patches, n=16 synthetic (ceil(0.1 N)),
+SwinIR-light x4 extractor (randomly initialised: timing does not depend on the weights), RLFF with
+k=7 and 256 sampled channels, p=4, 1024 frequencies, 16 groups. Reduced scale (`--scale cpu`):
+N=40 16x16 patches (n=4), 64 channels, 256 frequencies, 16 groups, same extractor.
+
+The step is timed in its heaviest regime: every synthetic local patch grouped and paired. The
+plain path loops over the groups in Python; the fast path uses the vectorised group/pair losses
+(and optionally a compiled extractor, TF32). Both are checked to give equal losses.
+
+    python bench/condense_step.py --scale cpu --json
+    python bench/condense_step.py --scale paper --device cuda --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from idc.condense.condenser import subseed  # noqa: E402
+from idc.condense.config import CondenseConfig  # noqa: E402
+from idc.condense.features import LocalFeatures  # noqa: E402
+from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors  # noqa: E402
+from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,  # noqa: E402
+                                 normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
+                                 sample_frequencies)
+
+SCALES = {
+    "paper": dict(n_real=151, size=64, channels=256, num_freqs=1024, groups=16, kernel=7, patch=4),
+    "cpu": dict(n_real=40, size=16, channels=64, num_freqs=256, groups=16, kernel=7, patch=4),
+}
+
+
+def build_extractor(name: str, size: int) -> torch.nn.Module:
+    if name == "tiny":
+        from idc.condense.tiny_extractor import TinyExtractor
+
+        return TinyExtractor(channels=16)
+    from idc.archs import build_model
+
+    torch.manual_seed(0)
+    return build_model("swinir_light_x4", img_size=size)
+
+
+class Bench:
+    def __init__(self, scale: str, device: torch.device, extractor: str, seed: int = 0) -> None:
+        s = SCALES[scale]
+        self.device = device
+        self.cfg = CondenseConfig.from_dict(dict(channels=s["channels"], num_freqs=s["num_freqs"], groups=s["groups"],
+                                                 kernel=s["kernel"], patch=s["patch"], warmup=0, assign_times=1))
+        g = torch.Generator().manual_seed(seed)
+        self.real = torch.rand(s["n_real"], 3, s["size"], s["size"], generator=g).to(device)
+        self.n_syn = self.cfg.n_synthetic(s["n_real"])
+        self.ext = build_extractor(extractor, s["size"]).to(device).eval()
+        for p in self.ext.parameters():
+            p.requires_grad_(False)
+        cfg = self.cfg
+        with torch.no_grad():
+            f_real = torch.cat([self.ext.features(self.real[i:i + 32]) for i in range(0, len(self.real), 32)])
+        self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=subseed(seed, "filters"), device=device)
+        self.local.fit_real(f_real)
+        with torch.no_grad():
+            self.real_samples = normalise_samples(self.local.samples(f_real, real=True))
+        self.per_patch, self.dim = self.real_samples.shape[1:]
+        self.real_flat = self.real_samples.reshape(-1, self.dim)
+        desc, self.real_patch = patch_descriptors(f_real, cfg.patch)
+        cent, labels = kmeans(desc, cfg.groups, generator=torch.Generator(device=device).manual_seed(1))
+        self.real_seg = labels.repeat_interleave(self.per_patch)
+        self.syn = torch.nn.Parameter(torch.rand(self.n_syn, 3, s["size"], s["size"], generator=g).to(device))
+        n_syn_patches = self.real_samples.shape[0] // s["n_real"] * self.n_syn
+        self.scale_p = torch.nn.Parameter(torch.zeros(n_syn_patches, self.dim, device=device))
+        self.shift_p = torch.nn.Parameter(torch.zeros(n_syn_patches, self.dim, device=device))
+        self.opt = torch.optim.Adam([self.syn, self.scale_p, self.shift_p], lr=cfg.lr)
+        # group everything, then pair everything (two assignment events)
+        self.assigner = ProgressiveAssigner(groups=cfg.groups, assign_times=1, use_pair=True, order="nearest",
+                                            pairing="hungarian", real_labels=labels, centroids=cent,
+                                            n_syn=n_syn_patches)
+        with torch.no_grad():
+            sd, sp = patch_descriptors(self.ext.features(self.syn), cfg.patch)
+        self.assigner.run_event(sd, sp, self.real_patch)
+        self.assigner.run_event(sd, sp, self.real_patch)
+        self.paired = (self.assigner.syn_pair >= 0).nonzero().flatten()
+        self.syn_seg = self.assigner.syn_group.repeat_interleave(self.per_patch)
+        self.freq_gen = torch.Generator(device=device).manual_seed(2)
+        self.features = self.ext.features
+        self.info = {"n_real": s["n_real"], "n_synthetic": self.n_syn, "size": s["size"],
+                     "real_samples": int(self.real_flat.shape[0]), "synthetic_samples": n_syn_patches * self.per_patch,
+                     "dim": int(self.dim), "num_freqs": cfg.num_freqs, "groups": cfg.groups,
+                     "extractor": type(self.ext).__name__,
+                     "extractor_params": sum(p.numel() for p in self.ext.parameters())}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def losses(self, fast: bool, t: torch.Tensor | None = None):
+        cfg = self.cfg
+        if t is None:
+            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+        f = self.features(self.syn)
+        syn = normalise_samples(self.local.samples(f, real=False))
+        flat = syn.reshape(-1, self.dim)
+        if fast:
+            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+            li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
+            pl = pair_loss
+        else:
+            li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                      cfg.groups, cfg.alpha, cfg.beta)
+            pl = pair_loss_looped
+        p = self.paired
+        lp, reg = pl(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
+                     self.scale_p[p], self.shift_p[p])
+        total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
+        return total, {"loss_ins": li, "loss_group": lg, "loss_pair": lp}
+
+    def step(self, fast: bool) -> None:
+        total, _ = self.losses(fast)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.syn.clamp_(0, 1)
+
+    def time_steps(self, fast: bool, steps: int, warm: int) -> float:
+        """GPU: mean over `steps` queued steps (one sync at the end). CPU: the fastest step (the
+        least disturbed by other processes on a shared machine)."""
+        for _ in range(warm):
+            self.step(fast)
+        self.sync()
+        if self.device.type == "cuda":
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.step(fast)
+            self.sync()
+            return (time.perf_counter() - t0) * 1000 / steps
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            self.step(fast)
+            times.append((time.perf_counter() - t0) * 1000)
+        return float(min(times))
+
+    def breakdown(self, fast: bool, reps: int) -> dict[str, float]:
+        """Per-section ms with a synchronisation after each section (adds a little overhead)."""
+        cfg = self.cfg
+        acc: dict[str, float] = {}
+
+        def tick(name: str, t0: float) -> float:
+            self.sync()
+            now = time.perf_counter()
+            acc[name] = acc.get(name, 0.0) + (now - t0) * 1000 / reps
+            return now
+
+        for _ in range(reps):
+            self.sync()
+            t0 = time.perf_counter()
+            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+            f = self.features(self.syn)
+            t0 = tick("extractor_fwd", t0)
+            syn = normalise_samples(self.local.samples(f, real=False))
+            flat = syn.reshape(-1, self.dim)
+            t0 = tick("rlff_unfold", t0)
+            if fast:
+                stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+                t0 = tick("real_cf_stats", t0)
+                li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
+                t0 = tick("loss_ins_group", t0)
+            else:  # the real side is recomputed inside the per-group loop
+                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                          cfg.groups, cfg.alpha, cfg.beta)
+                t0 = tick("loss_ins_group", t0)
+            p = self.paired
+            fn = pair_loss if fast else pair_loss_looped
+            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
+                         self.scale_p[p], self.shift_p[p])
+            t0 = tick("loss_pair", t0)
+            total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            t0 = tick("backward_all", t0)
+            self.opt.step()
+            with torch.no_grad():
+                self.syn.clamp_(0, 1)
+            tick("optimiser", t0)
+        # the extractor alone, forward + backward to the input (its share of a step)
+        self.sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            x = self.syn.detach().clone().requires_grad_(True)
+            self.features(x).square().mean().backward()
+        self.sync()
+        acc["extractor_fwd_bwd_alone"] = (time.perf_counter() - t0) * 1000 / reps
+        return {k: round(v, 3) for k, v in acc.items()}
+
+    def time_losses(self, fast: bool, reps: int) -> float:
+        """Fastest of `reps` runs (ms) of the three losses alone (forward + backward to the synthetic samples), the
+        part the vectorisation changes; the extractor is left out."""
+        cfg = self.cfg
+        with torch.no_grad():
+            base = normalise_samples(self.local.samples(self.features(self.syn), real=False))
+        times = []
+        for _ in range(reps + 1):
+            syn = base.clone().requires_grad_(True)
+            self.sync()
+            t0 = time.perf_counter()
+            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+            flat = syn.reshape(-1, self.dim)
+            if fast:
+                stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+                li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
+                fn = pair_loss
+            else:
+                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                          cfg.groups, cfg.alpha, cfg.beta)
+                fn = pair_loss_looped
+            p = self.paired
+            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p],
+                         cfg.groups, self.scale_p[p], self.shift_p[p])
+            (cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + reg)).backward()
+            self.sync()
+            times.append((time.perf_counter() - t0) * 1000)
+        return round(float(min(times[1:])), 3)
+
+    def check_equal(self) -> dict[str, float]:
+        gen = torch.Generator(self.device).manual_seed(9)
+        t = sample_frequencies(self.cfg.num_freqs, self.dim, std=1.0, generator=gen, device=self.device)
+        with torch.no_grad():
+            _, a = self.losses(True, t)
+            _, b = self.losses(False, t)
+        return {k: float((a[k] - b[k]).abs() / (b[k].abs() + 1e-12)) for k in a}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--extractor", choices=["swinir_light", "tiny"], default="swinir_light")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 GPU / 3 CPU)")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")
+    ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
+    ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    gpu = device.type == "cuda"
+    steps = args.steps or (20 if gpu else 3)
+    warm = args.warmup if args.warmup is not None else (3 if gpu else 1)
+    bench = Bench(args.scale, device, args.extractor)
+    cpu_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    out = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
+           "torch": torch.__version__, **bench.info, "timed_steps": steps,
+           "loss_relative_difference_fast_vs_plain": bench.check_equal(), "paths": {}}
+    paths = [("fast", True)] if args.skip_plain else [("plain", False), ("fast", True)]
+    for name, fast in paths:
+        out["paths"][name] = {"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
+                              "losses_only_ms": bench.time_losses(fast, max(5, steps)),
+                              "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}
+    if args.tf32 and gpu:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        out["paths"]["fast_tf32"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                     "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    if args.compile:
+        bench.features = torch.compile(bench.ext.features)
+        t0 = time.perf_counter()
+        bench.step(True)
+        bench.sync()
+        compile_s = time.perf_counter() - t0
+        out["paths"]["fast_compiled"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                         "compile_seconds": round(compile_s, 1),
+                                         "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+    for v in out["paths"].values():
+        v["steps_per_second"] = round(1000 / v["ms_per_step"], 2)
+        v["minutes_per_20k_steps"] = round(v["ms_per_step"] * 20000 / 60000, 1)
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    tol = 1e-3
+    bad = {k: v for k, v in out["loss_relative_difference_fast_vs_plain"].items() if v > tol}
+    if bad:
+        print(f"fast and plain paths differ beyond {tol}: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,569 @@
+"""Condensing one instance (image): real LR patches + frozen feature extractor -> synthetic patches.
+
+`condense_instance` is pure apart from an optional resume checkpoint: tensors in, tensors and a
+log dict out; deterministic for a seed on the CPU, and a run interrupted (SIGTERM/SIGUSR1, or
+killed after a periodic checkpoint) and resumed gives exactly the uninterrupted result there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from idc.condense.config import CondenseConfig
+from idc.condense.features import LocalFeatures
+from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
+from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
+                                 normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
+                                 sample_frequencies)
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "idc-condense-checkpoint/2"
+# Keys that do not change the result; a checkpoint made with other values may be resumed.
+_RESULT_NEUTRAL_KEYS = {"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
+                        "real_chunk", "fast_path"}
+
+
+class CondensationInterrupted(RuntimeError):
+    """Raised after a checkpoint was written because SIGTERM/SIGUSR1 arrived."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The total loss became NaN/inf; carries the first bad step."""
+
+    def __init__(self, step: int, detail: str) -> None:
+        super().__init__(f"non-finite condensation loss at step {step} ({detail}); "
+                         "lower the learning rate or check the inputs")
+        self.step = step
+
+
+def defer_host_checks(device: torch.device) -> bool:
+    """On accelerators, avoid a host synchronisation per step: the non-finite check reads the
+    device-side first-bad-step only at log/checkpoint steps."""
+    return device.type != "cpu"
+
+
+def subseed(seed: int, name: str) -> int:
+    """Independent, reproducible seeds for each random component of one instance."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Extractor access
+# ----------------------------------------------------------------------------------------------
+class LayerTap:
+    """Captures the output of `module.layers[0]` (the first building block) as (N, C, H, W)."""
+
+    def __init__(self, extractor: nn.Module) -> None:
+        layers = getattr(extractor, "layers", None)
+        if layers is None or len(layers) == 0:
+            raise ValueError("condense config: feature_layer='first' needs an extractor with a `layers` list")
+        self.out: torch.Tensor | None = None
+        self._handle = layers[0].register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self.out = output[0] if isinstance(output, (tuple, list)) else output
+
+    def take(self, h: int, w: int) -> torch.Tensor:
+        out, self.out = self.out, None
+        if out is None:
+            raise RuntimeError("first-layer features were not captured (layers[0] not called by features())")
+        if out.ndim == 4:
+            return out[:, :, :h, :w]
+        if out.ndim == 3:  # token layout (N, L, C) of transformer blocks, possibly padded to a window
+            n, length, c = out.shape
+            side = math.isqrt(length)
+            if length == h * w:
+                hp, wp = h, w
+            elif side * side == length and side >= max(h, w):
+                hp = wp = side
+            else:
+                raise RuntimeError(f"cannot map {length} tokens of layers[0] onto a {h}x{w} feature map")
+            return out.transpose(1, 2).reshape(n, c, hp, wp)[:, :, :h, :w]
+        raise RuntimeError(f"unexpected layers[0] output shape {tuple(out.shape)}")
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+@torch.no_grad()
+def extract_features(extractor: nn.Module, x: torch.Tensor, batch: int, tap: LayerTap | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    fs, gs = [], []
+    for start in range(0, x.shape[0], batch):
+        part = x[start:start + batch]
+        f = extractor.features(part)
+        fs.append(f)
+        if tap is not None:
+            gs.append(tap.take(f.shape[2], f.shape[3]))
+    return torch.cat(fs), (torch.cat(gs) if tap is not None else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Signals and checkpoints
+# ----------------------------------------------------------------------------------------------
+class _StopRequest:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor) -> dict[str, Any]:
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL_KEYS}
+    return {"config": d, "seed": int(seed), "real_shape": list(real_lr.shape),
+            "real_sum": float(real_lr.double().sum())}
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
+    except Exception as err:  # truncated/corrupt files must never be taken as valid
+        raise ValueError(f"condensation checkpoint {path} is corrupt or truncated ({err}); "
+                         "delete it to restart") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"condensation checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
+    return state
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to(v, device) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# The condenser
+# ----------------------------------------------------------------------------------------------
+def _check_inputs(real_lr: torch.Tensor, extractor: nn.Module) -> None:
+    if not isinstance(real_lr, torch.Tensor) or real_lr.ndim != 4 or real_lr.shape[1] != 3:
+        shape = tuple(real_lr.shape) if isinstance(real_lr, torch.Tensor) else type(real_lr).__name__
+        raise ValueError(f"real_lr must be a (N, 3, h, w) tensor, got {shape}")
+    if real_lr.shape[0] < 1:
+        raise ValueError("real_lr holds no patches")
+    if not torch.isfinite(real_lr).all() or real_lr.min() < 0 or real_lr.max() > 1:
+        raise ValueError("real_lr must be finite and in [0, 1]")
+    if not callable(getattr(extractor, "features", None)):
+        raise ValueError(f"extractor {type(extractor).__name__} has no features(x) method")
+
+
+def _init_synthetic(real_lr: torch.Tensor, n: int, cfg: CondenseConfig, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(subseed(seed, "init"))
+    shape = (n, *real_lr.shape[1:])
+    if cfg.init == "random":
+        return torch.rand(shape, generator=gen)
+    picks = torch.randperm(real_lr.shape[0], generator=gen)[:n]
+    noise = torch.randn(shape, generator=gen) * cfg.init_noise
+    return (real_lr.detach().cpu().float()[picks] + noise).clamp(0, 1)
+
+
+def condense_instance(
+    real_lr: torch.Tensor,
+    extractor: nn.Module,
+    cfg: CondenseConfig,
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    resume_path: str | os.PathLike | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Condense one instance. Returns (synthetic (n, 3, h, w) float32 in [0,1] on the CPU, log).
+
+    n = ceil(cfg.ratio * N). The extractor is frozen (eval mode, no gradients to its weights);
+    real features are computed once. With `resume_path`, state is checkpointed there every
+    `cfg.checkpoint_every` steps and when SIGTERM/SIGUSR1 arrives (then CondensationInterrupted is
+    raised at the next step boundary); an existing checkpoint is resumed. A non-finite loss raises
+    NonFiniteLossError naming the step. `on_log(record)` is called for every logged step.
+    """
+    wrapped = None if on_log is None else (lambda index, record: on_log(record))
+    return condense_instances([real_lr], extractor, cfg, seeds=[seed], device=device, progress=progress,
+                              resume_path=resume_path, on_log=wrapped)[0]
+
+
+def condense_instances(
+    reals: list[torch.Tensor],
+    extractor: nn.Module,
+    cfg: CondenseConfig,
+    *,
+    seeds: list[int],
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    resume_path: str | os.PathLike | None = None,
+    on_log: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    """Condense several instances packed in one optimisation loop (one extractor pass over all
+    synthetic patches per step: better use of a GPU). Every instance keeps its own real side,
+    filters, frequencies, groups, pairs, parameters and log; Adam is element-wise, so the result
+    equals separate `condense_instance` runs up to floating-point differences of the batched
+    extractor. Patch sizes must agree. `on_log(instance_index, record)`.
+    """
+    if isinstance(cfg, dict):
+        cfg = CondenseConfig.from_dict(cfg)
+    cfg.validate()
+    if len(reals) == 0 or len(reals) != len(seeds):
+        raise ValueError(f"need one seed per instance (got {len(reals)} instances, {len(seeds)} seeds)")
+    for real_lr in reals:
+        _check_inputs(real_lr, extractor)
+    if len({tuple(r.shape[1:]) for r in reals}) != 1:
+        raise ValueError(f"packed instances need equal patch sizes, got {sorted({tuple(r.shape[1:]) for r in reals})}")
+    device = torch.device(device)
+    resume_path = Path(resume_path) if resume_path is not None else None
+    fingerprints = [_fingerprint(cfg, s, r) for s, r in zip(seeds, reals)]
+
+    checkpoint = None
+    if resume_path is not None and resume_path.exists():
+        checkpoint = load_checkpoint(resume_path)
+        if checkpoint["fingerprints"] != fingerprints:
+            old = checkpoint["fingerprints"][0]["config"]
+            diff = [k for k, v in fingerprints[0]["config"].items() if old.get(k) != v]
+            raise ValueError(f"condensation checkpoint {resume_path} was made with other settings "
+                             f"({', '.join(diff) or 'seed or real patches'}); delete it to restart")
+
+    tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    extractor = extractor.to(device).eval()
+    grad_flags = [p.requires_grad for p in extractor.parameters()]
+    for p in extractor.parameters():
+        p.requires_grad_(False)
+    tap = LayerTap(extractor) if (cfg.use_group and cfg.feature_layer == "first") else None
+    try:
+        if device.type == "cuda" and cfg.allow_tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        with _StopRequest() as stop:
+            return _run(reals, extractor, cfg, seeds=seeds, device=device, tap=tap, progress=progress,
+                        resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
+                        on_log=on_log, stop=stop)
+    finally:
+        if tap is not None:
+            tap.close()
+        for p, flag in zip(extractor.parameters(), grad_flags):
+            p.requires_grad_(flag)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_prev
+
+
+class _Instance:
+    """Everything one instance owns: real side, filters, groups/pairs, parameters, log."""
+
+    def __init__(self, real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, seed: int,
+                 device: torch.device, tap: LayerTap | None) -> None:
+        self.cfg, self.seed, self.device = cfg, int(seed), device
+        self.n_real = real_lr.shape[0]
+        self.n_syn = cfg.n_synthetic(self.n_real)
+        real = real_lr.to(device=device, dtype=torch.float32)
+
+        # ---- real side, once --------------------------------------------------------------------
+        f_real, g_real = extract_features(extractor, real, cfg.extract_batch, tap)
+        self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=subseed(seed, "filters"), device=device)
+        self.local.fit_real(f_real)
+        with torch.no_grad():
+            self.real_samples = normalise_samples(self.local.samples(f_real, real=True))  # (N'_r, s, D)
+        self.per_patch, self.dim = self.real_samples.shape[1], self.real_samples.shape[2]
+        self.real_flat = self.real_samples.reshape(-1, self.dim)
+        self.n_real_patches = self.real_samples.shape[0]
+        self.n_syn_patches = self.n_real_patches // self.n_real * self.n_syn
+
+        self.assigner: ProgressiveAssigner | None = None
+        self.real_patch_feat = None
+        if cfg.use_group:
+            layer_real = g_real if g_real is not None else f_real
+            real_desc, self.real_patch_feat = patch_descriptors(layer_real, cfg.patch)
+            km_gen = torch.Generator(device=device).manual_seed(subseed(seed, "kmeans"))
+            centroids, labels = kmeans(real_desc, cfg.groups, generator=km_gen, iters=cfg.kmeans_iters,
+                                       tol=cfg.kmeans_tol)
+            self.assigner = ProgressiveAssigner(groups=cfg.groups, assign_times=cfg.assign_times,
+                                                use_pair=cfg.use_pair, order=cfg.assign_order, pairing=cfg.pairing,
+                                                real_labels=labels, centroids=centroids, n_syn=self.n_syn_patches)
+            if cfg.assign_order == "random":
+                gen = torch.Generator().manual_seed(subseed(seed, "assign"))
+                self.assigner.random_order = torch.randperm(self.n_syn_patches, generator=gen).to(device)
+        del f_real, g_real
+
+        # ---- synthetic parameters --------------------------------------------------------------
+        init = _init_synthetic(real_lr, self.n_syn, cfg, seed).to(device)
+        if cfg.parametrisation == "sigmoid":
+            init = torch.logit(init.clamp(1e-3, 1 - 1e-3))
+        self.syn_param = nn.Parameter(init)
+        self.params = [self.syn_param]
+        self.deform_scale = self.deform_shift = None
+        if cfg.use_pair and cfg.deformation == "affine":
+            self.deform_scale = nn.Parameter(torch.zeros(self.n_syn_patches, self.dim, device=device))
+            self.deform_shift = nn.Parameter(torch.zeros(self.n_syn_patches, self.dim, device=device))
+            self.params += [self.deform_scale, self.deform_shift]
+        self.freq_gen = torch.Generator(device=device).manual_seed(subseed(seed, "freqs"))
+        self.t: torch.Tensor | None = None
+        self.real_stats: dict | None = None
+        self.records: list[dict[str, Any]] = []
+        self.event_log: list[dict[str, int]] = []
+        self.real_seg = None
+        self._cache_events = -1
+        self._syn_seg = self._paired = self._pair_real = self._pair_group = None
+        self._sync_real_seg()
+
+    def _sync_real_seg(self) -> None:
+        if self.assigner is not None:
+            self.real_seg = self.assigner.real_labels.repeat_interleave(self.per_patch)
+
+    # ---- checkpoint parts ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        cpu = torch.device("cpu")
+        return {"syn_param": self.syn_param.detach().cpu(),
+                "deform_scale": None if self.deform_scale is None else self.deform_scale.detach().cpu(),
+                "deform_shift": None if self.deform_shift is None else self.deform_shift.detach().cpu(),
+                "freq_gen": self.freq_gen.get_state(), "t": None if self.t is None else self.t.cpu(),
+                "assigner": None if self.assigner is None else _to(self.assigner.state_dict(), cpu),
+                "records": self.records, "events": self.event_log}
+
+    def load(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.syn_param.copy_(state["syn_param"].to(self.device))
+            if self.deform_scale is not None:
+                self.deform_scale.copy_(state["deform_scale"].to(self.device))
+                self.deform_shift.copy_(state["deform_shift"].to(self.device))
+        self.freq_gen.set_state(state["freq_gen"])
+        self.t = None if state["t"] is None else state["t"].to(self.device)
+        if self.assigner is not None:
+            self.assigner.load_state_dict(_to(state["assigner"], self.device))
+        # the checkpointed groups (k-means is not bit-reproducible on every GPU)
+        self._sync_real_seg()
+        self.records, self.event_log = state["records"], state["events"]
+
+    # ---- one step -----------------------------------------------------------------------------
+    def pixels(self) -> torch.Tensor:
+        return torch.sigmoid(self.syn_param) if self.cfg.parametrisation == "sigmoid" else self.syn_param
+
+    def losses(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None, is_event: bool,
+               check_finite: Callable[[], None]) -> dict[str, torch.Tensor]:
+        cfg, assigner = self.cfg, self.assigner
+        zero = torch.zeros((), device=self.device)
+        syn_samples = normalise_samples(self.local.samples(f_syn, real=False))  # (n'_s, s, D)
+        if assigner is not None and is_event:
+            check_finite()  # events are rare: a host sync here is cheap, and NaN must not be grouped
+            with torch.no_grad():
+                layer_syn = (g_syn if g_syn is not None else f_syn).detach()
+                if not bool(torch.isfinite(layer_syn).all()):
+                    raise NonFiniteLossError(step, "non-finite synthetic features at an assignment event")
+                syn_desc, syn_patch_feat = patch_descriptors(layer_syn, cfg.patch)
+                info = assigner.run_event(syn_desc, syn_patch_feat, self.real_patch_feat)
+            info["step"] = step
+            self.event_log.append(info)
+            logger.debug("assignment event %s", info)
+
+        if self.t is None or step % cfg.freq_resample_every == 0:
+            self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
+                                        device=self.device)
+            self.real_stats = None
+        t = self.t
+        syn_flat = syn_samples.reshape(-1, self.dim)
+        grouped = assigner is not None and step >= cfg.warmup and assigner.events_done > 0
+        if grouped and self._cache_events != assigner.events_done:
+            # Group ids per sample and paired patches change only at events: no per-step host sync.
+            self._cache_events = assigner.events_done
+            self._syn_seg = assigner.syn_group.repeat_interleave(self.per_patch)
+            self._paired = (assigner.syn_pair >= 0).nonzero().flatten()
+            self._pair_real = assigner.syn_pair[self._paired]
+            self._pair_group = assigner.syn_group[self._paired]
+        syn_seg = self._syn_seg if grouped else None
+        if cfg.fast_path:
+            if self.real_stats is None:
+                self.real_stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+            loss_ins, loss_group = instance_and_group_losses(syn_flat, syn_seg, self.real_stats, t, cfg.groups,
+                                                             cfg.alpha, cfg.beta)
+        else:
+            loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, self.real_flat, self.real_seg,
+                                                                    t, cfg.groups, cfg.alpha, cfg.beta)
+        loss_pair, deform_reg = zero, zero
+        if grouped and cfg.use_pair and len(self._paired):
+            fn = pair_loss if cfg.fast_path else pair_loss_looped
+            paired = self._paired
+            loss_pair, deform_reg = fn(
+                self.real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
+                None if self.deform_scale is None else self.deform_scale[paired],
+                None if self.deform_shift is None else self.deform_shift[paired])
+        total = zero
+        if cfg.use_ins:
+            total = total + cfg.w_ins * loss_ins
+        if grouped:
+            total = total + cfg.w_group * loss_group
+            if cfg.use_pair:
+                total = total + cfg.w_pair * (loss_pair + cfg.deform_l2 * deform_reg)
+        return {"loss": total, "loss_ins": loss_ins, "loss_group": loss_group, "loss_pair": loss_pair,
+                "deform_reg": deform_reg}
+
+    def result(self, seconds: float, resumed_from: int | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        cfg = self.cfg
+        with torch.no_grad():
+            synthetic = self.pixels().detach().clamp(0, 1).float().cpu()
+        log = {
+            "n_real": int(self.n_real),
+            "n_synthetic": int(self.n_syn),
+            "seed": self.seed,
+            "steps": self.records,
+            "assignment_events": self.event_log,
+            "resumed_from_step": resumed_from,
+            "seconds": round(seconds, 3),
+            "device": str(self.device),
+            "config": cfg.to_dict(),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+            "samples": {"real": int(self.real_flat.shape[0]), "per_patch": int(self.per_patch), "dim": int(self.dim),
+                        "real_local_patches": int(self.n_real_patches),
+                        "synthetic_local_patches": int(self.n_syn_patches)},
+        }
+        if self.assigner is not None:
+            a = self.assigner
+            log["groups"] = {"real_counts": torch.bincount(a.real_labels, minlength=cfg.groups).tolist(),
+                             "quotas": a.quotas.tolist(), "grouped": int((a.syn_group >= 0).sum()),
+                             "paired": int((a.syn_pair >= 0).sum())}
+        return synthetic, log
+
+
+def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *, seeds: list[int],
+         device: torch.device, tap: LayerTap | None, progress: bool, resume_path: Path | None,
+         checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
+         on_log: Callable[[int, dict[str, Any]], None] | None,
+         stop: _StopRequest) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    t_start = time.perf_counter()
+    insts = [_Instance(r, extractor, cfg, seed=s, device=device, tap=tap) for r, s in zip(reals, seeds)]
+    optimizer = torch.optim.Adam([p for inst in insts for p in inst.params], lr=cfg.lr,
+                                 betas=tuple(cfg.adam_betas))
+    events = set(cfg.assignment_steps())
+    start_step, seconds_before, resumed_from = 0, 0.0, None
+    if checkpoint is not None:
+        for inst, state in zip(insts, checkpoint["instances"]):
+            inst.load(state)
+        optimizer.load_state_dict(_to(checkpoint["optimizer"], device))
+        start_step = resumed_from = checkpoint["step"]
+        seconds_before = checkpoint["seconds"]
+        logger.info("resuming condensation from step %d (%s)", start_step, resume_path)
+
+    def make_checkpoint(step: int) -> None:
+        if resume_path is None:
+            return
+        save_checkpoint(resume_path, {
+            "format": CHECKPOINT_FORMAT, "fingerprints": fingerprints, "step": step,
+            "instances": [inst.state() for inst in insts],
+            "optimizer": _to(optimizer.state_dict(), torch.device("cpu")),
+            "seconds": seconds_before + time.perf_counter() - t_start,
+        })
+
+    feat_fn = extractor.features
+    if cfg.compile_extractor and tap is None:
+        feat_fn = torch.compile(extractor.features, mode=cfg.compile_mode)
+
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_detail: dict[str, torch.Tensor] = {}
+    check_every = max(1, cfg.log_every) if defer_host_checks(device) else 1
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            raise NonFiniteLossError(bad, ", ".join(f"{k}={float(v):.4g}" for k, v in bad_detail.items()))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="condense", unit="step", mininterval=5.0)
+    sizes = [inst.n_syn for inst in insts]
+    for step in range(start_step, cfg.steps):
+        if stop.signum is not None:
+            check_finite()
+            make_checkpoint(step)
+            name = signal.Signals(stop.signum).name
+            where = f"checkpoint at {resume_path}" if resume_path else "no checkpoint path given"
+            raise CondensationInterrupted(f"condensation interrupted by {name} at step {step} ({where})")
+        lr_now = cfg.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+
+        images = insts[0].pixels() if len(insts) == 1 else torch.cat([inst.pixels() for inst in insts])
+        f_all = feat_fn(images)
+        g_all = tap.take(f_all.shape[2], f_all.shape[3]) if tap is not None else None
+        f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
+        g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
+        parts = [inst.losses(step, f, g, step in events, check_finite)
+                 for inst, f, g in zip(insts, f_parts, g_parts)]
+        total = parts[0]["loss"] if len(parts) == 1 else torch.stack([p["loss"] for p in parts]).sum()
+
+        # Non-finite guard: on the CPU checked every step; on an accelerator the first bad step is
+        # kept on the device and checked at log/checkpoint/event steps (no host sync per step).
+        bad_now = ~torch.isfinite(total.detach())
+        first_bad = torch.where((first_bad < 0) & bad_now, torch.full_like(first_bad, step), first_bad)
+        if step % check_every == 0 and bool(bad_now):
+            bad_detail = {k: v.detach() for k, v in parts[0].items()} if len(parts) == 1 else \
+                {f"instance{i}": p["loss"].detach() for i, p in enumerate(parts)}
+            check_finite()
+
+        optimizer.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+            optimizer.step()
+        if cfg.parametrisation == "clamp":
+            with torch.no_grad():
+                for inst in insts:
+                    inst.syn_param.clamp_(0.0, 1.0)
+
+        last = step == cfg.steps - 1
+        if step % cfg.log_every == 0 or last:
+            check_finite()
+            seconds = round(seconds_before + time.perf_counter() - t_start, 3)
+            for i, (inst, p) in enumerate(zip(insts, parts)):
+                record = {"step": step, **{k: float(v.detach()) for k, v in p.items()}, "lr": lr_now,
+                          "seconds": seconds}
+                inst.records.append(record)
+                if on_log is not None:
+                    on_log(i, record)
+                logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g%s", step, cfg.steps,
+                            record["loss"], record["loss_ins"], record["loss_group"], record["loss_pair"], lr_now,
+                            f" [instance {i}]" if len(insts) > 1 else "")
+        if bar is not None:
+            bar.update(1)
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and not last:
+            check_finite()
+            make_checkpoint(step + 1)
+    if bar is not None:
+        bar.close()
+    check_finite()
+    seconds = seconds_before + time.perf_counter() - t_start
+    return [inst.result(seconds, resumed_from) for inst in insts]

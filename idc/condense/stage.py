@@ -1,0 +1,203 @@
+"""File-level entry points of the condensation stage (what the workflow rules call).
+
+- `condense_image`: one instance from the real patch store -> synthetic LR patches (.npy) + log.
+- `upsample_and_assemble`: all instances' synthetic LR patches -> HR by the teacher -> one store.
+- `memorisation_report`: nearest-real PSNR of every synthetic patch, per instance (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idc.condense.condenser import condense_instances, subseed
+from idc.condense.config import CondenseConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    path = Path(path)
+    _atomic_write_bytes(path, lambda fh: fh.write(json.dumps(obj, indent=1, sort_keys=False).encode()))
+    return path
+
+
+def save_synthetic(path: str | os.PathLike, synthetic: torch.Tensor) -> Path:
+    """(n, 3, h, w) float32 in [0,1] as .npy, atomically."""
+    path = Path(path)
+    arr = np.ascontiguousarray(synthetic.detach().cpu().float().numpy())
+    _atomic_write_bytes(path, lambda fh: np.save(fh, arr))
+    return path
+
+
+def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"synthetic patches not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"synthetic patches {path} are unreadable ({err})") from err
+    if arr.ndim != 4 or arr.shape[1] != 3 or arr.dtype != np.float32:
+        raise ValueError(f"synthetic patches {path} must be float32 (n,3,h,w), got {arr.dtype} {arr.shape}")
+    return torch.from_numpy(arr)
+
+
+def config_from_dict(cfg: dict[str, Any] | CondenseConfig) -> CondenseConfig:
+    """A CondenseConfig from a dict that may name a `variant` (its overrides apply first)."""
+    if isinstance(cfg, CondenseConfig):
+        return cfg
+    d = dict(cfg or {})
+    variant = d.pop("variant", None)
+    return CondenseConfig.from_dict(d, variant=variant)
+
+
+def default_resume_path(out_path: Path) -> Path:
+    """Outside the output file (Snakemake deletes failed outputs): a hidden sibling folder."""
+    return out_path.parent / ".condense-resume" / f"{out_path.name}.ckpt"
+
+
+def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_path: str | os.PathLike,
+                   out_path: str | os.PathLike, log_path: str | os.PathLike, cfg: dict[str, Any],
+                   seed: int, device: str = "auto", resume_dir: str | os.PathLike | None = None,
+                   progress: bool = False) -> Path:
+    """Condense the LR patches of `image_id` in the store; write `out_path` (.npy) and `log_path`.
+
+    The instance seed is derived from (`seed`, `image_id`) so instances use independent streams.
+    A checkpoint in `resume_dir` (default: `.condense-resume/` beside the output) is resumed and
+    removed after success.
+    """
+    return condense_images(store_path=store_path, image_ids=[image_id], extractor_path=extractor_path,
+                           out_paths=[out_path], log_paths=[log_path], cfg=cfg, seed=seed, device=device,
+                           resume_dir=resume_dir, progress=progress)[0]
+
+
+def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], extractor_path: str | os.PathLike,
+                    out_paths: Sequence[str | os.PathLike], log_paths: Sequence[str | os.PathLike],
+                    cfg: dict[str, Any], seed: int, device: str = "auto",
+                    resume_dir: str | os.PathLike | None = None, progress: bool = False) -> list[Path]:
+    """`condense_image` for several images packed in one optimisation loop (one extractor pass
+    per step over all their synthetic patches); each image gets the same files and the same
+    instance seed as when condensed alone. One checkpoint for the pack, named after the first output."""
+    from idc.archs import load_model
+    from idc.data.store import PatchStore
+
+    config = config_from_dict(cfg)  # bad keys fail here, before any work
+    if not (len(image_ids) == len(out_paths) == len(log_paths)) or not image_ids:
+        raise ValueError(f"need equally many (>0) image ids, outputs and logs, got "
+                         f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}")
+    store_path, extractor_path = Path(store_path), Path(extractor_path)
+    out_paths, log_paths = [Path(p) for p in out_paths], [Path(p) for p in log_paths]
+    for p in (store_path, extractor_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"input not found: {p}")
+    dev = resolve_device(device)
+    store = PatchStore(store_path)
+    reals = []
+    for image_id in image_ids:
+        idx = store.indices_of_image(int(image_id))
+        if len(idx) == 0:
+            raise ValueError(f"image {image_id} has no patches in {store_path}")
+        reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
+    extractor = load_model(extractor_path)
+    if resume_dir is not None:
+        resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
+    else:
+        resume_path = default_resume_path(out_paths[0])
+    seeds = [subseed(seed, f"image-{int(i)}") for i in image_ids]
+    for image_id, real in zip(image_ids, reals):
+        logger.info("condensing image %s: %d real patches -> %d synthetic on %s", image_id, len(real),
+                    config.n_synthetic(len(real)), dev)
+    results = condense_instances(reals, extractor, config, seeds=seeds, device=dev, progress=progress,
+                                 resume_path=resume_path)
+    for (synthetic, log), image_id, instance_seed, out_path, log_path in zip(results, image_ids, seeds, out_paths,
+                                                                            log_paths):
+        log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
+                   store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids])
+        log["seed"] = int(seed)
+        save_synthetic(out_path, synthetic)
+        write_json(log_path, log)
+    resume_path.unlink(missing_ok=True)
+    return out_paths
+
+
+def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image_ids: Sequence[int],
+                          upsampler_path: str | os.PathLike, out_store: str | os.PathLike, source: str,
+                          seed: int, device: str = "auto", batch_size: int = 16) -> Path:
+    """Up-sample every instance's synthetic LR patches with the teacher and write one patch store."""
+    from idc.archs import load_model
+    from idc.condense.assemble import assemble_store
+    from idc.condense.upsample import to_uint8, upsample_patches
+
+    if len(synthetic_paths) != len(image_ids):
+        raise ValueError(f"{len(synthetic_paths)} synthetic files but {len(image_ids)} image ids")
+    upsampler_path = Path(upsampler_path)
+    if not upsampler_path.is_file():
+        raise FileNotFoundError(f"up-sampler not found: {upsampler_path}")
+    synthetic = [load_synthetic(p) for p in synthetic_paths]  # all inputs checked before the work
+    dev = resolve_device(device)
+    model = load_model(upsampler_path)
+    lr_sets, hr_sets = [], []
+    for i, (syn, image_id) in enumerate(zip(synthetic, image_ids)):
+        lr_sets.append(to_uint8(syn))
+        hr_sets.append(upsample_patches(syn, model, batch_size=batch_size, device=dev))
+        if (i + 1) % 50 == 0 or i + 1 == len(synthetic):
+            logger.info("up-sampled %d/%d instances", i + 1, len(synthetic))
+    return assemble_store(out_store, lr_sets, hr_sets, [int(i) for i in image_ids], source=source, seed=seed,
+                          upsampler=str(upsampler_path))
+
+
+def memorisation_report(*, synthetic_store: str | os.PathLike, real_store: str | os.PathLike,
+                        out_path: str | os.PathLike) -> Path:
+    """Per instance: PSNR of each synthetic LR patch to its nearest real LR patch of the same image."""
+    from idc.condense.memorisation import _num, nearest_real_psnr, summarise
+    from idc.data.store import PatchStore
+
+    for p in (synthetic_store, real_store):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"patch store not found: {p}")
+    syn_store, real = PatchStore(synthetic_store), PatchStore(real_store)
+    instances = {}
+    all_psnr = []
+    for image_id in syn_store.image_ids.tolist():
+        real_idx = real.indices_of_image(image_id)
+        if len(real_idx) == 0:
+            raise ValueError(f"image {image_id} of {synthetic_store} has no real patches in {real_store}")
+        psnr, nearest = nearest_real_psnr(syn_store.read_lr(syn_store.indices_of_image(image_id)),
+                                          real.read_lr(real_idx))
+        all_psnr.append(psnr)
+        instances[str(image_id)] = {**summarise(psnr), "psnr_db": [_num(v) for v in psnr],
+                                    "nearest_real_index": real_idx[nearest].tolist()}
+    report = {"synthetic_store": str(synthetic_store), "real_store": str(real_store),
+              "overall": summarise(np.concatenate(all_psnr)), "instances": instances}
+    return write_json(out_path, report)

@@ -1,0 +1,62 @@
+"""CondenseConfig: paper defaults, named variants, validation, schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from idc.condense.config import VARIANTS, CondenseConfig
+
+
+def test_paper_defaults() -> None:
+    c = CondenseConfig()
+    assert (c.ratio, c.steps, c.warmup, c.lr, c.milestones, c.gamma) == (0.1, 20000, 4000, 1e-2, [15000, 17000, 19000], 0.1)
+    assert (c.alpha, c.beta, c.w_ins, c.w_group, c.w_pair) == (0.2, 0.8, 300, 300, 300000)
+    assert (c.num_freqs, c.kernel, c.channels, c.patch, c.groups) == (1024, 7, 256, 4, 16)
+    assert (c.assign_interval, c.assign_times, c.feature_layer) == (400, 25, "last")
+    assert c.local_feature and c.unfold and c.use_ins and c.use_group and c.use_pair
+    assert c.feature_transform == "rlff"
+
+
+def test_schedule_follows_the_paper() -> None:
+    c = CondenseConfig()
+    steps = c.assignment_steps()
+    assert steps[0] == 4000 and steps[1] - steps[0] == 400
+    assert len(steps) == 26 and steps[-1] == 4000 + 25 * 400  # 25 grouping events + final pairing
+    assert c.lr_at(0) == 1e-2 and c.lr_at(14999) == 1e-2
+    assert c.lr_at(15000) == pytest.approx(1e-3) and c.lr_at(17000) == pytest.approx(1e-4)
+    assert c.lr_at(19999) == pytest.approx(1e-5)
+    assert CondenseConfig(use_pair=False).assignment_steps()[-1] == 4000 + 24 * 400
+    assert CondenseConfig.from_dict({}, variant="v3").assignment_steps() == []
+
+
+def test_n_synthetic_is_ceil() -> None:
+    c = CondenseConfig()
+    assert c.n_synthetic(151) == 16 and c.n_synthetic(150) == 15 and c.n_synthetic(3) == 1
+
+
+def test_variants_cover_the_tables_and_build() -> None:
+    expected = {"idc"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)} | {"x1", "x2", "x3"}
+    assert set(VARIANTS) == expected
+    for name in VARIANTS:
+        CondenseConfig.from_dict({}, variant=name)
+    assert CondenseConfig.from_dict({}, variant="a10").w_pair == 3_000_000
+    assert CondenseConfig.from_dict({}, variant="v7").use_ins is False
+    assert CondenseConfig.from_dict({}, variant="x2").feature_transform == "dct"
+
+
+def test_unknown_key_and_bad_values_are_named() -> None:
+    with pytest.raises(ValueError, match="'ratoi'"):
+        CondenseConfig.from_dict({"ratoi": 0.1})
+    with pytest.raises(ValueError, match="variant 'v9'"):
+        CondenseConfig.from_dict({}, variant="v9")
+    for key, value in [("ratio", 0.0), ("ratio", 1.0), ("steps", -1), ("kernel", 4), ("feature_transform", "fft"),
+                       ("groups", 0), ("lr", 0.0)]:
+        with pytest.raises(ValueError, match=key):
+            CondenseConfig.from_dict({key: value})
+    with pytest.raises(ValueError, match="use_pair"):
+        CondenseConfig(use_group=False, use_pair=True)
+
+
+def test_round_trip() -> None:
+    c = CondenseConfig.from_dict({"patch": 8}, variant="x3")
+    assert CondenseConfig.from_dict(c.to_dict()) == c

@@ -1,0 +1,135 @@
+"""File-level condensation stage: store in -> synthetic patches + log -> up-sampled store; memorisation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from idc.condense.memorisation import nearest_real_psnr, summarise
+
+TINY_SWINIR = dict(upscale=2, in_chans=3, img_size=8, window_size=4, img_range=1.0, depths=[1, 1], embed_dim=6,
+                   num_heads=[1, 1], mlp_ratio=1.0, upsampler="pixelshuffledirect", resi_connection="1conv")
+CFG = dict(steps=6, warmup=2, assign_interval=1, assign_times=2, channels=8, kernel=3, num_freqs=16, groups=2,
+           log_every=2, checkpoint_every=0, milestones=[5])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_nearest_real_psnr_matches_definition() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    syn = np.stack([real[3], np.clip(real[1].astype(int) + 3, 0, 255).astype(np.uint8)])
+    psnr, nearest = nearest_real_psnr(syn, real, chunk=2)
+    assert np.isinf(psnr[0]) and nearest.tolist() == [3, 1]
+    mse = np.mean((syn[1].astype(float) - real[1].astype(float)) ** 2)
+    assert psnr[1] == pytest.approx(10 * np.log10(255**2 / mse))
+    s = summarise(psnr)
+    assert s["exact_copies"] == 1 and s["max_db"] == pytest.approx(psnr[1]) and s["n"] == 2
+    with pytest.raises(ValueError, match="differ in size"):
+        nearest_real_psnr(syn[:, :2], real)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    pytest.importorskip("h5py")
+    from idc.archs import build_model, save_model
+    from idc.data.store import write_patch_store
+
+    root = tmp_path_factory.mktemp("stage")
+    rng = np.random.default_rng(0)
+    n = 24
+    lr = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    hr = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    image_id = np.repeat([0, 1], 12)
+    origin = np.zeros((n, 2), dtype=np.int64)
+    store = write_patch_store(root / "real.h5", lr, hr, image_id, origin, step=8, source="test", seed=None)
+    torch.manual_seed(0)
+    model = build_model("swinir", **TINY_SWINIR)
+    ext = save_model(root / "teacher.safetensors", model, "swinir", TINY_SWINIR)
+    return root, store, ext
+
+
+def test_condense_upsample_assemble_memorise(setup) -> None:
+    from idc.condense.stage import condense_image, memorisation_report, upsample_and_assemble
+    from idc.data.store import PatchStore
+
+    root, store, ext = setup
+    outs = []
+    for image_id in (0, 1):
+        out = condense_image(store_path=store, image_id=image_id, extractor_path=ext, out_path=root / f"syn{image_id}.npy",
+                             log_path=root / f"syn{image_id}.json", cfg=CFG, seed=7, device="cpu")
+        outs.append(out)
+        syn = np.load(out)
+        assert syn.shape == (2, 3, 8, 8) and syn.dtype == np.float32  # ceil(0.1 * 12)
+        log = json.loads((root / f"syn{image_id}.json").read_text())
+        assert log["n_real"] == 12 and log["n_synthetic"] == 2 and log["seed"] == 7 and log["image_id"] == image_id
+        assert [r["step"] for r in log["steps"]] == [0, 2, 4, 5]
+        assert not (root / ".condense-resume" / f"syn{image_id}.npy.ckpt").exists()
+    # same seed and image -> same file; other image -> other stream
+    again = condense_image(store_path=store, image_id=0, extractor_path=ext, out_path=root / "again.npy",
+                           log_path=root / "again.json", cfg=CFG, seed=7, device="cpu")
+    assert np.array_equal(np.load(again), np.load(outs[0]))
+    assert not np.array_equal(np.load(outs[0]), np.load(outs[1]))
+
+    assembled = upsample_and_assemble(synthetic_paths=outs, image_ids=[0, 1], upsampler_path=ext,
+                                      out_store=root / "idc.h5", source="idc-test", seed=7, batch_size=3)
+    s = PatchStore(assembled)
+    assert len(s) == 4 and s.image_id.tolist() == [0, 0, 1, 1]
+    lr, hr = s.read([0, 1, 2, 3])
+    assert lr.shape == (4, 8, 8, 3) and hr.shape == (4, 16, 16, 3) and lr.dtype == np.uint8
+    assert s.attrs["scale"] == 2 and s.attrs["source"] == "idc-test"
+    assert np.array_equal(lr[:2], np.round(np.load(outs[0]).transpose(0, 2, 3, 1) * 255).astype(np.uint8))
+    rep = json.loads(memorisation_report(synthetic_store=assembled, real_store=store, out_path=root / "mem.json").read_text())
+    assert set(rep["instances"]) == {"0", "1"} and rep["overall"]["n"] == 4
+
+
+def test_packed_images_match_single_images(setup, tmp_path) -> None:
+    from idc.condense.stage import condense_image, condense_images
+
+    root, store, ext = setup
+    outs = condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext,
+                           out_paths=[tmp_path / "a.npy", tmp_path / "b.npy"],
+                           log_paths=[tmp_path / "a.json", tmp_path / "b.json"], cfg=CFG, seed=7, device="cpu")
+    for out, image_id in zip(outs, (0, 1)):
+        single = np.load(condense_image(store_path=store, image_id=image_id, extractor_path=ext, cfg=CFG, seed=7,
+                                        out_path=tmp_path / f"s{image_id}.npy", log_path=tmp_path / "s.json"))
+        assert np.abs(np.load(out) - single).max() < 1e-2
+        log = json.loads(out.with_suffix(".json").read_text())
+        assert log["image_id"] == image_id and log["packed_with"] == [0, 1]
+
+
+def test_stage_errors_name_the_culprit(setup, tmp_path) -> None:
+    from idc.condense.stage import condense_image
+
+    root, store, ext = setup
+    kw = dict(store_path=store, extractor_path=ext, out_path=tmp_path / "o.npy", log_path=tmp_path / "o.json", seed=0)
+    with pytest.raises(ValueError, match="'stepz'"):
+        condense_image(image_id=0, cfg={"stepz": 3}, **kw)
+    with pytest.raises(ValueError, match="image 5"):
+        condense_image(image_id=5, cfg=CFG, **kw)
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        condense_image(image_id=0, cfg=CFG, **{**kw, "store_path": tmp_path / "missing.h5"})
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_cli_condense_image(setup, tmp_path) -> None:
+    from idc.cli import main
+
+    root, store, ext = setup
+    rc = main(["condense-image", "--store", str(store), "--image-id", "1", "--extractor", str(ext), "--out",
+               str(tmp_path / "s.npy"), "--log", str(tmp_path / "s.json"), "--variant", "v4",
+               "--set", "steps=3", "--set", "warmup=1", "--set", "assign_interval=1", "--set", "assign_times=1",
+               "--set", "channels=8", "--set", "kernel=3", "--set", "num_freqs=8", "--set", "groups=2"])
+    assert rc == 0 and np.load(tmp_path / "s.npy").shape == (2, 3, 8, 8)
+    assert json.loads((tmp_path / "s.json").read_text())["config"]["use_pair"] is False
+    assert main(["condense-image", "--store", str(store), "--image-id", "1", "--extractor", str(ext), "--out",
+                 str(tmp_path / "t.npy"), "--log", str(tmp_path / "t.json"), "--set", "ratio=1.5"]) == 1
