@@ -92,6 +92,16 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(
                 f"config key baselines.feature_teacher: {config['baselines']['feature_teacher']!r} is not a key of teachers"
             )
+    if needs_condense:
+        from idc.condense.config import resolve_condense_config
+
+        for name, spec in datasets.items():
+            if spec["method"] == "idc":
+                try:
+                    resolve_condense_config(condense["params"], variant=spec["variant"], ratio=spec.get("ratio", 0.1))
+                except (TypeError, ValueError) as err:
+                    key = f"datasets.{name}.variant" if "variant" in str(err) else "condense.params"
+                    raise ConfigError(f"config key {key}: {err}") from None
     for name, spec in datasets.items():
         if spec["method"] != "whole" and "ratio" not in spec:
             raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")

@@ -79,6 +79,8 @@ BAD_CONFIGS = {
     "wrong type": (lambda c: c["data"]["crop"].update(step="32"), "data.crop.step"),
     "bad run name": (lambda c: c.update(run="my run"), "run"),
     "validation set unknown": (lambda c: c["data"].update(validation="Urban100"), "data.validation"),
+    "unknown condensation key": (lambda c: c["condense"]["params"].update(stepz=3), "stepz"),
+    "unknown IDC variant": (lambda c: c["datasets"]["idc"].update(variant="v9"), "datasets.idc.variant"),
     "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
 }
 

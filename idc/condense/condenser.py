@@ -256,10 +256,13 @@ def condense_instances(
     if resume_path is not None and resume_path.exists():
         checkpoint = load_checkpoint(resume_path)
         if checkpoint["fingerprints"] != fingerprints:
+            # The settings changed since the interruption (the workflow reruns the job because its
+            # parameters changed): that run's state is of no use for this one, so start afresh.
             old = checkpoint["fingerprints"][0]["config"]
             diff = [k for k, v in fingerprints[0]["config"].items() if old.get(k) != v]
-            raise ValueError(f"condensation checkpoint {resume_path} was made with other settings "
-                             f"({', '.join(diff) or 'seed or real patches'}); delete it to restart")
+            logger.warning("discarding condensation checkpoint %s made with other settings (%s); starting afresh",
+                           resume_path, ", ".join(diff) or "seed or real patches")
+            checkpoint = None
 
     tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     extractor = extractor.to(device).eval()

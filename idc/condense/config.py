@@ -238,3 +238,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "x2": dict(feature_transform="dct"),
     "x3": dict(feature_transform="wavelet"),
 }
+
+
+def resolve_condense_config(params: dict[str, Any] | None, *, variant: str, ratio: float) -> dict[str, Any]:
+    """The settings of one condensation run of the workflow: paper defaults, then the run's
+    `condense.params` (which apply to every variant), then the variant's own changes, then the
+    dataset's ratio. A variant therefore keeps its meaning at any scale (a2 always has p = 8)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"condense config: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    values = {**(params or {}), **VARIANTS[variant], "ratio": ratio}
+    return CondenseConfig.from_dict(values).to_dict()
