@@ -107,7 +107,11 @@ def _dry_run_with(demo_run: Path, tmp_path: Path, mutate) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_changing_one_models_training_reruns_only_that_model(demo_run, tmp_path):
-    jobs = _dry_run_with(demo_run, tmp_path, lambda c: c["models"]["edsr"]["train"].update(lr=1e-3))
+    def change_lr(config):
+        # a new dict: in demo.yaml the recipe is a YAML anchor shared with the teachers
+        config["models"]["edsr"]["train"] = {**config["models"]["edsr"]["train"], "lr": 1e-3}
+
+    jobs = _dry_run_with(demo_run, tmp_path, change_lr)
     n_datasets = 6
     assert jobs.pop("train_sr") == n_datasets
     assert jobs.pop("test_sr") == n_datasets
@@ -119,7 +123,10 @@ def test_changing_one_models_training_reruns_only_that_model(demo_run, tmp_path)
 
 @pytest.mark.slow
 def test_changing_the_condensation_ratio_keeps_data_and_teachers(demo_run, tmp_path):
-    jobs = _dry_run_with(demo_run, tmp_path, lambda c: c["datasets"]["idc"].update(ratio=0.2))
+    def change_ratio(config):
+        config["datasets"]["idc"] = {**config["datasets"]["idc"], "ratio": 0.2}
+
+    jobs = _dry_run_with(demo_run, tmp_path, change_ratio)
     assert jobs.get("condense_image", 0) > 0
     for rule in ("build_demo_images", "prepare_testset", "crop_patches", "train_teacher", "select_baseline"):
         assert rule not in jobs, jobs

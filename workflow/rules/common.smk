@@ -1,5 +1,6 @@
 # Everything that is not a rule: validation, paths, id lists, config slices, wildcard constraints.
 
+import json
 import re
 import sys
 import zlib
@@ -28,6 +29,18 @@ def derived_seed(*keys):
     """A seed for one job, derived from the master seed and the job's identity (ints or names)."""
     entropy = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
     return int(np.random.SeedSequence([config["seed"], *entropy]).generate_state(1)[0])
+
+
+def canonical(obj):
+    """A config slice with its keys sorted at every level: Snakemake compares params by their
+    text, so the order keys happen to have in a YAML file must not count as a change."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def network_spec(section, name):
+    """What defines a trained network: architecture, constructor and training recipe."""
+    spec = config[section][name]
+    return canonical({k: spec[k] for k in ("arch", "kwargs", "train")})
 
 
 def _checked_folder(key, path):

@@ -60,7 +60,6 @@ rule upsample_condensed:
         runtime=120,
     params:
         image_ids=lambda wc: [IMAGE_INDEX[s] for s in condense_images(wc.dataset)],
-        batch=config["condense"]["upsample_batch"],
         seed=config["seed"],
         impl=IMPL["upsample"],
     script:

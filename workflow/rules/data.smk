@@ -80,7 +80,9 @@ rule crop_patches:
         mem_mb=16000,
         runtime=240,
     params:
-        crop={k: v for k, v in config["data"]["crop"].items() if k != "workers"},
+        crop=canonical(
+            {k: v for k, v in config["data"]["crop"].items() if k != "workers"}
+        ),
         scale=SCALE,
         source=TRAIN["source"],
         impl=IMPL["data"],

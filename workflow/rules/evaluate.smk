@@ -20,11 +20,11 @@ rule train_sr:
             for k in ("gpu", "cpus_per_task", "mem_mb", "runtime")
         },
     params:
-        spec=lambda wc: {
-            k: config["models"][wc.model][k] for k in ("arch", "kwargs", "train")
-        },
+        spec=lambda wc: network_spec("models", wc.model),
         seed=lambda wc: derived_seed(4, DATASETS[wc.dataset]["replicate"], wc.model),
-        test={k: config["test"][k] for k in ("crop_border", "test_y_channel")},
+        test=canonical(
+            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
+        ),
         resume=lambda wc: f"{RESUME}/sr/{wc.dataset}/{wc.model}",
         impl=IMPL["train"],
     script:
@@ -48,7 +48,7 @@ rule test_sr:
         runtime=60,
     params:
         names=testsets_in_use(),
-        test=config["test"],
+        test=canonical(config["test"]),
         scale=SCALE,
         impl=IMPL["test"],
     script:

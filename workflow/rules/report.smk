@@ -24,7 +24,7 @@ rule make_table:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=lambda wc: config["tables"][wc.table],
+        spec=lambda wc: canonical(config["tables"][wc.table]),
         pairs=lambda wc: table_pairs(wc.table),
         impl=IMPL["report"],
     script:

@@ -22,11 +22,11 @@ rule train_teacher:
             for k in ("gpu", "cpus_per_task", "mem_mb", "runtime")
         },
     params:
-        spec=lambda wc: {
-            k: config["teachers"][wc.teacher][k] for k in ("arch", "kwargs", "train")
-        },
+        spec=lambda wc: network_spec("teachers", wc.teacher),
         seed=lambda wc: derived_seed(1, wc.teacher),
-        test={k: config["test"][k] for k in ("crop_border", "test_y_channel")},
+        test=canonical(
+            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
+        ),
         resume=lambda wc: f"{RESUME}/teachers/{wc.teacher}",
         impl=IMPL["train"],
     script:

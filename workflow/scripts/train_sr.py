@@ -17,6 +17,7 @@ with job_logging(snakemake.log[0]):
         val_hr_dir=val / "HR" if val else None,
         val_lr_dir=val / "LR_bicubic" / f"X{snakemake.config['scale']}" if val else None,
         seed=snakemake.params.seed,
+        num_workers=max(0, snakemake.threads - 1),  # one core for the training loop itself
         resume_dir=snakemake.params.resume,
         device=snakemake.config["device"],
         **snakemake.params.test,

@@ -12,7 +12,7 @@ with job_logging(snakemake.log[0]):
         source=f"idc:{snakemake.wildcards.dataset}",
         seed=snakemake.params.seed,
         device=snakemake.config["device"],
-        batch_size=snakemake.params.batch,
+        batch_size=snakemake.config["condense"]["upsample_batch"],
     )
     memorisation_report(
         synthetic_store=snakemake.output.store,
