@@ -17,10 +17,24 @@ from idc.archs.io import (
 )
 from idc.archs.registry import ARCHITECTURES, MODEL_PRESETS, build_model, resolve
 
+
+def deterministic_inference(model):
+    """Put a trained network in eval mode with deterministic behaviour and return it.
+
+    MambaIRv2 routes tokens with Gumbel noise even in eval mode (official inference is random);
+    a teacher whose outputs become data (HR targets, features) must not depend on chance or on
+    the batch size, so its routing becomes the noise-free argmax. Other networks are unchanged.
+    """
+    model.eval()
+    if hasattr(model, "set_routing"):
+        model.set_routing("argmax")
+    return model
+
 __all__ = [
     "ARCHITECTURES",
     "MODEL_PRESETS",
     "build_model",
+    "deterministic_inference",
     "import_official_weights",
     "load_model",
     "load_official_weights",

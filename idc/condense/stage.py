@@ -109,7 +109,7 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     """`condense_image` for several images packed in one optimisation loop (one extractor pass
     per step over all their synthetic patches); each image gets the same files and the same
     instance seed as when condensed alone. One checkpoint for the pack, named after the first output."""
-    from idc.archs import load_model
+    from idc.archs import deterministic_inference, load_model
     from idc.data.store import PatchStore
 
     config = config_from_dict(cfg)  # bad keys fail here, before any work
@@ -129,7 +129,7 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
         if len(idx) == 0:
             raise ValueError(f"image {image_id} has no patches in {store_path}")
         reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
-    extractor = load_model(extractor_path)
+    extractor = deterministic_inference(load_model(extractor_path))
     if resume_dir is not None:
         resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
     else:
@@ -155,7 +155,7 @@ def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image
                           upsampler_path: str | os.PathLike, out_store: str | os.PathLike, source: str,
                           seed: int, device: str = "auto", batch_size: int = 16) -> Path:
     """Up-sample every instance's synthetic LR patches with the teacher and write one patch store."""
-    from idc.archs import load_model
+    from idc.archs import deterministic_inference, load_model
     from idc.condense.assemble import assemble_store
     from idc.condense.upsample import to_uint8, upsample_patches
 
@@ -166,7 +166,7 @@ def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image
         raise FileNotFoundError(f"up-sampler not found: {upsampler_path}")
     synthetic = [load_synthetic(p) for p in synthetic_paths]  # all inputs checked before the work
     dev = resolve_device(device)
-    model = load_model(upsampler_path)
+    model = deterministic_inference(load_model(upsampler_path))
     lr_sets, hr_sets = [], []
     for i, (syn, image_id) in enumerate(zip(synthetic, image_ids)):
         lr_sets.append(to_uint8(syn))

@@ -144,9 +144,9 @@ def select_baseline(
     elif feature_source == "pixels":
         features = pixel_features(lr)
     else:
-        from idc.archs import load_model
+        from idc.archs import deterministic_inference, load_model
 
-        model = load_model(teacher_path)
+        model = deterministic_inference(load_model(teacher_path))
         features = teacher_features(model, lr, batch_size=batch_size, device=torch_device)
     feature_seconds = time.perf_counter() - feature_started
 
