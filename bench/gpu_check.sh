@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-go GPU check (< 8 minutes on an H100/H200 with PyTorch preinstalled, nothing downloaded):
+# the GPU-marked tests, the IDC step benchmark at the paper scale (plain vs fast paths, TF32),
+# condense_instance at the paper scale (determinism, resume, packing), SR training throughput,
+# the selective scan and the selection baselines on CUDA. Each part writes JSON under $OUT (or
+# ./gpu-check) and a missing or failing part does not stop the others; a summary JSON ends it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+status=()
+part() {  # part NAME SECONDS COMMAND...: run with a time limit, record the exit code
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name" >&2
+  timeout "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+  local rc=$?
+  status+=("\"$name\": {\"rc\": $rc, \"seconds\": $((SECONDS - t0))}")
+  tail -n 3 "$OUT/$name.err" >&2
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+$PY -c "import torch; print(torch.__version__, torch.version.cuda)" >> "$OUT/gpu.txt" 2>&1
+part tests 90 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py
+part condense_step 150 $PY bench/condense_step.py --scale paper --device cuda --tf32 --json
+part condense_instance 90 $PY bench/gpu_condense_check.py 200
+part sr_train 70 $PY bench/gpu_sr_check.py --steps 25 --out "$OUT/sr_train.json"
+part scan 25 $PY bench/bench_scan.py --device cuda --json "$OUT/scan.json"
+part select 45 $PY bench/bench_select.py --device cuda --json "$OUT/select.json"
+tail -n 2 "$OUT/tests.out" >&2
+( IFS=,; echo "{\"gpu\": \"$(head -n1 "$OUT/gpu.txt")\", \"parts\": {${status[*]}}}" ) | tee "$OUT/summary.json"
