@@ -27,6 +27,6 @@ part condense_step 150 $PY bench/condense_step.py --scale paper --device cuda --
 part condense_instance 90 $PY bench/gpu_condense_check.py 200
 part sr_train 70 $PY bench/gpu_sr_check.py --steps 25 --out "$OUT/sr_train.json"
 part scan 25 $PY bench/bench_scan.py --device cuda --json "$OUT/scan.json"
-part select 45 $PY bench/bench_select.py --device cuda --json "$OUT/select.json"
+part select 45 $PY bench/bench_select.py --devices cuda --json "$OUT/select.json"
 tail -n 2 "$OUT/tests.out" >&2
 ( IFS=,; echo "{\"gpu\": \"$(head -n1 "$OUT/gpu.txt")\", \"parts\": {${status[*]}}}" ) | tee "$OUT/summary.json"
