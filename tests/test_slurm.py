@@ -151,14 +151,20 @@ def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
 
 
 def submitted_jobs(log: str) -> dict[str, list[PlannedJob]]:
-    """Map each SLURM job id to the workflow jobs whose blocks were printed before its submission."""
+    """Map each SLURM job id to the workflow jobs whose blocks were printed before its submission.
+
+    A job appears once per submission; repeats of the same job before one submission are the
+    inner log of a failed attempt, echoed by --show-failed-logs.
+    """
     lines = log.splitlines()
     blocks = {i: (local, job) for local, job, i in parse_job_blocks(log)}
     result: dict[str, list[PlannedJob]] = {}
     pending: list[PlannedJob] = []
     for i, line in enumerate(lines):
         if i in blocks and not blocks[i][0]:
-            pending.append(blocks[i][1])
+            job = blocks[i][1]
+            if all((job.rule, job.wildcards) != (p.rule, p.wildcards) for p in pending):
+                pending.append(job)
         m = _SUBMITTED.search(line)
         if m:
             result[m.group(1)] = pending
@@ -399,3 +405,100 @@ def test_second_run_has_nothing_to_do(workflow_run: RunRecord) -> None:
                          env=slurm_env(), capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr
     assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# The pre-timeout signal: checkpoint, fail, retry, resume
+
+# A stand-in for a training loop that checkpoints on SIGTERM/SIGUSR1 and resumes from `.resume`.
+_CHECKPOINTING_TRAINER = '''\
+import json, os, signal, sys, time
+from pathlib import Path
+
+out = Path(sys.argv[1])
+resume = out.with_name(out.name + ".resume")
+started = out.with_name(out.name + ".started")
+
+
+def write_atomic(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if resume.exists():
+    state = json.loads(resume.read_text())
+    write_atomic(out, json.dumps({**state, "resumed_in_job": os.environ.get("SLURM_JOB_ID")}))
+    sys.exit(0)
+received = []
+for sig in (signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(sig, lambda num, frame: received.append(signal.Signals(num).name))
+write_atomic(started, os.environ.get("SLURM_JOB_ID", ""))
+step, t0 = 0, time.monotonic()
+while not received and time.monotonic() - t0 < 120:
+    step += 1
+    time.sleep(0.05)
+write_atomic(resume, json.dumps({"step": step, "signal": received[0] if received else None,
+                                 "checkpointed_in_job": os.environ.get("SLURM_JOB_ID")}))
+sys.exit(1)
+'''
+
+
+def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp_path,
+                                                               request) -> None:
+    """What `--signal=B:USR1@300` of the profile does 300 s before a long job's time limit, done
+    now with `scancel --batch --signal=USR1`: the job ends, the training process gets SIGTERM and
+    writes its checkpoint, snakemake retries the job, and the retry resumes from the checkpoint."""
+    import yaml  # noqa: PLC0415  (pyyaml is a dependency; imported here to keep the top light)
+
+    (tmp_path / "trainer.py").write_text(_CHECKPOINTING_TRAINER)
+    # Named like the real long rule, so it gets the profile's runtime and pre-timeout signal.
+    (tmp_path / "Snakefile").write_text(f'''\
+rule all:
+    input: "results/model.txt"
+
+localrules: all
+
+rule train_sr:
+    output: "results/model.txt"
+    resources: gpu=1, mem_mb=500, runtime=5
+    shell: "{sys.executable} trainer.py {{output}}"
+''')
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert profile["retries"] >= 1 and profile["rerun-incomplete"] is True
+    assert "slurm_extra" in profile["set-resources"]["train_sr"]
+    started = tmp_path / "results" / "model.txt.started"
+    t0 = time.monotonic()
+    proc = subprocess.Popen(["timeout", "-s", "INT", "-k", "30", "240", *snakemake_cmd([])],
+                            cwd=tmp_path, env=slurm_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        while not started.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() - t0 < 120, "the training job never started"
+            time.sleep(0.5)
+        first_job = started.read_text().strip()
+        subprocess.run(["scancel", "--batch", "--signal=USR1", first_job], check=True)
+        log, _ = proc.communicate(timeout=260)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+            proc.wait(60)
+    seconds = time.monotonic() - t0
+    (tmp_path / "snakemake.log").write_text(log)
+    assert proc.returncode == 0, log[-4000:]
+    state = json.loads((tmp_path / "results" / "model.txt").read_text())
+    # The process saw SIGTERM (the batch shell exited on SIGUSR1, so SLURM ended the job) and
+    # checkpointed inside the first job; a second SLURM job resumed from that checkpoint.
+    assert state["signal"] == "SIGTERM" and state["step"] > 0, state
+    assert state["checkpointed_in_job"] == first_job != state["resumed_in_job"], state
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    jobs = submitted_jobs(log)
+    rows = wait_for_sacct(run_id, set(jobs))
+    assert [job.rule for jid in sorted(jobs, key=int) for job in jobs[jid]] == ["train_sr"] * 2
+    assert rows[first_job]["State"] != "COMPLETED" and rows[state["resumed_in_job"]]["State"] == (
+        "COMPLETED"), rows
+    report(request, f"[slurm] pre-timeout signal: job {first_job} checkpointed at step "
+                    f"{state['step']} on {state['signal']} "
+                    f"({rows[first_job]['State']}), job {state['resumed_in_job']} resumed; "
+                    f"{seconds:.1f} s")

@@ -32,7 +32,6 @@ wait_for() {  # wait_for TRIES DELAY CMD...: retry CMD until it succeeds
   return 1
 }
 dump_logs() { for f in "$BASE"/log/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -15 "$f"; }; done >&2 || true; }
-trap 'rc=$?; [ $rc -ne 0 ] && { echo "slurm-setup: failed (exit $rc); daemon logs:" >&2; dump_logs; }; exit $rc' EXIT
 
 [ "$(id -u)" = 0 ] || die "must run as root (the SLURM daemons, munge and apt need it); try: sudo bash $0"
 
@@ -54,6 +53,9 @@ else
   say "packages already present: $pkgs"
 fi
 for b in slurmctld slurmd sbatch sinfo munged; do command -v "$b" >/dev/null || die "$b missing after install"; done
+
+# From here on a failure shows the daemons' logs.
+trap 'rc=$?; [ $rc -ne 0 ] && { echo "slurm-setup: failed (exit $rc); daemon logs:" >&2; dump_logs; }; exit $rc' EXIT
 
 # ---- 2. slurm.conf ---------------------------------------------------------------------------
 mkdir -p "$BASE"/{etc,state/ctld,state/d,log,run}
