@@ -68,6 +68,7 @@ if [ "$WITH_DBD" = 1 ]; then
   ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoreFlags=job_comment
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5"
 else
@@ -106,7 +107,6 @@ JobCompType=jobcomp/none
 # workflow (--gpus=N, --gpus=MODEL:N) are accepted and scheduled exactly as on a GPU cluster,
 # while the jobs themselves run on the CPU.
 GresTypes=gpu
-AccountingStorageTRES=gres/gpu
 NodeName=${H} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM} Gres=gpu:${GPU_TYPE}:${GPUS} State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -216,14 +216,19 @@ if alive "$BASE/run/slurmctld.pid"; then
   say "slurmctld already running (pid $(cat "$BASE/run/slurmctld.pid"))"
 else
   /usr/sbin/slurmctld   # daemonizes, writes its PID file
+  wait_for 50 0.1 alive "$BASE/run/slurmctld.pid" \
+    || die "slurmctld did not start: $(tail -3 "$BASE/log/slurmctld.log")"
 fi
 if alive "$BASE/run/slurmd.pid"; then
   say "slurmd already running (pid $(cat "$BASE/run/slurmd.pid"))"
 else
   /usr/sbin/slurmd
+  wait_for 50 0.1 alive "$BASE/run/slurmd.pid" \
+    || die "slurmd did not start (another slurmd on port 6818?): $(tail -3 "$BASE/log/slurmd.log")"
 fi
 node_ready() {
-  case "$(sinfo -h -N -o %t 2>/dev/null)" in
+  alive "$BASE/run/slurmctld.pid" || die "slurmctld exited: $(tail -3 "$BASE/log/slurmctld.log")"
+  case "$(timeout 5 sinfo -h -N -o %t 2>/dev/null)" in
     idle|mix|alloc) return 0;;
     # a node drained by an earlier, different configuration (state is kept in StateSaveLocation)
     drain*|drng|inval|down*) scontrol update NodeName="$H" State=RESUME >/dev/null 2>&1;;
@@ -235,13 +240,19 @@ say "slurmctld (pid $(cat "$BASE/run/slurmctld.pid")) + slurmd (pid $(cat "$BASE
 
 # ---- 7. smoke test: one batch job through the same path the workflow uses ----------------------
 acct_arg=(); [ "$WITH_DBD" = 1 ] && acct_arg=(-A "$ACCOUNT")
-jid=$(sbatch --parsable -p "$PARTITION" "${acct_arg[@]}" -t 1 --mem 50 -o /dev/null --wait --wrap true) || die "smoke-test sbatch failed"
+# (sbatch --wait polls slowly, ~10 s; polling squeue ourselves takes ~1 s)
+jid=$(sbatch --parsable -p "$PARTITION" "${acct_arg[@]}" -t 1 --mem 50 -o /dev/null --wrap true) \
+  || die "smoke-test sbatch failed"
+job_gone() { [ -z "$(squeue -h -j "$jid" -o %i 2>/dev/null)" ]; }
+wait_for 300 0.2 job_gone || die "smoke-test job $jid did not finish in 60 s: $(squeue -j "$jid")"
 if [ "$WITH_DBD" = 1 ]; then
-  wait_for 50 0.2 sh -c "sacct -X -n -P -j $jid -o State | grep -q COMPLETED" \
+  wait_for 100 0.2 sh -c "sacct -X -n -P -j $jid -o State | grep -q COMPLETED" \
     || die "smoke-test job $jid not COMPLETED in sacct: $(sacct -X -n -P -j "$jid" -o State)"
   say "smoke test: sbatch job $jid COMPLETED (sacct)"
 else
-  say "smoke test: sbatch job $jid finished"
+  state=$(scontrol show job "$jid" 2>/dev/null | sed -n 's/.*JobState=\([A-Z]*\).*/\1/p')
+  [ "$state" = COMPLETED ] || die "smoke-test job $jid ended $state"
+  say "smoke test: sbatch job $jid COMPLETED (scontrol)"
 fi
 sinfo
 say "SLURM ready in $(elapsed) s (base $BASE, accounting: $([ "$WITH_DBD" = 1 ] && echo sacct || echo none))"
