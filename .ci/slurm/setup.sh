@@ -7,7 +7,8 @@
 #
 # Idempotent: daemons that are already up (their PID file names a live process) are reused.
 # Everything lives under $IDC_SLURM_BASE (default /tmp/idc-slurm): config, state, logs, PID files,
-# the database. Only /etc/slurm/slurm.conf is a symlink into it (see the note at step 3).
+# the database. Outside it: the links /etc/slurm/{slurm,gres}.conf (see step 3) and munge's own
+# key and socket (/etc/munge, /run/munge).
 # Environment: IDC_SLURM_BASE, WITH_DBD (1), IDC_SLURM_DB_PORT (33061), IDC_SLURM_ACCOUNT (ci),
 # IDC_SLURM_PARTITION (debug), IDC_SLURM_GPUS (2), IDC_SLURM_GPU_TYPE (cigpu).
 set -euo pipefail
@@ -44,6 +45,7 @@ if ! dpkg -s $pkgs >/dev/null 2>&1; then
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update -qq || die "apt-get update failed (no network or no apt sources?)"
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null || die "apt-get install $pkgs failed"
