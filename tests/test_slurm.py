@@ -44,7 +44,9 @@ ACCOUNT = "ci"
 # The node of the CI cluster is small: cap the profile's paper-scale memory requests.
 MEM_CAP_MB = 2000
 # Rules whose sizes profiles/slurm sets (set-resources).
-PROFILE_SIZED_RULES = set(yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["set-resources"])
+PROFILE_SIZED_RULES = set(
+    yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["set-resources"]
+)
 TOY_RUN_TIMEOUT_S = 300
 # Rules that may run inside the submitting snakemake instead of SLURM (targets, tiny summaries);
 # IDC_SLURM_LOCAL_RULES (comma separated) adds to them.
@@ -86,7 +88,8 @@ def slurm_cluster(request):
     env = dict(os.environ, IDC_SLURM_BASE=str(base), IDC_SLURM_PARTITION=PARTITION,
                IDC_SLURM_ACCOUNT=ACCOUNT, WITH_DBD="1")
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(SETUP)], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["bash", str(SETUP)], env=env, capture_output=True, text=True,
+                          timeout=900)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         pytest.fail(f"{SETUP} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -187,7 +190,8 @@ def sacct_jobs(run_id: str) -> dict[str, dict[str, str]]:
     return {row["JobID"]: row for row in rows}
 
 
-def wait_for_sacct(run_id: str, job_ids: set[str], timeout_s: float = 30) -> dict[str, dict[str, str]]:
+def wait_for_sacct(run_id: str, job_ids: set[str],
+                   timeout_s: float = 30) -> dict[str, dict[str, str]]:
     """slurmdbd records a job's end a moment after the job ends; wait until all are final."""
     deadline = time.monotonic() + timeout_s
     while True:
