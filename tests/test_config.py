@@ -10,7 +10,7 @@ import yaml
 from idc.config import ConfigError, load_config, load_schema, validate_config
 from tests.conftest import PROJECT_ROOT
 
-CONFIGS = ["config.yaml", "demo.yaml", "mini.yaml"]
+CONFIGS = ["config.yaml", "demo.yaml", "mini.yaml", "slurm-ci.yaml"]
 
 
 def _read(name: str) -> dict:

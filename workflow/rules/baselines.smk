@@ -25,7 +25,7 @@ rule select_baseline:
             > 0
         ),
         cpus_per_task=4,
-        mem_mb=32000,
+        mem_mb=mem(32000),
         runtime=120,
     params:
         selection=selection_params,

@@ -215,13 +215,19 @@ def all_targets():
     return targets
 
 
+def mem(mb):
+    """A job's memory request, capped by `max_mem_mb` (small clusters, CI nodes)."""
+    cap = config["max_mem_mb"]
+    return min(mb, cap) if cap else mb
+
+
 def job_resources(spec):
     """Cluster resources of one job: GPU stages ask for a GPU, CPU stages do not."""
     res = spec["resources"] if "resources" in spec else spec
     return {
         "gpu": res["gpu"],
         "cpus_per_task": res["cpus"],
-        "mem_mb": res["mem_mb"],
+        "mem_mb": mem(res["mem_mb"]),
         "runtime": res["runtime"],
     }
 

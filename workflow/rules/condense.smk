@@ -56,7 +56,7 @@ rule upsample_condensed:
             "resources"
         ]["gpu"],
         cpus_per_task=4,
-        mem_mb=16000,
+        mem_mb=mem(16000),
         runtime=120,
     params:
         image_ids=lambda wc: [IMAGE_INDEX[s] for s in condense_images(wc.dataset)],

@@ -12,7 +12,7 @@ rule download_div2k:
     resources:
         gpu=0,
         cpus_per_task=1,
-        mem_mb=2000,
+        mem_mb=mem(2000),
         runtime=240,
     params:
         url=TRAIN["div2k_url"],
@@ -31,7 +31,7 @@ rule build_demo_images:
     resources:
         gpu=0,
         cpus_per_task=1,
-        mem_mb=2000,
+        mem_mb=mem(2000),
         runtime=10,
     params:
         max_side=TRAIN["demo_max_side"],
@@ -52,7 +52,7 @@ rule prepare_testset:
     resources:
         gpu=0,
         cpus_per_task=1,
-        mem_mb=4000,
+        mem_mb=mem(4000),
         runtime=30,
     params:
         scale=SCALE,
@@ -77,7 +77,7 @@ rule crop_patches:
     resources:
         gpu=0,
         cpus_per_task=config["data"]["crop"]["workers"],
-        mem_mb=16000,
+        mem_mb=mem(16000),
         runtime=240,
     params:
         crop=canonical(

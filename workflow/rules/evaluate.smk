@@ -44,7 +44,7 @@ rule test_sr:
     resources:
         gpu=lambda wc: config["models"][wc.model]["resources"]["gpu"],
         cpus_per_task=4,
-        mem_mb=16000,
+        mem_mb=mem(16000),
         runtime=60,
     params:
         names=testsets_in_use(),

@@ -21,7 +21,7 @@ rule make_table:
     resources:
         gpu=0,
         cpus_per_task=1,
-        mem_mb=2000,
+        mem_mb=mem(2000),
         runtime=10,
     params:
         spec=lambda wc: canonical(config["tables"][wc.table]),
@@ -48,7 +48,7 @@ rule plot_figures:
     resources:
         gpu=0,
         cpus_per_task=1,
-        mem_mb=4000,
+        mem_mb=mem(4000),
         runtime=10,
     params:
         pairs=lambda wc: sorted({p for t in config["targets"] for p in table_pairs(t)}),
