@@ -7,5 +7,5 @@ Public API:
   in `idc.condense.condenser` (pure: tensors in, tensors + log out);
 - `condense_image`, `upsample_and_assemble`, `memorisation_report` in `idc.condense.stage`
   (file level, what the workflow calls); commands in `idc.condense.cli`.
-Choices where the paper is silent: CHOICES.md in this folder.
+Choices where the paper is silent: config/README.md (section condense).
 """

@@ -2,7 +2,7 @@
 
 Paper references: section 3 (method), appendix B (grouping/pairing, warm-up), C.1 (values),
 Table 2 (v1-v7), Table 4 (a0-a11), Table 7 / D.3 (x1-x3). Where the paper is silent the chosen
-behaviour is a key here; CHOICES.md explains each choice.
+behaviour is a key here; config/README.md explains each choice.
 """
 
 from __future__ import annotations
