@@ -94,8 +94,10 @@ def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_pa
     """Condense the LR patches of `image_id` in the store; write `out_path` (.npy) and `log_path`.
 
     The instance seed is derived from (`seed`, `image_id`) so instances use independent streams.
-    A checkpoint in `resume_dir` (default: `.condense-resume/` beside the output) is resumed and
-    removed after success.
+    A checkpoint in `resume_dir` (default: `.condense-resume/` beside the output) is resumed. It is
+    kept after success: when a packed SLURM job fails, Snakemake deletes the outputs of all its
+    images, and a finished image then resumes from its last checkpoint instead of starting over
+    (a checkpoint of other settings is discarded).
     """
     return condense_images(store_path=store_path, image_ids=[image_id], extractor_path=extractor_path,
                            out_paths=[out_path], log_paths=[log_path], cfg=cfg, seed=seed, device=device,
@@ -147,7 +149,6 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
         log["seed"] = int(seed)
         save_synthetic(out_path, synthetic)
         write_json(log_path, log)
-    resume_path.unlink(missing_ok=True)
     return out_paths
 
 
