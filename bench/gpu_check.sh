@@ -32,5 +32,5 @@ part scan 25 $PY bench/bench_scan.py --device cuda --json "$OUT/scan.json"
 part select 45 $PY bench/bench_select.py --devices cuda --json "$OUT/select.json"
 [[ -f "$OUT/tests.out" ]] && tail -n 2 "$OUT/tests.out" >&2
 ( IFS=,; echo "{\"gpu\": \"$(head -n1 "$OUT/gpu.txt")\", \"parts\": {${status[*]}}}" ) | tee "$OUT/summary.json"
-# Everything in one archive as well (for tools that fetch a limited number of files).
-tar -czf "$OUT.tar.gz" -C "$(dirname "$OUT")" "$(basename "$OUT")" && mv "$OUT.tar.gz" "$OUT/all.tar.gz"
+# Everything in one archive as well, where ARCHIVE names one.
+if [[ -n "${ARCHIVE:-}" ]]; then tar -czf "$ARCHIVE" -C "$OUT" .; fi
