@@ -27,6 +27,28 @@ from idc.report.tables import TableSpec, make_tables, render_spec, select_result
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_tables(subparsers)
     _register_figures(subparsers)
+    _register_run_summary(subparsers)
+
+
+def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run-summary", help="Markdown record of a finished run (tables, times, seeds)")
+    p.add_argument("results_dir", type=Path, help="results/<run>")
+    p.add_argument("--configfile", type=Path, required=True)
+    p.add_argument("--command", required=True, help="the command that produced the run")
+    p.add_argument("--out", type=Path, help="write here (default: stdout)")
+    p.set_defaults(func=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from idc.report.io import atomic_write_text
+    from idc.report.run_summary import summarise_run
+
+    text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    else:
+        print(text)
+    return 0
 
 
 def _register_tables(subparsers: argparse._SubParsersAction) -> None:
