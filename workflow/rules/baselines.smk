@@ -24,7 +24,7 @@ rule select_baseline:
             ]["gpu"]
             > 0
         ),
-        cpus_per_task=4,
+        cpus_per_task=cpus(4),
         mem_mb=mem(32000),
         runtime=120,
     params:

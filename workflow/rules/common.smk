@@ -221,12 +221,18 @@ def mem(mb):
     return min(mb, cap) if cap else mb
 
 
+def cpus(n):
+    """A job's CPU request, capped by `max_cpus` (small clusters, CI nodes)."""
+    cap = config["max_cpus"]
+    return min(n, cap) if cap else n
+
+
 def job_resources(spec):
     """Cluster resources of one job: GPU stages ask for a GPU, CPU stages do not."""
     res = spec["resources"] if "resources" in spec else spec
     return {
         "gpu": res["gpu"],
-        "cpus_per_task": res["cpus"],
+        "cpus_per_task": cpus(res["cpus"]),
         "mem_mb": mem(res["mem_mb"]),
         "runtime": res["runtime"],
     }

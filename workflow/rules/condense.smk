@@ -17,7 +17,7 @@ rule condense_image:
         "condense"
     conda:
         "../../envs/idc.yaml"
-    threads: config["condense"]["resources"]["cpus"]
+    threads: cpus(config["condense"]["resources"]["cpus"])
     resources:
         **job_resources(config["condense"]),
     params:
@@ -55,7 +55,7 @@ rule upsample_condensed:
         gpu=lambda wc: config["teachers"][DATASETS[wc.dataset]["upsampler"]][
             "resources"
         ]["gpu"],
-        cpus_per_task=4,
+        cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=120,
     params:

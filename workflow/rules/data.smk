@@ -11,7 +11,7 @@ rule download_div2k:
         "../../envs/idc.yaml"
     resources:
         gpu=0,
-        cpus_per_task=1,
+        cpus_per_task=cpus(1),
         mem_mb=mem(2000),
         runtime=240,
     params:
@@ -30,7 +30,7 @@ rule build_demo_images:
         "../../envs/idc.yaml"
     resources:
         gpu=0,
-        cpus_per_task=1,
+        cpus_per_task=cpus(1),
         mem_mb=mem(2000),
         runtime=10,
     params:
@@ -51,7 +51,7 @@ rule prepare_testset:
         "../../envs/idc.yaml"
     resources:
         gpu=0,
-        cpus_per_task=1,
+        cpus_per_task=cpus(1),
         mem_mb=mem(4000),
         runtime=30,
     params:
@@ -73,10 +73,10 @@ rule crop_patches:
         f"{RESULTS}/benchmarks/crop_patches.tsv"
     conda:
         "../../envs/idc.yaml"
-    threads: config["data"]["crop"]["workers"]
+    threads: cpus(config["data"]["crop"]["workers"])
     resources:
         gpu=0,
-        cpus_per_task=config["data"]["crop"]["workers"],
+        cpus_per_task=cpus(config["data"]["crop"]["workers"]),
         mem_mb=mem(16000),
         runtime=240,
     params:

@@ -13,7 +13,7 @@ rule train_sr:
         f"{RESULTS}/benchmarks/train_sr/{{dataset}}/{{model}}.tsv"
     conda:
         "../../envs/idc.yaml"
-    threads: lambda wc: config["models"][wc.model]["resources"]["cpus"]
+    threads: lambda wc: cpus(config["models"][wc.model]["resources"]["cpus"])
     resources:
         **{
             k: (lambda wc, k=k: job_resources(config["models"][wc.model])[k])
@@ -43,7 +43,7 @@ rule test_sr:
         "../../envs/idc.yaml"
     resources:
         gpu=lambda wc: config["models"][wc.model]["resources"]["gpu"],
-        cpus_per_task=4,
+        cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=60,
     params:

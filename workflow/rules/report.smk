@@ -20,7 +20,7 @@ rule make_table:
         "../../envs/idc.yaml"
     resources:
         gpu=0,
-        cpus_per_task=1,
+        cpus_per_task=cpus(1),
         mem_mb=mem(2000),
         runtime=10,
     params:
@@ -47,7 +47,7 @@ rule plot_figures:
         "../../envs/idc.yaml"
     resources:
         gpu=0,
-        cpus_per_task=1,
+        cpus_per_task=cpus(1),
         mem_mb=mem(4000),
         runtime=10,
     params:

@@ -15,7 +15,7 @@ rule train_teacher:
         f"{RESULTS}/benchmarks/train_teacher/{{teacher}}.tsv"
     conda:
         "../../envs/idc.yaml"
-    threads: lambda wc: config["teachers"][wc.teacher]["resources"]["cpus"]
+    threads: lambda wc: cpus(config["teachers"][wc.teacher]["resources"]["cpus"])
     resources:
         **{
             k: (lambda wc, k=k: job_resources(config["teachers"][wc.teacher])[k])
