@@ -69,3 +69,63 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
             x = torch.cat([x, torch.flip(x, [3])[:, :, :, :need]], dim=3)
         return x
     raise ValueError(f"unknown padding mode {mode!r}; use 'reflect' or 'symmetric'")
+
+
+class ReconstructionHead:
+    """The image reconstruction shared by SwinIR and MambaIRv2 (official attribute names, so
+    state dicts load unchanged): `upsampler` "pixelshuffle" (conv + PixelShuffle stages),
+    "pixelshuffledirect" (one conv + PixelShuffle, the light models), "nearest+conv" (x4 only) or
+    "" (denoising-style residual). Mixed into an `nn.Module` that provides `_prepare(x)` (pad and
+    normalise), `_body(x)` (features), `img_range`, `mean` and `upscale`."""
+
+    def _build_reconstruction(self, upsampler: str, embed_dim: int, num_feat: int, upscale: int,
+                              in_chans: int) -> None:
+        name = type(self).__name__
+        if upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(upscale, num_feat)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
+        elif upsampler == "pixelshuffledirect":
+            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
+        elif upsampler == "nearest+conv":
+            if upscale != 4:
+                raise ValueError(f"{name}: upsampler 'nearest+conv' supports only upscale 4")
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        elif upsampler == "":
+            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
+        else:
+            raise ValueError(f"{name}: unknown upsampler {upsampler!r}")
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = self._prepare(x)
+        if self.upsampler == "pixelshuffle":
+            x = self.conv_last(self.upsample(self.conv_before_upsample(self._body(x))))
+        elif self.upsampler == "pixelshuffledirect":
+            x = self.upsample(self._body(x))
+        elif self.upsampler == "nearest+conv":
+            x = self.conv_before_upsample(self._body(x))
+            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        else:
+            x = x + self.conv_last(self._body(x))
+        x = x / self.img_range + self.mean.to(x)
+        return x[..., : h * self.upscale, : w * self.upscale]

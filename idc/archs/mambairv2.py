@@ -29,10 +29,9 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from idc.archs.common import DIV2K_RGB_MEAN, Upsample, UpsampleOneStep, pad_to_multiple
+from idc.archs.common import DIV2K_RGB_MEAN, ReconstructionHead, pad_to_multiple
 from idc.archs.selective_scan import selective_scan
 from idc.archs.swinir import _conv_block, _image, _pair, _tokens, relative_position_index, shifted_window_mask
 from idc.archs.swinir import window_partition, window_reverse
@@ -391,7 +390,7 @@ class ASSB(nn.Module):
         return _tokens(self.conv(_image(body, x_size))) + x
 
 
-class _MambaIRv2Base(nn.Module):
+class _MambaIRv2Base(ReconstructionHead, nn.Module):
     """Shared body of MambaIRv2 and MambaIRv2Light (they differ in the feed-forward only)."""
 
     _ffn = "convffn"
@@ -460,38 +459,9 @@ class _MambaIRv2Base(nn.Module):
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _conv_block(embed_dim, resi_connection)
 
-        if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        elif upsampler == "pixelshuffledirect":
-            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
-        elif upsampler == "nearest+conv":
-            if upscale != 4:
-                raise ValueError(f"{type(self).__name__}: upsampler 'nearest+conv' supports only upscale 4")
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        elif upsampler == "":
-            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
-        else:
-            raise ValueError(f"{type(self).__name__}: unknown upsampler {upsampler!r}")
+        self._build_reconstruction(upsampler, embed_dim, num_feat, upscale, in_chans)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
 
     # ---- routing control -------------------------------------------------------------------
     @property
@@ -569,22 +539,6 @@ class _MambaIRv2Base(nn.Module):
         padded size (the up-sampler's input for `pixelshuffledirect`)."""
         return self._body(self._prepare(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = self._prepare(x)
-        if self.upsampler == "pixelshuffle":
-            x = self.conv_last(self.upsample(self.conv_before_upsample(self._body(x))))
-        elif self.upsampler == "pixelshuffledirect":
-            x = self.upsample(self._body(x))
-        elif self.upsampler == "nearest+conv":
-            x = self.conv_before_upsample(self._body(x))
-            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.conv_last(self.lrelu(self.conv_hr(x)))
-        else:
-            x = x + self.conv_last(self._body(x))
-        x = x / self.img_range + self.mean.to(x)
-        return x[..., : h * self.upscale, : w * self.upscale]
 
 
 class MambaIRv2(_MambaIRv2Base):

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from idc.archs.common import DIV2K_RGB_MEAN, Upsample, UpsampleOneStep, pad_to_multiple
+from idc.archs.common import DIV2K_RGB_MEAN, ReconstructionHead, pad_to_multiple
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -255,7 +254,7 @@ class RSTB(nn.Module):
         return _tokens(self.conv(_image(self.residual_group(x, x_size), x_size))) + x
 
 
-class SwinIR(nn.Module):
+class SwinIR(ReconstructionHead, nn.Module):
     """SwinIR for [0,1] inputs. `forward` reflect-pads to a multiple of the window and crops."""
 
     def __init__(
@@ -313,38 +312,9 @@ class SwinIR(nn.Module):
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _conv_block(embed_dim, resi_connection)
 
-        if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        elif upsampler == "pixelshuffledirect":
-            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
-        elif upsampler == "nearest+conv":
-            if upscale != 4:
-                raise ValueError("SwinIR: upsampler 'nearest+conv' supports only upscale 4")
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        elif upsampler == "":
-            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
-        else:
-            raise ValueError(f"SwinIR: unknown upsampler {upsampler!r}")
+        self._build_reconstruction(upsampler, embed_dim, num_feat, upscale, in_chans)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x_size = (x.shape[2], x.shape[3])
@@ -371,19 +341,3 @@ class SwinIR(nn.Module):
         `pixelshuffle` it is the input of `conv_before_upsample`."""
         return self._body(self._prepare(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = self._prepare(x)
-        if self.upsampler == "pixelshuffle":
-            x = self.conv_last(self.upsample(self.conv_before_upsample(self._body(x))))
-        elif self.upsampler == "pixelshuffledirect":
-            x = self.upsample(self._body(x))
-        elif self.upsampler == "nearest+conv":
-            x = self.conv_before_upsample(self._body(x))
-            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.conv_last(self.lrelu(self.conv_hr(x)))
-        else:
-            x = x + self.conv_last(self._body(x))
-        x = x / self.img_range + self.mean.to(x)
-        return x[:, :, : h * self.upscale, : w * self.upscale]
