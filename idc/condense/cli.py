@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
@@ -16,8 +18,6 @@ def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
             raise FileNotFoundError(f"condense config not found: {path}")
         text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             cfg = yaml.safe_load(text) or {}
         else:
             cfg = json.loads(text)
@@ -27,8 +27,6 @@ def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        import yaml
-
         cfg[key] = yaml.safe_load(value)
     if args.variant:
         cfg["variant"] = args.variant

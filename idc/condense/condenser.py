@@ -7,7 +7,6 @@ killed after a periodic checkpoint) and resumed gives exactly the uninterrupted 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os

@@ -49,7 +49,7 @@ def to_markdown(spec: TableLayout) -> str:
             else "**bold**: best"
         )
     if spec.layout == "delta":
-        notes.append(f"first row absolute, other rows difference to it")
+        notes.append("first row absolute, other rows difference to it")
     if any(r.is_reference for r in spec.rows):
         notes.append("rows in [brackets]: published numbers, not ranked")
     if notes:
