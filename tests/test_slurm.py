@@ -110,6 +110,8 @@ class PlannedJob:
     wildcards: str
     resources: dict[str, str]
     threads: int = 1
+    jobid: str = ""
+    in_group: bool = False
 
 
 @dataclass
@@ -128,7 +130,7 @@ class RunRecord:
 
 
 _RULE = re.compile(r"^\s*(local)?rule (\w+):\s*$")
-_SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+_SUBMITTED_WITH_ID = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+)")
 
 
 def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
@@ -145,7 +147,9 @@ def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
             if not body.strip() or len(body) - len(body.lstrip()) <= indent:
                 break
             key, _, value = body.strip().partition(": ")
-            if key == "wildcards":
+            if key == "jobid":
+                job.jobid = value
+            elif key == "wildcards":
                 job.wildcards = value
             elif key == "threads":
                 job.threads = int(value)
@@ -153,29 +157,41 @@ def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
                 job.resources = dict(
                     kv.split("=", 1) for kv in value.split(", ") if "=" in kv
                 )
+        job.in_group = indent > 0  # members of a group job are printed indented under its header
         jobs.append((m.group(1) is not None, job, i))
     return jobs
 
 
 def submitted_jobs(log: str) -> dict[str, list[PlannedJob]]:
-    """Map each SLURM job id to the workflow jobs whose blocks were printed before its submission.
+    """Map each SLURM job id to the workflow jobs it ran.
 
-    A job appears once per submission; repeats of the same job before one submission are the
-    inner log of a failed attempt, echoed by --show-failed-logs.
+    Snakemake logs `Job <id> has been submitted with SLURM jobid <n>`: a numeric id names the job
+    block printed with `jobid: <id>`; a group job has a UUID, and its members are the blocks printed
+    indented under the latest `Group job` header not yet submitted. A failed attempt's inner log,
+    echoed by --show-failed-logs, repeats blocks; the latest block of an id wins.
     """
+    by_id: dict[str, PlannedJob] = {}
+    groups: list[list[PlannedJob]] = []
     lines = log.splitlines()
     blocks = {i: (local, job) for local, job, i in parse_job_blocks(log)}
     result: dict[str, list[PlannedJob]] = {}
-    pending: list[PlannedJob] = []
     for i, line in enumerate(lines):
+        if line.lstrip().startswith("[") and "Group job" in line:
+            groups.append([])
         if i in blocks and not blocks[i][0]:
             job = blocks[i][1]
-            if all((job.rule, job.wildcards) != (p.rule, p.wildcards) for p in pending):
-                pending.append(job)
-        m = _SUBMITTED.search(line)
+            if job.in_group and groups:
+                if all((job.rule, job.wildcards) != (p.rule, p.wildcards) for p in groups[-1]):
+                    groups[-1].append(job)
+            elif job.jobid:
+                by_id[job.jobid] = job
+        m = _SUBMITTED_WITH_ID.search(line)
         if m:
-            result[m.group(1)] = pending
-            pending = []
+            snakemake_id, slurm_id = m.group(1), m.group(2)
+            if snakemake_id.isdigit():
+                result[slurm_id] = [by_id[snakemake_id]] if snakemake_id in by_id else []
+            else:
+                result[slurm_id] = groups.pop(0) if groups else []
     return result
 
 
@@ -280,6 +296,12 @@ rule make_tables:
 '''
 
 
+def _profile_configfile(workdir: Path) -> None:
+    """profiles/slurm names the paper's configfile; a stand-in workflow gets an empty one."""
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text("{}\n")
+
+
 def workflow_under_test(tmp_root: Path) -> tuple[Path, list[str], bool]:
     """(working directory, extra snakemake arguments, is the project's own workflow)."""
     wf_env = os.environ.get("IDC_SLURM_WORKFLOW_DIR", "")
@@ -298,6 +320,7 @@ def workflow_under_test(tmp_root: Path) -> tuple[Path, list[str], bool]:
     toy = tmp_root / "toy"
     toy.mkdir()
     (toy / "Snakefile").write_text(_toy_snakefile())
+    _profile_configfile(toy)
     return toy, [], False
 
 
@@ -473,7 +496,8 @@ def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp
     now with `scancel --batch --signal=USR1`: the job ends, the training process gets SIGTERM and
     writes its checkpoint, snakemake retries the job, and the retry resumes from the checkpoint."""
     (tmp_path / "trainer.py").write_text(_CHECKPOINTING_TRAINER)
-    # Named like the real long rule, so it gets the profile's runtime and pre-timeout signal.
+    _profile_configfile(tmp_path)
+    # Named like the real long rule, so it gets the profile's pre-timeout signal.
     (tmp_path / "Snakefile").write_text(f'''\
 rule all:
     input: "results/model.txt"
