@@ -414,7 +414,9 @@ def test_jobs_get_partition_account_gpus_time_and_memory(workflow_run: RunRecord
             assert gpus_of(row["AllocTRES"]) == gpus[0], (jobs[0].rule, row["AllocTRES"])
             assert limit == runtimes[0], (jobs[0].rule, row["Timelimit"])
             assert mem == mems[0], (jobs[0].rule, row["ReqMem"])
-            assert int(row["ReqCPUS"]) == jobs[0].threads, (jobs[0].rule, row["ReqCPUS"])
+            # The executor asks for `cpus_per_task` where a rule sets it, else for its threads.
+            cpus = resource(jobs[0], "cpus_per_task") or jobs[0].threads
+            assert int(row["ReqCPUS"]) == cpus, (jobs[0].rule, row["ReqCPUS"])
         else:
             # A packed group shares one GPU; its members then run one after another, so the
             # time limit is the sum of their runtimes and the memory that of the largest.
