@@ -305,12 +305,9 @@ def crop_images_to_store(
             jobs,
             workers,
             total,
-            scale=scale,
-            hr_size=hr_size,
-            step=step,
-            source=source or str(hr_dir),
-            seed=seed,
-            extra=extra,
+            store_attrs=dict(
+                scale=scale, hr_size=hr_size, step=step, source=source or str(hr_dir), seed=seed, extra_attrs=extra
+            ),
             names=[p.name for p in hr_files],
         )
     finally:
@@ -326,31 +323,15 @@ def _write_store(
     workers: int,
     total: int,
     *,
-    scale: int,
-    hr_size: int,
-    step: int,
-    source: str,
-    seed: int | None,
-    extra: dict[str, Any],
+    store_attrs: dict[str, Any],
     names: list[str],
 ) -> None:
-    """Run the crop jobs and write their patches, in image order, into one store."""
+    """Run the crop jobs and write their patches, in image order, into one store
+    (`store_attrs`: the PatchStoreWriter keyword arguments)."""
     pool = _process_pool(workers)
     try:
         results = _ordered_map(_crop_job, jobs, pool, window=2 * workers)
-        _write_results(
-            out_path,
-            results,
-            len(jobs),
-            total,
-            scale=scale,
-            hr_size=hr_size,
-            step=step,
-            source=source,
-            seed=seed,
-            extra=extra,
-            names=names,
-        )
+        _write_results(out_path, results, len(jobs), total, store_attrs=store_attrs, names=names)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -362,23 +343,10 @@ def _write_results(
     n_jobs: int,
     total: int,
     *,
-    scale: int,
-    hr_size: int,
-    step: int,
-    source: str,
-    seed: int | None,
-    extra: dict[str, Any],
+    store_attrs: dict[str, Any],
     names: list[str],
 ) -> None:
-    with PatchStoreWriter(
-        out_path,
-        scale=scale,
-        hr_size=hr_size,
-        step=step,
-        source=source,
-        seed=seed,
-        extra_attrs=extra,
-    ) as writer:
+    with PatchStoreWriter(out_path, **store_attrs) as writer:
         writer.write_array("image_name", names)
         # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
         last_log = time.monotonic()
