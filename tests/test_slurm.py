@@ -282,7 +282,7 @@ rule condense_image:
     output: "results/condense/{{image}}.txt"
     group: "condense"
     threads: 1
-    resources: gpu=1, mem_mb=500, runtime=5
+    resources: gpu=1, mem_mb=500, runtime=10
     shell: '{stamp}'
 
 rule make_tables:
@@ -496,7 +496,9 @@ def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp
     writes its checkpoint, snakemake retries the job, and the retry resumes from the checkpoint."""
     (tmp_path / "trainer.py").write_text(_CHECKPOINTING_TRAINER)
     _profile_configfile(tmp_path)
-    # Named like the real long rule, so it gets the profile's pre-timeout signal.
+    # Named like the real long rule, so it gets the profile's pre-timeout signal. Its time limit
+    # (10 min) must exceed the signal's lead time (300 s): at runtime=5 SLURM itself signals every
+    # attempt at its first periodic check, the retry dies too and a third job runs.
     (tmp_path / "Snakefile").write_text(f'''\
 rule all:
     input: "results/model.txt"
@@ -505,7 +507,7 @@ localrules: all
 
 rule train_sr:
     output: "results/model.txt"
-    resources: gpu=1, mem_mb=500, runtime=5
+    resources: gpu=1, mem_mb=500, runtime=10
     shell: "{sys.executable} trainer.py {{output}}"
 ''')
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
