@@ -7,10 +7,10 @@ N=40 16x16 patches (n=4), 64 channels, 256 frequencies, 16 groups, same extracto
 
 The step is timed in its heaviest regime: every synthetic local patch grouped and paired. The
 plain path loops over the groups in Python; the fast path uses the vectorised group/pair losses
-(and optionally a compiled extractor, TF32). Both are checked to give equal losses.
+(and optionally a compiled extractor, TF32, the extractor's attention through SDPA). Both are checked to give equal losses.
 
-    python bench/condense_step.py --scale cpu --json
-    python bench/condense_step.py --scale paper --device cuda --json
+    python bench/condense_step.py --scale cpu --fused-attention --json
+    python bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --json
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from idc.archs import set_fused_attention  # noqa: E402
 from idc.condense.condenser import subseed  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
 from idc.condense.features import LocalFeatures  # noqa: E402
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")
     ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
+    ap.add_argument("--fused-attention", action="store_true",
+                    help="also time the fast path with the extractor's window attention through SDPA")
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -274,6 +277,24 @@ def main(argv: list[str] | None = None) -> int:
         out["paths"]["fast_tf32"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
                                      "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    if args.fused_attention:
+        gen = torch.Generator(device).manual_seed(9)
+        t = sample_frequencies(bench.cfg.num_freqs, bench.dim, std=1.0, generator=gen, device=device)
+        with torch.no_grad():
+            _, explicit = bench.losses(True, t)
+            set_fused_attention(bench.ext, True)
+            _, fused = bench.losses(True, t)
+        out["loss_relative_difference_fused_vs_explicit_attention"] = {
+            k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused}
+        out["paths"]["fast_fused_attention"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+        if args.tf32 and gpu:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            out["paths"]["fast_fused_attention_tf32"] = {
+                "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        set_fused_attention(bench.ext, False)
     if args.compile:
         bench.features = torch.compile(bench.ext.features)
         t0 = time.perf_counter()
@@ -293,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k}: {v}")
     tol = 1e-3
     bad = {k: v for k, v in out["loss_relative_difference_fast_vs_plain"].items() if v > tol}
+    bad.update({f"{k} (fused attention)": v for k, v in
+                out.get("loss_relative_difference_fused_vs_explicit_attention", {}).items() if v > tol})
     if bad:
         print(f"fast and plain paths differ beyond {tol}: {bad}", file=sys.stderr)
         return 1

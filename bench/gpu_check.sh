@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-go GPU check (< 8 minutes on an H100/H200 with PyTorch preinstalled, nothing downloaded):
+# One-go GPU check (5 minutes by default on an H100/H200 with PyTorch preinstalled, nothing downloaded):
 # the GPU-marked tests, the IDC step benchmark at the paper scale (plain vs fast paths, TF32),
 # condense_instance at the paper scale (determinism, resume, packing), SR training throughput,
 # the selective scan and the selection baselines on CUDA. Each part writes JSON under $OUT (or
@@ -11,7 +11,10 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 status=()
-PARTS=${PARTS:-tests condense_step condense_instance sr_train scan select}
+# Default: the condensation performance parts, whose time limits add up to 5 minutes; PARTS=all
+# adds SR training throughput, the selective scan and the selection baselines (~2.5 min more).
+PARTS=${PARTS:-tests condense_step condense_instance condense_compiled}
+[[ "$PARTS" == all ]] && PARTS="tests condense_step condense_instance condense_compiled sr_train scan select"
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, record the exit code
   local name=$1 limit=$2; shift 2
   [[ " $PARTS " == *" $name "* ]] || return 0
@@ -24,13 +27,16 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, record the exit
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch; print(torch.__version__, torch.version.cuda)" >> "$OUT/gpu.txt" 2>&1
-part tests 90 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py
-part condense_step 150 $PY bench/condense_step.py --scale paper --device cuda --tf32 --json
-part condense_instance ${CONDENSE_SECONDS:-90} $PY bench/gpu_condense_check.py 200
+part tests 40 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py tests/test_archs_attention.py
+part condense_step 90 $PY bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --json
+part condense_instance ${CONDENSE_SECONDS:-100} $PY bench/gpu_condense_check.py 150
+# torch.compile with CUDA graphs (reduce-overhead) of the SDPA extractor, single instance + pack of 4.
+part condense_compiled 70 $PY bench/gpu_condense_check.py 150 --compile-mode reduce-overhead --fused-attention
 part sr_train 70 $PY bench/gpu_sr_check.py --steps 25 --out "$OUT/sr_train.json"
 part scan 25 $PY bench/bench_scan.py --device cuda --json "$OUT/scan.json"
 part select 45 $PY bench/bench_select.py --devices cuda --json "$OUT/select.json"
 [[ -f "$OUT/tests.out" ]] && tail -n 2 "$OUT/tests.out" >&2
-( IFS=,; echo "{\"gpu\": \"$(head -n1 "$OUT/gpu.txt")\", \"parts\": {${status[*]}}}" ) | tee "$OUT/summary.json"
+status_json=$(IFS=,; echo "{${status[*]}}")
+$PY bench/gpu_summary.py "$OUT" "$status_json" | tee "$OUT/summary.json"
 # Everything in one archive as well, where ARCHIVE names one.
 if [[ -n "${ARCHIVE:-}" ]]; then tar -czf "$ARCHIVE" -C "$OUT" .; fi

@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--pack", type=int, default=4, help="instances packed in one loop for the packed timing")
     ap.add_argument("--compile-mode", default=None,
                     help="only time the fast path (single and packed) with torch.compile in this mode")
+    ap.add_argument("--fused-attention", action="store_true", help="with --compile-mode: compile the SDPA path")
     args = ap.parse_args()
     steps = args.steps
     dev = torch.device(args.device)
@@ -50,9 +51,11 @@ def main() -> int:
     if args.small:
         base.update(channels=32, num_freqs=64, groups=4, kernel=3, warmup=2, assign_interval=1, assign_times=3,
                     log_every=5, milestones=[steps - 2])
-    runs = [("fast", {}), ("fast_tf32", {"allow_tf32": True}), ("plain", {"fast_path": False})]
+    runs = [("fast", {}), ("fast_tf32", {"allow_tf32": True}), ("fast_fused_attention", {"fused_attention": True}),
+            ("fast_fused_attention_tf32", {"fused_attention": True, "allow_tf32": True}),
+            ("plain", {"fast_path": False})]
     if args.compile_mode:
-        base.update(compile_extractor=True, compile_mode=args.compile_mode)
+        base.update(compile_extractor=True, compile_mode=args.compile_mode, fused_attention=args.fused_attention)
         runs = [("fast", {})]
     for name, extra in runs:
         cfg = CondenseConfig.from_dict({**base, **extra})
@@ -71,6 +74,8 @@ def main() -> int:
                      "synthetic_range": [float(syn.min()), float(syn.max())]}
         if name == "fast":
             syn_fast = syn
+        elif name.startswith("fast_"):
+            out[name]["max_abs_diff_vs_fast"] = float((syn - syn_fast).abs().max())
         if name == "fast" and not args.compile_mode:
             ref = syn
             syn2, _ = condense_instance(real, ext, cfg, seed=0, device=dev, progress=False)

@@ -283,3 +283,22 @@ def test_packed_instances_equal_separate_runs(real, tmp_path) -> None:
         assert torch.equal(a, b) and log["resumed_from_step"] == 15
     with pytest.raises(ValueError, match="equal patch sizes"):
         condense_instances([real, real[:, :, :4, :4]], TinyExtractor(channels=4), cfg, seeds=[0, 1], progress=False)
+
+
+def test_fused_attention_equals_explicit_and_leaves_the_extractor_as_it_was(real) -> None:
+    """The extractor's window attention through SDPA: same condensation up to float rounding."""
+    from idc.archs import build_model
+
+    torch.manual_seed(0)
+    swinir = build_model("swinir_light_x4", img_size=8)
+    runs = {}
+    for fused in (False, True):
+        runs[fused] = condense_instance(real, swinir, tiny_cfg(fused_attention=fused, steps=12, milestones=[10]),
+                                        seed=0, progress=False)
+        assert not any(m.fused_attention for m in swinir.modules() if hasattr(m, "fused_attention"))
+    (syn_e, log_e), (syn_f, log_f) = runs[False], runs[True]
+    for a, b in zip(log_e["steps"], log_f["steps"]):
+        for k in ("loss", "loss_ins", "loss_group", "loss_pair"):
+            assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-6), (a["step"], k)
+    assert float((syn_e - syn_f).abs().max()) < 1e-2
+    assert log_f["config"]["fused_attention"] is True

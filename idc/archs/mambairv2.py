@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from idc.archs.attention import relative_bias, window_attention
 from idc.archs.common import DIV2K_RGB_MEAN, ReconstructionHead, pad_to_multiple
 from idc.archs.selective_scan import selective_scan
 from idc.archs.swinir import _conv_block, _image, _pair, _tokens, relative_position_index, shifted_window_mask
@@ -198,6 +199,7 @@ class WindowAttention(nn.Module):
         wh, ww = window_size
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
         self.proj = nn.Linear(dim, dim)
+        self.fused_attention = False  # see idc.archs.attention.set_fused_attention
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, qkv: torch.Tensor, rpi: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -205,15 +207,9 @@ class WindowAttention(nn.Module):
         c = c3 // 3
         qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        bias = self.relative_position_bias_table[rpi.view(-1)].view(n, n, -1).permute(2, 0, 1)
-        attn = attn + bias.unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(bw, n, c)
-        return self.proj(x)
+        bias = relative_bias(self.relative_position_bias_table, rpi, n)
+        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention)
+        return self.proj(x.transpose(1, 2).reshape(bw, n, c))
 
 
 class SelectiveScan(nn.Module):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from idc.archs.attention import relative_bias, window_attention
 from idc.archs.common import DIV2K_RGB_MEAN, ReconstructionHead, pad_to_multiple
 
 
@@ -114,21 +115,25 @@ class WindowAttention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.fused_attention = False  # see idc.archs.attention.set_fused_attention
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        attn = attn + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        bias = relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
+        if self.attn_drop.p > 0 and self.training:
+            # Dropout on the attention weights needs them explicit (no official config uses it).
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
+            if mask is not None:
+                nw = mask.shape[0]
+                attn = (attn.view(bw // nw, nw, self.num_heads, n, n)
+                        + mask.unsqueeze(1).unsqueeze(0)).view(-1, self.num_heads, n, n)
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v
+        else:
+            x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention)
+        x = x.transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(x))
 
 

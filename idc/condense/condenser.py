@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from idc.archs.attention import set_fused_attention
 from idc.condense.config import CondenseConfig
 from idc.condense.features import LocalFeatures
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "idc-condense-checkpoint/2"
 # Keys that do not change the result; a checkpoint made with other values may be resumed.
 _RESULT_NEUTRAL_KEYS = {"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
-                        "real_chunk", "fast_path"}
+                        "real_chunk", "fast_path", "fused_attention"}
 
 
 class CondensationInterrupted(RuntimeError):
@@ -268,6 +269,9 @@ def condense_instances(
     grad_flags = [p.requires_grad for p in extractor.parameters()]
     for p in extractor.parameters():
         p.requires_grad_(False)
+    # Real and synthetic features through the same attention path (set before any compile).
+    attention_flags = [(m, m.fused_attention) for m in extractor.modules() if hasattr(m, "fused_attention")]
+    set_fused_attention(extractor, cfg.fused_attention)
     tap = LayerTap(extractor) if (cfg.use_group and cfg.feature_layer == "first") else None
     try:
         if device.type == "cuda" and cfg.allow_tf32:
@@ -282,6 +286,8 @@ def condense_instances(
             tap.close()
         for p, flag in zip(extractor.parameters(), grad_flags):
             p.requires_grad_(flag)
+        for module, flag in attention_flags:
+            module.fused_attention = flag
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_prev
 
 

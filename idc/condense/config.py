@@ -112,6 +112,9 @@ class CondenseConfig:
     # SwinIR-light step with static shapes), "max-autotune".
     compile_mode: str = "default"
     allow_tf32: bool = False  # TF32 matmuls/convolutions on CUDA (fast path; changes numerics)
+    # Window attention of the extractor through scaled_dot_product_attention (same result up to
+    # float rounding; on CUDA the memory-efficient kernel with the bias as attn_mask).
+    fused_attention: bool = False
     extract_batch: int = 32  # real patches per forward pass when extracting real features
     log_every: int = 100
     checkpoint_every: int = 1000
