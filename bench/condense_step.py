@@ -93,6 +93,7 @@ class Bench:
         self.syn_seg = self.assigner.syn_group.repeat_interleave(self.per_patch)
         self.freq_gen = torch.Generator(device=device).manual_seed(2)
         self.features = self.ext.features
+        self.freq_reuse, self.calls, self.cached = 1, 0, None  # freq_resample_every of the fast path
         self.info = {"n_real": s["n_real"], "n_synthetic": self.n_syn, "size": s["size"],
                      "real_samples": int(self.real_flat.shape[0]), "synthetic_samples": n_syn_patches * self.per_patch,
                      "dim": int(self.dim), "num_freqs": cfg.num_freqs, "groups": cfg.groups,
@@ -105,13 +106,20 @@ class Bench:
 
     def losses(self, fast: bool, t: torch.Tensor | None = None):
         cfg = self.cfg
-        if t is None:
-            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+        reuse = t is None and fast and self.freq_reuse > 1
+        if reuse and self.cached is not None and self.calls % self.freq_reuse != 0:
+            t, stats = self.cached  # frequencies kept: the real side's statistics too
+        else:
+            if t is None:
+                t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
+            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk) if fast else None
+            if reuse:
+                self.cached = (t, stats)
+        self.calls += 1
         f = self.features(self.syn)
         syn = normalise_samples(self.local.samples(f, real=False))
         flat = syn.reshape(-1, self.dim)
         if fast:
-            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
             li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
             pl = pair_loss
         else:
@@ -132,9 +140,9 @@ class Bench:
         with torch.no_grad():
             self.syn.clamp_(0, 1)
 
-    def time_steps(self, fast: bool, steps: int, warm: int) -> float:
+    def time_steps(self, fast: bool, steps: int, warm: int, mean: bool = False) -> float:
         """GPU: mean over `steps` queued steps (one sync at the end). CPU: the fastest step (the
-        least disturbed by other processes on a shared machine)."""
+        least disturbed by other processes on a shared machine), or the mean where steps differ."""
         for _ in range(warm):
             self.step(fast)
         self.sync()
@@ -149,7 +157,7 @@ class Bench:
             t0 = time.perf_counter()
             self.step(fast)
             times.append((time.perf_counter() - t0) * 1000)
-        return float(min(times))
+        return float(sum(times) / len(times) if mean else min(times))
 
     def breakdown(self, fast: bool, reps: int) -> dict[str, float]:
         """Per-section ms with a synchronisation after each section (adds a little overhead)."""
@@ -250,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")
     ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
+    ap.add_argument("--freq-reuse", type=int, default=0, metavar="K",
+                    help="also time the fast path drawing frequencies every K steps (freq_resample_every=K)")
     ap.add_argument("--fused-attention", action="store_true",
                     help="also time the fast path with the extractor's window attention through SDPA")
     ap.add_argument("--skip-plain", action="store_true")
@@ -277,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         out["paths"]["fast_tf32"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
                                      "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    if args.freq_reuse > 1:
+        # Cached steps are cheaper than drawing ones: means over whole periods, for both paths.
+        n = 2 * args.freq_reuse
+        fast_mean = bench.time_steps(True, n, warm, mean=True)
+        bench.freq_reuse, bench.calls, bench.cached = args.freq_reuse, 0, None
+        out["paths"][f"fast_freq_reuse{args.freq_reuse}"] = {
+            "ms_per_step": round(bench.time_steps(True, n, warm, mean=True), 3),
+            "fast_mean_ms_same_run": round(fast_mean, 3)}
+        bench.freq_reuse = 1
     if args.fused_attention:
         gen = torch.Generator(device).manual_seed(9)
         t = sample_frequencies(bench.cfg.num_freqs, bench.dim, std=1.0, generator=gen, device=device)

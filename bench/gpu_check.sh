@@ -28,7 +28,7 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, record the exit
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch; print(torch.__version__, torch.version.cuda)" >> "$OUT/gpu.txt" 2>&1
 part tests 40 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py tests/test_archs_attention.py
-part condense_step 90 $PY bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --json
+part condense_step 90 $PY bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --freq-reuse 10 --json
 part condense_instance ${CONDENSE_SECONDS:-100} $PY bench/gpu_condense_check.py 150
 # torch.compile with CUDA graphs (reduce-overhead) of the SDPA extractor, single instance + pack of 4.
 part condense_compiled 70 $PY bench/gpu_condense_check.py 150 --compile-mode reduce-overhead --fused-attention
