@@ -134,6 +134,17 @@ def test_changing_the_condensation_ratio_keeps_data_and_teachers(demo_run, tmp_p
 
 
 @pytest.mark.slow
+def test_changing_condensation_execution_settings_reruns_nothing(demo_run, tmp_path):
+    """Logging, checkpoint interval, fast path, fused attention: how a job runs, not its result."""
+    def change_execution(config):
+        config["condense"]["params"] = {**config["condense"]["params"], "log_every": 7,
+                                        "checkpoint_every": 13, "fast_path": False,
+                                        "fused_attention": True}
+
+    assert _dry_run_with(demo_run, tmp_path, change_execution) == {}
+
+
+@pytest.mark.slow
 def test_demo_report_builds(demo_run):
     pytest.importorskip("pygments")
     report = demo_run / "report.html"

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from idc.archs.attention import set_fused_attention
-from idc.condense.config import CondenseConfig
+from idc.condense.config import CondenseConfig, split_execution_settings
 from idc.condense.features import LocalFeatures
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
@@ -33,9 +33,6 @@ from idc.condense.losses import (instance_and_group_losses, instance_and_group_l
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "idc-condense-checkpoint/2"
-# Keys that do not change the result; a checkpoint made with other values may be resumed.
-_RESULT_NEUTRAL_KEYS = {"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
-                        "real_chunk", "fast_path", "fused_attention"}
 
 
 class CondensationInterrupted(RuntimeError):
@@ -136,7 +133,8 @@ class _StopRequest:
 
 
 def _fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor) -> dict[str, Any]:
-    d = {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL_KEYS}
+    # A checkpoint made with other execution settings may be resumed.
+    d, _ = split_execution_settings(cfg.to_dict())
     return {"config": d, "seed": int(seed), "real_shape": list(real_lr.shape),
             "real_sum": float(real_lr.double().sum())}
 

@@ -243,6 +243,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings that say how a run executes, not what it computes: the result is the same (up to float
+# rounding for the fast path and fused attention). They are not part of a checkpoint's fingerprint,
+# and the workflow passes them outside the rule's params, so changing one reruns nothing.
+EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
+                            "real_chunk", "fast_path", "fused_attention"})
+
+
+def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result-defining settings, execution settings) of a condensation settings mapping."""
+    result = {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
+    execution = {k: v for k, v in values.items() if k in EXECUTION_KEYS}
+    return result, execution
+
+
 def resolve_condense_config(params: dict[str, Any] | None, *, variant: str, ratio: float) -> dict[str, Any]:
     """The settings of one condensation run of the workflow: paper defaults, then the run's
     `condense.params` (which apply to every variant), then the variant's own changes, then the

@@ -164,13 +164,17 @@ def condense_images(dataset):
 
 
 def condense_params(wildcards):
-    """The resolved condensation settings of one run: variant overrides on top of config."""
-    from idc.condense.config import resolve_condense_config
+    """The resolved condensation settings of one run (variant overrides on top of config) that
+    define its result; execution settings (fast path, logging, compilation) are left out, so a
+    change to them reruns nothing. The job script takes those from the config itself.
+    """
+    from idc.condense.config import resolve_condense_config, split_execution_settings
 
     variant, ratio, _ = parse_condense_key(wildcards.ckey)
-    return resolve_condense_config(
+    resolved = resolve_condense_config(
         config["condense"]["params"], variant=variant, ratio=ratio
     )
+    return split_execution_settings(resolved)[0]
 
 
 def parse_condense_key(ckey):

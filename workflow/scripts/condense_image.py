@@ -1,7 +1,11 @@
 """Condense one training image into n = ceil(r N) synthetic LR patches (IDC)."""
 
+from idc.condense.config import split_execution_settings
 from idc.condense.stage import condense_image
 from idc.joblog import job_logging
+
+# How to run (not what to compute): from the config, outside the rule's params.
+_, execution = split_execution_settings(snakemake.config["condense"]["params"] or {})
 
 with job_logging(snakemake.log[0]):
     condense_image(
@@ -10,7 +14,7 @@ with job_logging(snakemake.log[0]):
         extractor_path=snakemake.input.extractor,
         out_path=snakemake.output.synthetic,
         log_path=snakemake.output.log_json,
-        cfg=snakemake.params.cfg,
+        cfg={**snakemake.params.cfg, **execution},
         seed=snakemake.params.seed,
         device=snakemake.config["device"],
         resume_dir=snakemake.params.resume,
