@@ -26,6 +26,18 @@ def test_shipped_configs_validate(name):
         assert table in config["tables"]
 
 
+def test_overlay_merged_into_mini_validates():
+    """config/mini-teacher.yaml is given after mini.yaml; Snakemake merges it key by key."""
+    from snakemake.utils import update_config
+
+    config = _read("mini.yaml")
+    update_config(config, _read("mini-teacher.yaml"))
+    config = validate_config(config)
+    assert config["run"] == "mini" and "table1" in config["targets"]
+    assert config["datasets"]["idc-t4x"]["upsampler"] == "mambairv2_up_4x"
+    assert set(config["teachers"]) == {"swinir", "mambairv2_up", "mambairv2_up_4x"}
+
+
 def test_defaults_are_filled_inside_nested_definitions():
     config = validate_config({"run": "x", "targets": []})
     assert config["data"]["crop"] == {"hr_size": 256, "step": 128, "thresh": 0, "workers": 8}
