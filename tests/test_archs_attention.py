@@ -105,3 +105,17 @@ def test_cuda_fused_kernel_equals_explicit_with_bias_gradient(shifted) -> None:
     assert (o0 - o1).abs().max().item() < 1e-4
     for a, b in zip(g0, g1):
         assert (a - b).abs().max().item() < 1e-3 * max(1.0, a.abs().max().item())
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_attention_dropout_only_in_training(fused) -> None:
+    q, k, v, table = (t.detach() for t in _inputs(torch.float32))
+    bias = relative_bias(table, relative_position_index(4, 4), 16)
+    drop = torch.nn.Dropout(0.5)
+    plain = window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused)
+    drop.eval()
+    assert torch.equal(window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused, dropout=drop), plain)
+    drop.train()
+    torch.manual_seed(0)
+    dropped = window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused, dropout=drop)
+    assert (dropped - plain).abs().max().item() > 1e-2

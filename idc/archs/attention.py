@@ -20,14 +20,16 @@ from torch import nn
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                     mask: torch.Tensor | None, scale: float, fused: bool = False) -> torch.Tensor:
+                     mask: torch.Tensor | None, scale: float, fused: bool = False,
+                     dropout: nn.Dropout | None = None) -> torch.Tensor:
     """Attention inside windows.
 
     q, k, v: (B*nW, heads, n, d), windows of one image consecutive (the order of window_partition).
     bias: (heads, n, n) relative-position bias. mask: (nW, n, n) additive shift mask, or None.
-    Returns (B*nW, heads, n, d).
+    dropout: applied to the attention weights (in training mode only). Returns (B*nW, heads, n, d).
     """
     bw, heads, n, _ = q.shape
+    dropout_p = dropout.p if dropout is not None and dropout.training else 0.0
     if fused:
         if mask is None:
             attn_mask = bias.unsqueeze(0).expand(bw, heads, n, n)
@@ -36,14 +38,16 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
             per_window = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, n, n)
             attn_mask = per_window.unsqueeze(0).expand(bw // nw, nw, heads, n, n).reshape(bw, heads, n, n)
         # The kernels want the mask in q's dtype (autocast may have made q bf16/fp16).
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=dropout_p,
+                                              scale=scale)
     attn = (q * scale) @ k.transpose(-2, -1)
     attn = attn + bias.unsqueeze(0)
     if mask is not None:
         nw = mask.shape[0]
         attn = attn.view(bw // nw, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
         attn = attn.view(-1, heads, n, n)
-    return attn.softmax(dim=-1) @ v
+    attn = attn.softmax(dim=-1)
+    return (dropout(attn) if dropout_p > 0 else attn) @ v
 
 
 def relative_bias(table: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:

@@ -123,16 +123,7 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         bias = relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
-        if self.attn_drop.p > 0 and self.training:
-            # Dropout on the attention weights needs them explicit (no official config uses it).
-            attn = (q * self.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-            if mask is not None:
-                nw = mask.shape[0]
-                attn = (attn.view(bw // nw, nw, self.num_heads, n, n)
-                        + mask.unsqueeze(1).unsqueeze(0)).view(-1, self.num_heads, n, n)
-            x = self.attn_drop(attn.softmax(dim=-1)) @ v
-        else:
-            x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention)
+        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention, dropout=self.attn_drop)
         x = x.transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(x))
 
