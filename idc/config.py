@@ -81,6 +81,10 @@ def _cross_check(config: dict) -> None:
     trainset = config["data"]["trainset"]
     if trainset["source"] == "folder" and not trainset.get("folder"):
         raise ConfigError("config key data.trainset.folder: required when data.trainset.source is folder")
+    for name, spec in models.items():
+        if spec.get("weights"):
+            raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "
+                              "(the evaluated models are trained on each dataset)")
     condense = config["condense"]
     needs_condense = any(d["method"] == "idc" for d in datasets.values())
     if needs_condense and condense["extractor"] not in teachers:

@@ -38,6 +38,16 @@ def test_overlay_merged_into_mini_validates():
     assert set(config["teachers"]) == {"swinir", "mambairv2_up", "mambairv2_up_4x"}
 
 
+def test_released_weights_only_for_teachers():
+    config = _read("demo.yaml")
+    # a new dict: in demo.yaml models.swinir is a YAML alias of the teacher
+    config["teachers"]["swinir"] = {**config["teachers"]["swinir"], "weights": "weights/swinir.pth"}
+    assert validate_config(copy.deepcopy(config))["teachers"]["swinir"]["weights"] == "weights/swinir.pth"
+    config["models"]["edsr"] = {**config["models"]["edsr"], "weights": "weights/edsr.pth"}
+    with pytest.raises(ConfigError, match="models.edsr.weights: only teachers"):
+        validate_config(config)
+
+
 def test_defaults_are_filled_inside_nested_definitions():
     config = validate_config({"run": "x", "targets": []})
     assert config["data"]["crop"] == {"hr_size": 256, "step": 128, "thresh": 0, "workers": 8}

@@ -37,6 +37,11 @@ def canonical(obj):
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
+# Teachers the workflow trains, and those converted from released weights (`weights` set).
+IMPORTED_TEACHERS = [k for k, t in config["teachers"].items() if t.get("weights")]
+TRAINED_TEACHERS = [k for k in config["teachers"] if k not in IMPORTED_TEACHERS]
+
+
 def network_spec(section, name):
     """What defines a trained network: architecture, constructor and training recipe."""
     spec = config[section][name]

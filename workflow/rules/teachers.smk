@@ -13,6 +13,8 @@ rule train_teacher:
         f"{RESULTS}/logs/train_teacher/{{teacher}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_teacher/{{teacher}}.tsv"
+    wildcard_constraints:
+        teacher=_alternatives(TRAINED_TEACHERS),
     conda:
         "../../envs/idc.yaml"
     threads: lambda wc: cpus(config["teachers"][wc.teacher]["resources"]["cpus"])
@@ -31,3 +33,35 @@ rule train_teacher:
         impl=IMPL["train"],
     script:
         "../scripts/train_sr.py"
+
+
+# A teacher with `weights` in the configuration: released weights converted instead of training.
+rule import_teacher:
+    input:
+        weights=lambda wc: config["teachers"][wc.teacher]["weights"],
+        val=validation_dir(),
+    output:
+        model=f"{RESULTS}/teachers/{{teacher}}/model.safetensors",
+        metrics=f"{RESULTS}/teachers/{{teacher}}/validation.csv",
+    log:
+        f"{RESULTS}/logs/import_teacher/{{teacher}}.log",
+    wildcard_constraints:
+        teacher=_alternatives(IMPORTED_TEACHERS),
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=lambda wc: job_resources(config["teachers"][wc.teacher])["gpu"],
+        mem_mb=lambda wc: job_resources(config["teachers"][wc.teacher])["mem_mb"],
+        runtime=30,
+    params:
+        spec=lambda wc: canonical(
+            {k: config["teachers"][wc.teacher][k] for k in ("arch", "kwargs")}
+        ),
+        val_name=config["data"]["validation"],
+        scale=config["scale"],
+        test=canonical(
+            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
+        ),
+        impl=IMPL["test"],
+    script:
+        "../scripts/import_teacher.py"
