@@ -81,6 +81,11 @@ def _cross_check(config: dict) -> None:
     trainset = config["data"]["trainset"]
     if trainset["source"] == "folder" and not trainset.get("folder"):
         raise ConfigError("config key data.trainset.folder: required when data.trainset.source is folder")
+    for name, spec in datasets.items():
+        for key in spec.get("selection") or {}:
+            if not key.startswith(spec["method"] + "_"):
+                raise ConfigError(f"config key datasets.{name}.selection.{key}: not a setting of method "
+                                  f"{spec['method']!r}")
     for name, spec in models.items():
         if spec.get("weights"):
             raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "

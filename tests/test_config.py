@@ -38,6 +38,18 @@ def test_overlay_merged_into_mini_validates():
     assert set(config["teachers"]) == {"swinir", "mambairv2_up", "mambairv2_up_4x"}
 
 
+def test_dataset_selection_settings_belong_to_its_method():
+    config = _read("demo.yaml")
+    config["datasets"]["herding-dc"] = {"method": "herding", "ratio": 0.1, "selection": {"herding_rule": "deepcore"}}
+    assert validate_config(copy.deepcopy(config))["datasets"]["herding-dc"]["selection"] == {"herding_rule": "deepcore"}
+    config["datasets"]["random-x"] = {"method": "random", "ratio": 0.1, "selection": {"herding_rule": "deepcore"}}
+    with pytest.raises(ConfigError, match="datasets.random-x.selection.herding_rule: not a setting of method 'random'"):
+        validate_config(copy.deepcopy(config))
+    config["datasets"]["random-x"] = {"method": "dcsr", "ratio": 0.1, "selection": {"dcsr_thresh": "mean"}}
+    with pytest.raises(ConfigError, match="dcsr_thresh"):
+        validate_config(config)
+
+
 def test_released_weights_only_for_teachers():
     config = _read("demo.yaml")
     # a new dict: in demo.yaml models.swinir is a YAML alias of the teacher

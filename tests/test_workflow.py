@@ -178,6 +178,20 @@ def test_changing_the_condensation_ratio_keeps_data_and_teachers(demo_run, tmp_p
 
 
 @pytest.mark.slow
+def test_a_datasets_own_selection_setting_reruns_only_that_selection(demo_run, tmp_path):
+    def deepcore_herding(config):
+        config["datasets"]["herding"] = {**config["datasets"]["herding"], "selection": {"herding_rule": "deepcore"}}
+
+    jobs = _dry_run_with(demo_run, tmp_path, deepcore_herding)
+    assert jobs.pop("select_baseline") == 1
+    assert jobs.pop("train_sr") == jobs.pop("test_sr") == 3  # herding x three models
+    jobs.pop("make_table")
+    jobs.pop("plot_figures", None)
+    jobs.pop("all", None)
+    assert jobs == {}, jobs
+
+
+@pytest.mark.slow
 def test_changing_condensation_execution_settings_reruns_nothing(demo_run, tmp_path):
     """Logging, checkpoint interval, fast path, fused attention: how a job runs, not its result."""
     def change_execution(config):

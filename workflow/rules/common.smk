@@ -260,7 +260,7 @@ def selection_inputs(wc):
 
 def selection_params(wc):
     spec = DATASETS[wc.dataset]
-    cfg = config["baselines"]
+    cfg = {**config["baselines"], **spec["selection"]}  # the dataset's own settings win
     params = {
         "method": spec["method"],
         "ratio": spec["ratio"],
