@@ -26,16 +26,21 @@ def test_shipped_configs_validate(name):
         assert table in config["tables"]
 
 
-def test_overlay_merged_into_mini_validates():
-    """config/mini-teacher.yaml is given after mini.yaml; Snakemake merges it key by key."""
+@pytest.mark.parametrize("overlay, added_dataset", [("mini-teacher.yaml", "idc-t4x"),
+                                                     ("mini-herding.yaml", "herding-deepcore")])
+def test_overlay_merged_into_mini_validates(overlay, added_dataset):
+    """The supplementary overlays are given after mini.yaml; Snakemake merges them key by key."""
     from snakemake.utils import update_config
 
     config = _read("mini.yaml")
-    update_config(config, _read("mini-teacher.yaml"))
+    datasets_before = set(config["datasets"])
+    update_config(config, _read(overlay))
     config = validate_config(config)
     assert config["run"] == "mini" and "table1" in config["targets"]
-    assert config["datasets"]["idc-t4x"]["upsampler"] == "mambairv2_up_4x"
-    assert set(config["teachers"]) == {"swinir", "mambairv2_up", "mambairv2_up_4x"}
+    assert set(config["datasets"]) == datasets_before | {added_dataset}
+    if overlay == "mini-teacher.yaml":
+        assert config["datasets"]["idc-t4x"]["upsampler"] == "mambairv2_up_4x"
+        assert set(config["teachers"]) == {"swinir", "mambairv2_up", "mambairv2_up_4x"}
 
 
 def test_dataset_selection_settings_belong_to_its_method():
