@@ -19,15 +19,6 @@ TINY = dict(steps=24, warmup=8, assign_interval=3, assign_times=3, channels=16, 
             groups=3, patch=4, log_every=4, checkpoint_every=0, milestones=[16, 20])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: inter-thread hand-offs dominate on a shared 2-core machine (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_cfg(variant: str | None = None, **kw) -> CondenseConfig:
     return CondenseConfig.from_dict({**TINY, **kw}, variant=variant)
 

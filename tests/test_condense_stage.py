@@ -18,6 +18,7 @@ CFG = dict(steps=6, warmup=2, assign_interval=1, assign_times=2, channels=8, ker
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
+    """Module scope (conftest's is per test): the module-scoped `setup` runs on one thread too."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

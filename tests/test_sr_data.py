@@ -12,15 +12,6 @@ from torch.utils.data import DataLoader
 from idc.data.store import write_patch_store
 from idc.sr.data import PatchPairDataset, StreamSampler, load_indices, stream_key
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a small shared machine, intra-op threads spinning against other processes make tiny
-    # convolutions ~20x slower; one thread keeps these tests fast (results do not depend on it).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 SCALE = 4
 

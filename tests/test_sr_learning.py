@@ -6,23 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from idc.data.crop import crop_images_to_store
 from idc.data.imresize import imresize_uint8
 from idc.sr import test as sr_test
 from idc.sr.metrics import calculate_psnr
 from idc.sr.train import train_sr
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a small shared machine, intra-op threads spinning against other processes slow small
-    # convolutions many-fold; one thread keeps the run near its nominal length.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.slow

@@ -15,16 +15,6 @@ from idc.sr import test as sr_test
 from idc.sr.metrics import calculate_psnr, calculate_ssim
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a small shared machine, intra-op threads spinning against other processes make tiny
-    # convolutions ~20x slower; one thread keeps these tests fast (results do not depend on it).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class ConvSR(nn.Module):
     """Convolutions only: receptive-field radius 3 LR pixels (three 3x3 convs) + pixel shuffle."""
 

@@ -17,15 +17,6 @@ from idc.data.store import write_patch_store
 from idc.sr.checkpoint import CorruptCheckpointError, read_manifest
 from idc.sr.train import NonFiniteLossError, TrainingInterrupted, default_resume_dir, train_sr
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a small shared machine, intra-op threads spinning against other processes make tiny
-    # convolutions ~20x slower; one thread keeps these tests fast (results do not depend on it).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
 # drop_path makes the training forward consume the global torch RNG, which a resume must restore.
