@@ -116,8 +116,12 @@ class Bench:
             if reuse:
                 self.cached = (t, stats)
         self.calls += 1
-        f = self.features(self.syn)
-        syn = normalise_samples(self.local.samples(f, real=False))
+        syn = normalise_samples(self.local.samples(self.features(self.syn), real=False))
+        return self.losses_of_samples(syn, t, stats, fast)
+
+    def losses_of_samples(self, syn: torch.Tensor, t: torch.Tensor, stats, fast: bool):
+        """The three losses of normalised synthetic samples; `stats`: the real side (fast path)."""
+        cfg = self.cfg
         flat = syn.reshape(-1, self.dim)
         if fast:
             li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
@@ -223,19 +227,8 @@ class Bench:
             self.sync()
             t0 = time.perf_counter()
             t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
-            flat = syn.reshape(-1, self.dim)
-            if fast:
-                stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
-                li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
-                fn = pair_loss
-            else:
-                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
-                                                          cfg.groups, cfg.alpha, cfg.beta)
-                fn = pair_loss_looped
-            p = self.paired
-            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p],
-                         cfg.groups, self.scale_p[p], self.shift_p[p])
-            (cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + reg)).backward()
+            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk) if fast else None
+            self.losses_of_samples(syn, t, stats, fast)[0].backward()
             self.sync()
             times.append((time.perf_counter() - t0) * 1000)
         return round(float(min(times[1:])), 3)
