@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from idc.archs.attention import set_fused_attention
 from idc.condense.config import CondenseConfig, split_execution_settings
+from idc.condense.diagnostics import QualityMonitor, summarise_diagnostics
 from idc.condense.features import LocalFeatures
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
@@ -186,14 +188,37 @@ def _check_inputs(real_lr: torch.Tensor, extractor: nn.Module) -> None:
         raise ValueError(f"extractor {type(extractor).__name__} has no features(x) method")
 
 
+def _random_picks(n_real: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n real-patch indices, distinct while n <= n_real (then the permutation repeats)."""
+    reps = -(-n // n_real)
+    return torch.cat([torch.randperm(n_real, generator=gen) for _ in range(reps)])[:n]
+
+
 def _init_synthetic(real_lr: torch.Tensor, n: int, cfg: CondenseConfig, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(subseed(seed, "init"))
     shape = (n, *real_lr.shape[1:])
+    real = real_lr.detach().cpu().float()
     if cfg.init == "random":
         return torch.rand(shape, generator=gen)
-    picks = torch.randperm(real_lr.shape[0], generator=gen)[:n]
+    if cfg.init == "tiles":
+        h, w = real.shape[2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"condense config: init='tiles' needs even patch sizes, got {h}x{w}")
+        small = F.interpolate(real[_random_picks(real.shape[0], 4 * n, gen)], scale_factor=0.5, mode="area")
+        small = small.reshape(n, 2, 2, 3, h // 2, w // 2)
+        return small.permute(0, 3, 1, 4, 2, 5).reshape(shape).clamp(0, 1)
+    picks = _random_picks(real.shape[0], n, gen)
+    if cfg.init == "real":
+        return real[picks].clone()
     noise = torch.randn(shape, generator=gen) * cfg.init_noise
-    return (real_lr.detach().cpu().float()[picks] + noise).clamp(0, 1)
+    return (real[picks] + noise).clamp(0, 1)
+
+
+def dihedral(x: torch.Tensor, d: int) -> torch.Tensor:
+    """One of the 8 flips/rotations of square patches x (..., h, w): rot90^(d % 4), then a
+    horizontal flip when d >= 4; d = 0 is the identity."""
+    y = torch.rot90(x, d % 4, dims=(-2, -1)) if d % 4 else x
+    return torch.flip(y, dims=(-1,)) if d >= 4 else y
 
 
 def condense_instance(
@@ -305,6 +330,14 @@ class _Instance:
         self.local.fit_real(f_real)
         with torch.no_grad():
             self.real_samples = normalise_samples(self.local.samples(f_real, real=True))  # (N'_r, s, D)
+            # Joint augmentation: the real samples of every transform, once (d = 0 is the identity).
+            self.real_samples_by_transform = [self.real_samples]
+            if cfg.augment == "dihedral":
+                for d in range(1, 8):
+                    f_d, _ = extract_features(extractor, dihedral(real, d), cfg.extract_batch, None)
+                    self.real_samples_by_transform.append(normalise_samples(self.local.samples(f_d, real=True)))
+        self.transform = 0
+        self.aug_gen = torch.Generator().manual_seed(subseed(seed, "augment"))
         self.per_patch, self.dim = self.real_samples.shape[1], self.real_samples.shape[2]
         self.real_flat = self.real_samples.reshape(-1, self.dim)
         self.n_real_patches = self.real_samples.shape[0]
@@ -342,6 +375,8 @@ class _Instance:
         self.real_stats: dict | None = None
         self.records: list[dict[str, Any]] = []
         self.event_log: list[dict[str, int]] = []
+        self.monitor = QualityMonitor(real_lr, seed=subseed(seed, "diagnostics")) if cfg.diagnostics else None
+        self.snapshots: dict[int, np.ndarray] = {}
         self.real_seg = None
         self._cache_events = -1
         self._syn_seg = self._paired = self._pair_real = self._pair_group = None
@@ -359,7 +394,8 @@ class _Instance:
                 "deform_shift": None if self.deform_shift is None else self.deform_shift.detach().cpu(),
                 "freq_gen": self.freq_gen.get_state(), "t": None if self.t is None else self.t.cpu(),
                 "assigner": None if self.assigner is None else _to(self.assigner.state_dict(), cpu),
-                "records": self.records, "events": self.event_log}
+                "records": self.records, "events": self.event_log, "aug_gen": self.aug_gen.get_state(),
+                "snapshots": {int(k): torch.from_numpy(v) for k, v in self.snapshots.items()}}
 
     def load(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
@@ -374,10 +410,29 @@ class _Instance:
         # the checkpointed groups (k-means is not bit-reproducible on every GPU)
         self._sync_real_seg()
         self.records, self.event_log = state["records"], state["events"]
+        self.aug_gen.set_state(state["aug_gen"])
+        self.snapshots = {int(k): v.numpy() for k, v in state["snapshots"].items()}
 
     # ---- one step -----------------------------------------------------------------------------
     def pixels(self) -> torch.Tensor:
         return torch.sigmoid(self.syn_param) if self.cfg.parametrisation == "sigmoid" else self.syn_param
+
+    def view(self, step: int, is_event: bool) -> torch.Tensor:
+        """The synthetic patches as the extractor sees them at `step`: under joint augmentation
+        one seeded random transform per step (drawn every step, so resume stays exact), the
+        identity at assignment events (groups and pairs are formed on the patches as they are)."""
+        if self.cfg.augment == "none":
+            return self.pixels()
+        d = int(torch.randint(8, (1,), generator=self.aug_gen))
+        self.transform = 0 if is_event else d
+        return dihedral(self.pixels(), self.transform)
+
+    def take_snapshot(self, step: int) -> None:
+        k = self.cfg.snapshot_patches
+        if k:
+            with torch.no_grad():
+                x = self.pixels().detach()[:k].clamp(0, 1).float().cpu()
+            self.snapshots[int(step)] = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     def losses(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None, is_event: bool,
                check_finite: Callable[[], None]) -> dict[str, torch.Tensor]:
@@ -400,6 +455,10 @@ class _Instance:
             self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
                                         device=self.device)
             self.real_stats = None
+        real_samples = self.real_samples_by_transform[self.transform]
+        real_flat = real_samples.reshape(-1, self.dim)
+        if cfg.augment != "none":
+            self.real_stats = None  # the real side of this step's transform
         t = self.t
         syn_flat = syn_samples.reshape(-1, self.dim)
         grouped = assigner is not None and step >= cfg.warmup and assigner.events_done > 0
@@ -413,18 +472,18 @@ class _Instance:
         syn_seg = self._syn_seg if grouped else None
         if cfg.fast_path:
             if self.real_stats is None:
-                self.real_stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
+                self.real_stats = real_cf_stats(real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
             loss_ins, loss_group = instance_and_group_losses(syn_flat, syn_seg, self.real_stats, t, cfg.groups,
                                                              cfg.alpha, cfg.beta)
         else:
-            loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, self.real_flat, self.real_seg,
+            loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, real_flat, self.real_seg,
                                                                     t, cfg.groups, cfg.alpha, cfg.beta)
         loss_pair, deform_reg = zero, zero
         if grouped and cfg.use_pair and len(self._paired):
             fn = pair_loss if cfg.fast_path else pair_loss_looped
             paired = self._paired
             loss_pair, deform_reg = fn(
-                self.real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
+                real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
                 None if self.deform_scale is None else self.deform_scale[paired],
                 None if self.deform_shift is None else self.deform_shift[paired])
         total = zero
@@ -451,6 +510,9 @@ class _Instance:
             "seconds": round(seconds, 3),
             "device": str(self.device),
             "config": cfg.to_dict(),
+            "diagnostics": {**summarise_diagnostics(self.records),
+                            **({"reference": self.monitor.reference()} if self.monitor is not None else {})},
+            "snapshots": self.snapshots,
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
             "samples": {"real": int(self.real_flat.shape[0]), "per_patch": int(self.per_patch), "dim": int(self.dim),
                         "real_local_patches": int(self.n_real_patches),
@@ -512,6 +574,7 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
 
         bar = tqdm(total=cfg.steps, initial=start_step, desc="condense", unit="step", mininterval=5.0)
     sizes = [inst.n_syn for inst in insts]
+    snapshot_steps = set(cfg.snapshot_steps())
     for step in range(start_step, cfg.steps):
         if stop.signum is not None:
             check_finite()
@@ -523,12 +586,17 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
         for group in optimizer.param_groups:
             group["lr"] = lr_now
 
-        images = insts[0].pixels() if len(insts) == 1 else torch.cat([inst.pixels() for inst in insts])
+        is_event = step in events
+        if step in snapshot_steps:
+            for inst in insts:
+                inst.take_snapshot(step)
+        views = [inst.view(step, is_event) for inst in insts]
+        images = views[0] if len(insts) == 1 else torch.cat(views)
         f_all = feat_fn(images)
         g_all = tap.take(f_all.shape[2], f_all.shape[3]) if tap is not None else None
         f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
         g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
-        parts = [inst.losses(step, f, g, step in events, check_finite)
+        parts = [inst.losses(step, f, g, is_event, check_finite)
                  for inst, f, g in zip(insts, f_parts, g_parts)]
         total = parts[0]["loss"] if len(parts) == 1 else torch.stack([p["loss"] for p in parts]).sum()
 
@@ -541,6 +609,8 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 {f"instance{i}": p["loss"].detach() for i, p in enumerate(parts)}
             check_finite()
 
+        logging_step = step % cfg.log_every == 0 or step == cfg.steps - 1
+        grad_norms = _term_grad_norms(insts, parts, cfg) if (logging_step and cfg.log_grad_norms) else None
         optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:
             total.backward()
@@ -557,6 +627,11 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
             for i, (inst, p) in enumerate(zip(insts, parts)):
                 record = {"step": step, **{k: float(v.detach()) for k, v in p.items()}, "lr": lr_now,
                           "seconds": seconds}
+                if grad_norms is not None:
+                    record.update(grad_norms[i])
+                if inst.monitor is not None:
+                    # measured on the patches after this step's update (those a stop here returns)
+                    record.update(inst.monitor.record(inst.pixels()))
                 inst.records.append(record)
                 if on_log is not None:
                     on_log(i, record)
@@ -571,5 +646,27 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
     if bar is not None:
         bar.close()
     check_finite()
+    for inst in insts:
+        inst.take_snapshot(cfg.steps)
     seconds = seconds_before + time.perf_counter() - t_start
     return [inst.result(seconds, resumed_from) for inst in insts]
+
+
+def _term_grad_norms(insts: list[_Instance], parts: list[dict[str, torch.Tensor]],
+                     cfg: CondenseConfig) -> list[dict[str, float]]:
+    """Per instance, the norm of the pixel gradient of each weighted loss term (which term drives
+    the patches); 0 for a term that is off or not yet active."""
+    weights = {"loss_ins": cfg.w_ins * cfg.use_ins, "loss_group": cfg.w_group * cfg.use_group,
+               "loss_pair": cfg.w_pair * cfg.use_pair}
+    out = []
+    for inst, p in zip(insts, parts):
+        norms = {}
+        for key, w in weights.items():
+            term = p[key]
+            if not term.requires_grad or w == 0:
+                norms[f"grad_{key[5:]}"] = 0.0
+                continue
+            (g,) = torch.autograd.grad(w * term, inst.syn_param, retain_graph=True, allow_unused=True)
+            norms[f"grad_{key[5:]}"] = 0.0 if g is None else float(g.norm())
+        out.append(norms)
+    return out

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FEATURE_TRANSFORMS = ("rlff", "identity", "dct", "wavelet", "gaussian")
-INITS = ("random", "real_noise")
+INITS = ("random", "real_noise", "real", "tiles")
+AUGMENTS = ("none", "dihedral")
 BN_MODES = ("batch", "real", "none")
 FEATURE_LAYERS = ("last", "first")
 DEFORMATIONS = ("affine", "none")
@@ -98,9 +99,16 @@ class CondenseConfig:
 
     # --- synthetic patches ----------------------------------------------------------------------
     # "random" (Algorithm 1: uniform noise in [0,1]); "real_noise": n distinct random real patches
-    # of the instance plus Gaussian noise of std init_noise, clipped to [0,1].
+    # of the instance plus Gaussian noise of std init_noise, clipped to [0,1]; "real": n distinct
+    # random real patches as they are; "tiles": each patch a 2x2 mosaic of four random real patches
+    # of the instance, each downscaled by 2 (area average), as NCFM's default initialisation does.
     init: str = "random"
     init_noise: float = 0.1
+    # Joint augmentation of real and synthetic patches: "dihedral" applies one seeded random
+    # flip/rot90 (of the 8) per step to the synthetic patches, and the loss compares them with the
+    # real features of the same transform (precomputed once: 8x the real-side memory). Assignment
+    # events always see the untransformed patches. "none": no augmentation (the paper is silent).
+    augment: str = "none"
     # "clamp": pixels are the parameters, clipped to [0,1] after every Adam step; "sigmoid":
     # parameters are logits, pixels = sigmoid(logits) (always inside (0,1)).
     parametrisation: str = "clamp"
@@ -118,6 +126,12 @@ class CondenseConfig:
     extract_batch: int = 32  # real patches per forward pass when extracting real features
     log_every: int = 100
     checkpoint_every: int = 1000
+    # Quality diagnostics (idc.condense.diagnostics) at every logged step; `log_grad_norms` adds the
+    # pixel-gradient norm of each weighted loss term (three extra backward passes per logged step).
+    diagnostics: bool = True
+    log_grad_norms: bool = False
+    # Synthetic patches kept (uint8) at a few steps for the progress figure: the first this many.
+    snapshot_patches: int = 4
     seed: int = 0
 
     # ------------------------------------------------------------------------------------------
@@ -133,7 +147,7 @@ class CondenseConfig:
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")
         for key in ("steps", "warmup", "assign_interval", "assign_times", "log_every",
-                    "checkpoint_every", "kmeans_iters"):
+                    "checkpoint_every", "kmeans_iters", "snapshot_patches"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 0:
                 bad(key, "must be a non-negative integer")
         for key in ("num_freqs", "kernel", "channels", "patch", "groups", "extract_batch",
@@ -158,7 +172,7 @@ class CondenseConfig:
                              ("bn_mode", BN_MODES), ("feature_layer", FEATURE_LAYERS),
                              ("deformation", DEFORMATIONS), ("assign_order", ASSIGN_ORDERS),
                              ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS),
-                             ("compile_mode", COMPILE_MODES)):
+                             ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
         if not (self.use_ins or self.use_group or self.use_pair):
@@ -207,6 +221,14 @@ class CondenseConfig:
         events = self.assign_times + (1 if self.use_pair else 0)
         return [s for s in (self.warmup + j * self.assign_interval for j in range(events)) if s < self.steps]
 
+    def snapshot_steps(self) -> list[int]:
+        """Steps whose synthetic patches (before that step's update) the progress figure shows;
+        the final patches (after the last update) are kept as step `steps`."""
+        if self.snapshot_patches == 0 or self.steps == 0:
+            return []
+        fractions = (0.0, 0.02, 0.1, 0.25, 0.5)
+        return sorted({min(self.steps - 1, round(f * self.steps)) for f in fractions})
+
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update of step `step` (0-based), MultiStepLR semantics."""
         return self.lr * self.gamma ** sum(1 for m in self.milestones if step >= m)
@@ -247,7 +269,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # rounding for the fast path and fused attention). They are not part of a checkpoint's fingerprint,
 # and the workflow passes them outside the rule's params, so changing one reruns nothing.
 EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
-                            "real_chunk", "fast_path", "fused_attention"})
+                            "real_chunk", "fast_path", "fused_attention", "diagnostics", "log_grad_norms",
+                            "snapshot_patches"})
 
 
 def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

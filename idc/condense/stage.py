@@ -60,6 +60,40 @@ def save_synthetic(path: str | os.PathLike, synthetic: torch.Tensor) -> Path:
     return path
 
 
+def snapshot_path(synthetic_path: str | os.PathLike) -> Path:
+    """Where the progress snapshots of an instance's synthetic patches lie: beside the .npy."""
+    path = Path(synthetic_path)
+    return path.with_name(f"{path.stem}.snapshots.npz")
+
+
+def save_snapshots(path: str | os.PathLike, snapshots: dict[int, np.ndarray],
+                   patch_shape: tuple[int, int] = (0, 0)) -> Path:
+    """step -> (k, h, w, 3) uint8 synthetic patches, as one .npz (`steps` and `patches`); with no
+    snapshots (switched off) an empty file of patch size `patch_shape` (the workflow's output)."""
+    path = Path(path)
+    steps = sorted(snapshots)
+    patches = (np.stack([snapshots[s] for s in steps]) if steps
+               else np.zeros((0, 0, *patch_shape, 3), np.uint8))
+    arrays = {"steps": np.asarray(steps, dtype=np.int64), "patches": patches.astype(np.uint8)}
+    _atomic_write_bytes(path, lambda fh: np.savez_compressed(fh, **arrays))
+    return path
+
+
+def load_snapshots(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (S,), patches (S, k, h, w, 3) uint8) written by `save_snapshots`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"condensation snapshots not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            steps, patches = data["steps"], data["patches"]
+    except Exception as err:
+        raise ValueError(f"condensation snapshots {path} are unreadable ({err})") from err
+    if patches.ndim != 5 or patches.dtype != np.uint8 or len(steps) != len(patches):
+        raise ValueError(f"condensation snapshots {path} must hold steps (S,) and uint8 patches (S,k,h,w,3)")
+    return steps, patches
+
+
 def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
@@ -147,7 +181,9 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
         log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
                    store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids])
         log["seed"] = int(seed)
+        snapshots = log.pop("snapshots", {})
         save_synthetic(out_path, synthetic)
+        save_snapshots(snapshot_path(out_path), snapshots, patch_shape=tuple(synthetic.shape[2:]))
         write_json(log_path, log)
     return out_paths
 
