@@ -208,3 +208,22 @@ def test_demo_report_builds(demo_run):
     report = demo_run / "report.html"
     snakemake(["--report", str(report)], cwd=demo_run)
     assert report.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_logs_condensation_diagnostics_and_draws_progress(demo_run):
+    """Each instance's log carries the quality diagnostics; the figure set shows the first instances'
+    synthetic patches at several steps beside their real patches, and each weighted loss term."""
+    import json
+
+    logs = sorted((demo_run / "results/demo/condense").rglob("*.json"))
+    assert logs
+    for path in logs:
+        log = json.loads(path.read_text())
+        assert {"initial", "final", "best", "reference"} <= set(log["diagnostics"]), path
+        assert all("diag_mmd" in r and "diag_coverage_psnr" in r for r in log["steps"]), path
+    figures = demo_run / "results/demo/figures"
+    done = (figures / "done.txt").read_text().split()
+    progress = [name for name in done if name.startswith("progress_")]
+    assert len(progress) == 3 and all((figures / name).stat().st_size > 5_000 for name in progress)
+    assert "condense_losses.png" in done

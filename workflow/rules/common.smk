@@ -284,6 +284,11 @@ def sr_train_inputs(wc):
     return inputs
 
 
+FIGURE_INSTANCES = (
+    3  # instances per IDC dataset drawn in the patch and progress figures
+)
+
+
 def figure_inputs(wildcards):
     pairs = sorted({p for t in config["targets"] for p in table_pairs(t)})
     idc = sorted({d for d, _ in pairs if d in IDC_DATASETS})
@@ -295,6 +300,13 @@ def figure_inputs(wildcards):
             for d in idc
             for image in condense_images(d)
         ],
+        # progress grids: the first instances of each IDC dataset at several steps
+        "snapshots": [
+            f"{RESULTS}/condense/{condense_key(d)}/{image}.snapshots.npz"
+            for d in idc
+            for image in condense_images(d)[:FIGURE_INSTANCES]
+        ],
+        "real_store": STORE,
     }
 
 
