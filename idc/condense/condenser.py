@@ -30,7 +30,7 @@ from idc.condense.features import LocalFeatures
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
                                  normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
-                                 sample_frequencies)
+                                 sample_frequencies, select_cf_stats)
 
 logger = logging.getLogger(__name__)
 
@@ -372,11 +372,19 @@ class _Instance:
             self.params += [self.deform_scale, self.deform_shift]
         self.freq_gen = torch.Generator(device=device).manual_seed(subseed(seed, "freqs"))
         self.t: torch.Tensor | None = None
+        self.t_index: torch.Tensor | None = None
         self.real_stats: dict | None = None
+        self.freq_pool: torch.Tensor | None = None
+        self._pool_stats: dict[int, dict] = {}  # transform -> real CF statistics of the whole pool
+        if cfg.freq_pool:
+            pool_gen = torch.Generator(device=device).manual_seed(subseed(seed, "freq_pool"))
+            self.freq_pool = sample_frequencies(cfg.freq_pool * cfg.num_freqs, self.dim, std=cfg.freq_std,
+                                                generator=pool_gen, device=device)
         self.records: list[dict[str, Any]] = []
         self.event_log: list[dict[str, int]] = []
         self.monitor = QualityMonitor(real_lr, seed=subseed(seed, "diagnostics")) if cfg.diagnostics else None
         self.snapshots: dict[int, np.ndarray] = {}
+        self.stopping: dict[str, Any] = {}
         self.real_seg = None
         self._cache_events = -1
         self._syn_seg = self._paired = self._pair_real = self._pair_group = None
@@ -393,6 +401,7 @@ class _Instance:
                 "deform_scale": None if self.deform_scale is None else self.deform_scale.detach().cpu(),
                 "deform_shift": None if self.deform_shift is None else self.deform_shift.detach().cpu(),
                 "freq_gen": self.freq_gen.get_state(), "t": None if self.t is None else self.t.cpu(),
+                "t_index": None if self.t_index is None else self.t_index.cpu(),
                 "assigner": None if self.assigner is None else _to(self.assigner.state_dict(), cpu),
                 "records": self.records, "events": self.event_log, "aug_gen": self.aug_gen.get_state(),
                 "snapshots": {int(k): torch.from_numpy(v) for k, v in self.snapshots.items()}}
@@ -405,6 +414,7 @@ class _Instance:
                 self.deform_shift.copy_(state["deform_shift"].to(self.device))
         self.freq_gen.set_state(state["freq_gen"])
         self.t = None if state["t"] is None else state["t"].to(self.device)
+        self.t_index = None if state["t_index"] is None else state["t_index"].to(self.device)
         if self.assigner is not None:
             self.assigner.load_state_dict(_to(state["assigner"], self.device))
         # the checkpointed groups (k-means is not bit-reproducible on every GPU)
@@ -452,14 +462,21 @@ class _Instance:
             logger.debug("assignment event %s", info)
 
         if self.t is None or step % cfg.freq_resample_every == 0:
-            self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
-                                        device=self.device)
+            if self.freq_pool is None:
+                self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
+                                            device=self.device)
+            else:
+                self.t_index = torch.randperm(self.freq_pool.shape[0], generator=self.freq_gen,
+                                              device=self.device)[:cfg.num_freqs]
+                self.t = self.freq_pool[self.t_index]
             self.real_stats = None
         real_samples = self.real_samples_by_transform[self.transform]
         real_flat = real_samples.reshape(-1, self.dim)
         if cfg.augment != "none":
             self.real_stats = None  # the real side of this step's transform
         t = self.t
+        if cfg.fast_path and self.real_stats is None and self.freq_pool is not None:
+            self.real_stats = self._pool_real_stats(real_flat)
         syn_flat = syn_samples.reshape(-1, self.dim)
         grouped = assigner is not None and step >= cfg.warmup and assigner.events_done > 0
         if grouped and self._cache_events != assigner.events_done:
@@ -496,6 +513,14 @@ class _Instance:
         return {"loss": total, "loss_ins": loss_ins, "loss_group": loss_group, "loss_pair": loss_pair,
                 "deform_reg": deform_reg}
 
+    def _pool_real_stats(self, real_flat: torch.Tensor) -> dict:
+        """The real side at this draw's frequencies: columns of the pool's statistics, which are
+        computed once per transform (the real samples and their groups never change)."""
+        if self.transform not in self._pool_stats:
+            self._pool_stats[self.transform] = real_cf_stats(real_flat, self.real_seg, self.cfg.groups,
+                                                             self.freq_pool, self.cfg.real_chunk)
+        return select_cf_stats(self._pool_stats[self.transform], self.t_index)
+
     def result(self, seconds: float, resumed_from: int | None) -> tuple[torch.Tensor, dict[str, Any]]:
         cfg = self.cfg
         with torch.no_grad():
@@ -507,6 +532,7 @@ class _Instance:
             "steps": self.records,
             "assignment_events": self.event_log,
             "resumed_from_step": resumed_from,
+            "stopping": self.stopping,
             "seconds": round(seconds, 3),
             "device": str(self.device),
             "config": cfg.to_dict(),
@@ -575,14 +601,19 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
         bar = tqdm(total=cfg.steps, initial=start_step, desc="condense", unit="step", mininterval=5.0)
     sizes = [inst.n_syn for inst in insts]
     snapshot_steps = set(cfg.snapshot_steps())
-    for step in range(start_step, cfg.steps):
+    # The plateau (if any) is a function of the logged records, so a resumed run finds it again.
+    plateau = _pack_plateau(insts, cfg)
+    milestones_end = cfg.schedule(plateau)
+    step = start_step
+    while step < milestones_end[1]:
         if stop.signum is not None:
             check_finite()
             make_checkpoint(step)
             name = signal.Signals(stop.signum).name
             where = f"checkpoint at {resume_path}" if resume_path else "no checkpoint path given"
             raise CondensationInterrupted(f"condensation interrupted by {name} at step {step} ({where})")
-        lr_now = cfg.lr_at(step)
+        lr_now = cfg.lr_at(step, plateau)
+        end = milestones_end[1]
         for group in optimizer.param_groups:
             group["lr"] = lr_now
 
@@ -609,7 +640,7 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 {f"instance{i}": p["loss"].detach() for i, p in enumerate(parts)}
             check_finite()
 
-        logging_step = step % cfg.log_every == 0 or step == cfg.steps - 1
+        logging_step = step % cfg.log_every == 0 or step == end - 1
         grad_norms = _term_grad_norms(insts, parts, cfg) if (logging_step and cfg.log_grad_norms) else None
         optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:
@@ -620,7 +651,7 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 for inst in insts:
                     inst.syn_param.clamp_(0.0, 1.0)
 
-        last = step == cfg.steps - 1
+        last = step == end - 1
         if step % cfg.log_every == 0 or last:
             check_finite()
             seconds = round(seconds_before + time.perf_counter() - t_start, 3)
@@ -635,21 +666,64 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 inst.records.append(record)
                 if on_log is not None:
                     on_log(i, record)
-                logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g%s", step, cfg.steps,
+                logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g%s", step, end,
                             record["loss"], record["loss_ins"], record["loss_group"], record["loss_pair"], lr_now,
                             f" [instance {i}]" if len(insts) > 1 else "")
+            if cfg.stop_on_plateau and plateau is None:
+                plateau = _pack_plateau(insts, cfg)
+                if plateau is not None:
+                    milestones_end = cfg.schedule(plateau)
+                    logger.info("held-out MMD reached a plateau at step %d: learning-rate decays at %s, end at %d",
+                                plateau, milestones_end[0], milestones_end[1])
+                    if bar is not None:
+                        bar.total = milestones_end[1]
+                        bar.refresh()
         if bar is not None:
             bar.update(1)
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and not last:
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < milestones_end[1]:
             check_finite()
             make_checkpoint(step + 1)
+        step += 1
     if bar is not None:
         bar.close()
     check_finite()
+    end = milestones_end[1]
     for inst in insts:
-        inst.take_snapshot(cfg.steps)
+        inst.take_snapshot(end)
+        inst.stopping = {"rule": "plateau" if cfg.stop_on_plateau else "steps", "plateau_step": plateau,
+                         "milestones": milestones_end[0], "end_step": end,
+                         "reason": (f"held-out MMD improved by less than {cfg.plateau_tolerance:g} (relative) over "
+                                    f"{cfg.plateau_patience} logged steps" if plateau is not None else
+                                    "configured steps reached")}
     seconds = seconds_before + time.perf_counter() - t_start
     return [inst.result(seconds, resumed_from) for inst in insts]
+
+
+def plateau_step(records: list[dict[str, Any]], *, after: int, patience: int, tolerance: float,
+                 key: str = "diag_mmd") -> int | None:
+    """The step after the first logged step (>= `after`) at which `patience` logged values in a row
+    have not improved the best value so far by more than `tolerance` (relative); None if never."""
+    best, since = math.inf, 0
+    for record in records:
+        if record["step"] < after or key not in record or not math.isfinite(record[key]):
+            continue
+        value = record[key]
+        if value < best * (1.0 - tolerance) or best == math.inf:
+            best, since = min(best, value), 0
+        else:
+            best, since = min(best, value), since + 1
+            if since >= patience:
+                return record["step"] + 1
+    return None
+
+
+def _pack_plateau(insts: list[_Instance], cfg: CondenseConfig) -> int | None:
+    """Packed instances share one learning rate: the pack's plateau is the last instance's."""
+    if not cfg.stop_on_plateau:
+        return None
+    steps = [plateau_step(inst.records, after=cfg.last_assignment_step(), patience=cfg.plateau_patience,
+                          tolerance=cfg.plateau_tolerance) for inst in insts]
+    return None if any(s is None for s in steps) else max(steps)
 
 
 def _term_grad_norms(insts: list[_Instance], parts: list[dict[str, torch.Tensor]],

@@ -37,6 +37,16 @@ class CondenseConfig:
     gamma: float = 0.1
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # torch defaults (paper silent)
 
+    # --- stopping when converged ----------------------------------------------------------------
+    # Stop on a plateau of the held-out diagnostic MMD (not the training loss): once every
+    # assignment event has happened, when `plateau_patience` logged steps in a row improve the best
+    # MMD by less than `plateau_tolerance` (relative), the run enters its learning-rate decays at
+    # once: the milestones and the end keep their proportions to the first milestone, rescaled so
+    # the first milestone falls on the plateau step. Off: the literal `steps`.
+    stop_on_plateau: bool = False
+    plateau_patience: int = 4
+    plateau_tolerance: float = 0.02
+
     # --- distribution loss (NCFD without sampling network) -----------------------------------
     alpha: float = 0.2  # amplitude weight
     beta: float = 0.8  # phase weight
@@ -45,6 +55,10 @@ class CondenseConfig:
     # steps (1 = every step, as NCFM does without its sampling network).
     freq_std: float = 1.0
     freq_resample_every: int = 1
+    # 0: fresh frequencies from N(0, freq_std^2 I) at every draw. K > 0: a pool of K * num_freqs
+    # frequencies drawn once per instance, with the real side's characteristic functions (overall
+    # and per group) computed once for the whole pool; each draw takes num_freqs of them at random.
+    freq_pool: int = 0
     # Real-side characteristic functions are evaluated in chunks of this many samples (memory only).
     real_chunk: int = 65536
 
@@ -147,11 +161,11 @@ class CondenseConfig:
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")
         for key in ("steps", "warmup", "assign_interval", "assign_times", "log_every",
-                    "checkpoint_every", "kmeans_iters", "snapshot_patches"):
+                    "checkpoint_every", "kmeans_iters", "snapshot_patches", "freq_pool"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 0:
                 bad(key, "must be a non-negative integer")
         for key in ("num_freqs", "kernel", "channels", "patch", "groups", "extract_batch",
-                    "freq_resample_every", "real_chunk", "wavelet_levels"):
+                    "freq_resample_every", "real_chunk", "wavelet_levels", "plateau_patience"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 1:
                 bad(key, "must be a positive integer")
         if self.kernel % 2 != 1:
@@ -159,7 +173,8 @@ class CondenseConfig:
         for key in ("lr", "freq_std", "bn_eps"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a positive finite number")
-        for key in ("alpha", "beta", "w_ins", "w_group", "w_pair", "deform_l2", "init_noise", "gamma"):
+        for key in ("alpha", "beta", "w_ins", "w_group", "w_pair", "deform_l2", "init_noise", "gamma",
+                    "plateau_tolerance"):
             if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a non-negative finite number")
         if self.alpha + self.beta <= 0:
@@ -175,6 +190,11 @@ class CondenseConfig:
                              ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
+        for key in [f.name for f in dataclasses.fields(self) if f.type in ("bool", bool)]:
+            if not isinstance(getattr(self, key), bool):  # "false" is a true string
+                bad(key, "must be true or false")
+        if self.stop_on_plateau and not self.diagnostics:
+            bad("stop_on_plateau", "needs diagnostics (the rule watches the held-out MMD)")
         if not (self.use_ins or self.use_group or self.use_pair):
             bad("use_ins", "at least one of use_ins/use_group/use_pair must be true")
         if self.use_pair and not self.use_group:
@@ -229,9 +249,28 @@ class CondenseConfig:
         fractions = (0.0, 0.02, 0.1, 0.25, 0.5)
         return sorted({min(self.steps - 1, round(f * self.steps)) for f in fractions})
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate used for the update of step `step` (0-based), MultiStepLR semantics."""
-        return self.lr * self.gamma ** sum(1 for m in self.milestones if step >= m)
+    def lr_at(self, step: int, plateau: int | None = None) -> float:
+        """Learning rate used for the update of step `step` (0-based), MultiStepLR semantics, with
+        the milestones of `schedule(plateau)`."""
+        milestones, _ = self.schedule(plateau)
+        return self.lr * self.gamma ** sum(1 for m in milestones if step >= m)
+
+    def last_assignment_step(self) -> int:
+        events = self.assignment_steps()
+        return events[-1] if events else self.warmup
+
+    def schedule(self, plateau: int | None = None) -> tuple[list[int], int]:
+        """(milestones, end step). Without a plateau: the configured ones. With a plateau at step
+        s before the first milestone m1: every milestone m -> s + (m - m1) s / m1 and the end
+        likewise, so the decay phase keeps its length relative to the steps before it."""
+        if plateau is None or plateau >= (self.milestones[0] if self.milestones else self.steps):
+            return list(self.milestones), self.steps
+        if not self.milestones:
+            return [], plateau  # no decay phase: stop at the plateau
+        m1 = self.milestones[0]
+        scale = plateau / m1
+        milestones = [plateau + round((m - m1) * scale) for m in self.milestones]
+        return milestones, max(plateau + round((self.steps - m1) * scale), milestones[-1] + 1)
 
 
 # Named overrides. Table 2: Local Feature / Unfolding / Instance / Group / Pair losses.

@@ -34,7 +34,7 @@ import yaml
 logger = logging.getLogger(__name__)
 
 STUDY_KEYS = {"name", "out", "seed", "scale", "folder", "images", "crop", "teacher", "base", "settings",
-              "downstream", "testset", "workers"}
+              "downstream", "testset", "workers", "reading"}
 
 
 def paper_schedule(steps: int) -> dict[str, Any]:
@@ -60,6 +60,8 @@ def load_study(path: str | os.PathLike) -> dict[str, Any]:
     base = path.parent
     for key in ("out", "folder"):
         study[key] = str((base / study[key]).resolve()) if not os.path.isabs(study[key]) else study[key]
+    if "reading" in study:  # the written reading of the results, appended to the document
+        study["reading"] = str((base / study["reading"]).resolve())
     if "testset" in study:
         study["testset"] = {k: str((base / v).resolve()) for k, v in study["testset"].items()}
     # every setting must be a valid condensation config before any work starts
@@ -208,6 +210,12 @@ def _random_indices(study: dict[str, Any], paths: dict[str, Path], image_ids: li
     return out
 
 
+def _pair_count(store: Path, indices: Path | None) -> int:
+    from idc.data.store import PatchStore
+
+    return int(len(np.load(indices))) if indices is not None else int(len(PatchStore(store).image_ids))
+
+
 def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Path | None, replicate: int) -> dict:
     import torch
 
@@ -231,8 +239,7 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
     rows = evaluate_images(net, images, crop_border=ds.get("crop_border", 2), test_y_channel=True,
                            device=torch.device("cpu"))
     result = {"label": label, "replicate": replicate, "psnr": float(np.mean([r["psnr"] for r in rows])),
-              "ssim": float(np.mean([r["ssim"] for r in rows])), "pairs": int(len(np.load(indices)))
-              if indices is not None else None}
+              "ssim": float(np.mean([r["ssim"] for r in rows])), "pairs": _pair_count(store, indices)}
     tmp = result_path.with_name("result.json.tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)
@@ -459,9 +466,8 @@ def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathL
         lines += ["", "Mean over replicates: " + ", ".join(f"{k} {np.mean(v):.3f} dB" for k, v in
                                                             sorted(by_label.items())) + ".", ""]
     lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in rel] + [""]
-    reading = study.get("reading_file")
-    if reading:
-        lines += [Path(reading).read_text()]
+    if study.get("reading") and Path(study["reading"]).is_file():
+        lines += [Path(study["reading"]).read_text()]
     doc_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = doc_path.with_name(doc_path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
