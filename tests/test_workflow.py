@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -133,6 +134,16 @@ def test_demo_produces_table1(demo_run):
     assert "\\begin{tabular}" in (demo_run / "results/demo/tables/table1.tex").read_text()
     for log in (demo_run / "results/demo/logs").rglob("*.log"):
         assert log.stat().st_size > 0, f"empty job log {log}"
+
+
+@pytest.mark.slow
+def test_demo_idc_trains_on_as_many_pairs_as_random(demo_run):
+    from idc.data.store import PatchStore
+
+    results = demo_run / "results/demo"
+    random = np.load(results / "datasets/random.idx.npy")
+    n_real = len(PatchStore(results / "data/train_patches.h5"))
+    assert len(PatchStore(results / "datasets/idc.h5")) == len(random) == n_real // 10  # floor(0.1 N)
 
 
 @pytest.mark.slow

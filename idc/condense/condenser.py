@@ -134,11 +134,11 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor) -> dict[str, Any]:
+def _fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor, n_synthetic: int) -> dict[str, Any]:
     # A checkpoint made with other execution settings may be resumed.
     d, _ = split_execution_settings(cfg.to_dict())
     return {"config": d, "seed": int(seed), "real_shape": list(real_lr.shape),
-            "real_sum": float(real_lr.double().sum())}
+            "real_sum": float(real_lr.double().sum()), "n_synthetic": int(n_synthetic)}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -231,10 +231,12 @@ def condense_instance(
     progress: bool = True,
     resume_path: str | os.PathLike | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    n_synthetic: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Condense one instance. Returns (synthetic (n, 3, h, w) float32 in [0,1] on the CPU, log).
 
-    n = ceil(cfg.ratio * N). The extractor is frozen (eval mode, no gradients to its weights);
+    n = `n_synthetic` (default `cfg.n_synthetic(N)`: this instance as the whole training set).
+    The extractor is frozen (eval mode, no gradients to its weights);
     real features are computed once. With `resume_path`, state is checkpointed there every
     `cfg.checkpoint_every` steps and when SIGTERM/SIGUSR1 arrives (then CondensationInterrupted is
     raised at the next step boundary); an existing checkpoint is resumed. A non-finite loss raises
@@ -242,7 +244,8 @@ def condense_instance(
     """
     wrapped = None if on_log is None else (lambda index, record: on_log(record))
     return condense_instances([real_lr], extractor, cfg, seeds=[seed], device=device, progress=progress,
-                              resume_path=resume_path, on_log=wrapped)[0]
+                              resume_path=resume_path, on_log=wrapped,
+                              n_synthetic=None if n_synthetic is None else [n_synthetic])[0]
 
 
 def condense_instances(
@@ -255,12 +258,15 @@ def condense_instances(
     progress: bool = True,
     resume_path: str | os.PathLike | None = None,
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
+    n_synthetic: list[int] | None = None,
 ) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """Condense several instances packed in one optimisation loop (one extractor pass over all
     synthetic patches per step: better use of a GPU). Every instance keeps its own real side,
     filters, frequencies, groups, pairs, parameters and log; Adam is element-wise, so the result
     equals separate `condense_instance` runs up to floating-point differences of the batched
-    extractor. Patch sizes must agree. `on_log(instance_index, record)`.
+    extractor. Patch sizes must agree. `on_log(instance_index, record)`. `n_synthetic`: each
+    instance's number of synthetic patches (the stage passes its share of the whole training
+    set, idc.condense.budget); by default `cfg.synthetic_counts` over these instances alone.
     """
     if isinstance(cfg, dict):
         cfg = CondenseConfig.from_dict(cfg)
@@ -271,9 +277,16 @@ def condense_instances(
         _check_inputs(real_lr, extractor)
     if len({tuple(r.shape[1:]) for r in reals}) != 1:
         raise ValueError(f"packed instances need equal patch sizes, got {sorted({tuple(r.shape[1:]) for r in reals})}")
+    if n_synthetic is None:
+        n_synthetic = cfg.synthetic_counts([r.shape[0] for r in reals])
+    if len(n_synthetic) != len(reals) or any(
+            isinstance(n, bool) or int(n) != n or not 1 <= n <= r.shape[0] for n, r in zip(n_synthetic, reals)):
+        raise ValueError(f"n_synthetic must give each instance 1..N patches, got {list(n_synthetic)} for "
+                         f"N = {[r.shape[0] for r in reals]}")
+    n_synthetic = [int(n) for n in n_synthetic]
     device = torch.device(device)
     resume_path = Path(resume_path) if resume_path is not None else None
-    fingerprints = [_fingerprint(cfg, s, r) for s, r in zip(seeds, reals)]
+    fingerprints = [_fingerprint(cfg, s, r, n) for s, r, n in zip(seeds, reals, n_synthetic)]
 
     checkpoint = None
     if resume_path is not None and resume_path.exists():
@@ -284,7 +297,7 @@ def condense_instances(
             old = checkpoint["fingerprints"][0]["config"]
             diff = [k for k, v in fingerprints[0]["config"].items() if old.get(k) != v]
             logger.warning("discarding condensation checkpoint %s made with other settings (%s); starting afresh",
-                           resume_path, ", ".join(diff) or "seed or real patches")
+                           resume_path, ", ".join(diff) or "seed, real patches or n_synthetic")
             checkpoint = None
 
     tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -301,8 +314,8 @@ def condense_instances(
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         with _StopRequest() as stop:
-            return _run(reals, extractor, cfg, seeds=seeds, device=device, tap=tap, progress=progress,
-                        resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
+            return _run(reals, extractor, cfg, seeds=seeds, n_synthetic=n_synthetic, device=device, tap=tap,
+                        progress=progress, resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
                         on_log=on_log, stop=stop)
     finally:
         if tap is not None:
@@ -318,10 +331,10 @@ class _Instance:
     """Everything one instance owns: real side, filters, groups/pairs, parameters, log."""
 
     def __init__(self, real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, seed: int,
-                 device: torch.device, tap: LayerTap | None) -> None:
+                 n_synthetic: int, device: torch.device, tap: LayerTap | None) -> None:
         self.cfg, self.seed, self.device = cfg, int(seed), device
         self.n_real = real_lr.shape[0]
-        self.n_syn = cfg.n_synthetic(self.n_real)
+        self.n_syn = int(n_synthetic)
         real = real_lr.to(device=device, dtype=torch.float32)
 
         # ---- real side, once --------------------------------------------------------------------
@@ -553,12 +566,13 @@ class _Instance:
 
 
 def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *, seeds: list[int],
-         device: torch.device, tap: LayerTap | None, progress: bool, resume_path: Path | None,
+         n_synthetic: list[int], device: torch.device, tap: LayerTap | None, progress: bool, resume_path: Path | None,
          checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
          on_log: Callable[[int, dict[str, Any]], None] | None,
          stop: _StopRequest) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     t_start = time.perf_counter()
-    insts = [_Instance(r, extractor, cfg, seed=s, device=device, tap=tap) for r, s in zip(reals, seeds)]
+    insts = [_Instance(r, extractor, cfg, seed=s, n_synthetic=n, device=device, tap=tap)
+             for r, s, n in zip(reals, seeds, n_synthetic)]
     optimizer = torch.optim.Adam([p for inst in insts for p in inst.params], lr=cfg.lr,
                                  betas=tuple(cfg.adam_betas))
     events = set(cfg.assignment_steps())

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from idc.condense.budget import BUDGETS, allocate_synthetic
+
 FEATURE_TRANSFORMS = ("rlff", "identity", "dct", "wavelet", "gaussian")
 INITS = ("random", "real_noise", "real", "tiles")
 AUGMENTS = ("none", "dihedral")
@@ -27,7 +29,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 @dataclass
 class CondenseConfig:
     # --- data volume -------------------------------------------------------------------------
-    ratio: float = 0.1  # condensation ratio r: n = ceil(r * N) synthetic patches per instance
+    ratio: float = 0.1  # condensation ratio r: about r N_c synthetic patches per instance (see budget)
+    # How r N_c is rounded (idc/condense/budget.py): "equal" = the baselines' floor(r N) in total,
+    # split over the images by largest remainder (an image may get 0); "ceil_per_image" =
+    # max(1, ceil(r N_c)) per image (the earlier rule; more pairs than the baselines).
+    budget: str = "equal"
 
     # --- optimisation (C.1) ------------------------------------------------------------------
     steps: int = 20000
@@ -187,7 +193,7 @@ class CondenseConfig:
                              ("bn_mode", BN_MODES), ("feature_layer", FEATURE_LAYERS),
                              ("deformation", DEFORMATIONS), ("assign_order", ASSIGN_ORDERS),
                              ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS),
-                             ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS)):
+                             ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS), ("budget", BUDGETS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
         for key in [f.name for f in dataclasses.fields(self) if f.type in ("bool", bool)]:
@@ -230,9 +236,14 @@ class CondenseConfig:
         return dataclasses.asdict(self)
 
     # Convenience -------------------------------------------------------------------------------
+    def synthetic_counts(self, patch_counts) -> list[int]:
+        """Synthetic patches of each image under `budget`, given every image's real patch count."""
+        return allocate_synthetic(patch_counts, self.ratio, self.budget).tolist()
+
     def n_synthetic(self, n_real: int) -> int:
-        """n = ceil(r N), at least 1; computed in a way robust to float error (0.1 * 150 = 15)."""
-        return max(1, math.ceil(round(self.ratio * n_real, 9)))
+        """Synthetic patches of one instance condensed on its own (as if it were the whole set):
+        floor(r N) under "equal" (an error when that is 0), ceil(r N) under "ceil_per_image"."""
+        return self.synthetic_counts([n_real])[0]
 
     def assignment_steps(self) -> list[int]:
         """Steps at which grouping/pairing events happen (see grouping.AssignmentSchedule)."""

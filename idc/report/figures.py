@@ -314,6 +314,15 @@ def read_condense_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame.sort_values("step").reset_index(drop=True)
 
 
+def _without_synthetic(path: Path) -> bool:
+    """True for the log of an image whose budget share was 0 (nothing was optimised)."""
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # read_condense_log reports the problem
+    return isinstance(log, dict) and log.get("n_synthetic") == 0 and not log.get("steps")
+
+
 def plot_loss_curves(
     log_json_paths: Sequence[str | os.PathLike[str]],
     out_png: str | os.PathLike[str],
@@ -328,11 +337,14 @@ def plot_loss_curves(
 
     Up to `MAX_LABELLED_CURVES` logs are drawn as labelled lines; with more, every instance
     is a faint line and the median over instances is drawn on top. Panels whose values are all
-    positive use a log scale.
+    positive use a log scale. Logs of images whose budget share was 0 (no steps) are left out.
     """
     paths = [Path(p) for p in log_json_paths]
     if not paths:
         raise ValueError("no condensation logs to plot")
+    paths = [p for p in paths if not _without_synthetic(p)]
+    if not paths:
+        raise ValueError("no condensation log of an image with synthetic patches to plot")
     logs = {p: read_condense_log(p) for p in paths}  # every file checked before drawing
     figure = _new_figure(size_px, dpi)
     panels = figure.subplots(2, 2, sharex=True)
