@@ -239,6 +239,7 @@ def crop_images_to_store(
     workers: int = 2,
     source: str = "",
     expected_patches: int | None = None,
+    hr_files: list[Path] | None = None,
 ) -> Path:
     """Crop every image of ``hr_dir`` into a patch store at ``out_path`` (written atomically).
 
@@ -249,6 +250,8 @@ def crop_images_to_store(
     non-image, 16-bit, too small, LR size mismatch: one-line error); ``expected_patches``, when
     given, must equal the computed total (e.g. ``DIV2K_TRAIN_PATCHES``). ``seed`` is recorded
     only (cropping is deterministic). ``workers`` processes decode and crop in parallel.
+    ``hr_files``, when given, replaces the folder listing (a subset or order from a meta-info
+    file); image ids then follow that list.
     """
     hr_dir = Path(hr_dir)
     out_path = Path(out_path)
@@ -257,7 +260,7 @@ def crop_images_to_store(
         raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
-    hr_files = list_images(hr_dir)
+    hr_files = list_images(hr_dir) if hr_files is None else [Path(p) for p in hr_files]
     lr_files, total = _validate_inputs(
         hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
     )
