@@ -359,12 +359,21 @@ def export_card(wc):
             {k: v for k, v in config["data"]["crop"].items() if k != "workers"}
         )
     source = "folder" if method == "folder" else TRAIN["source"]
+    content = {
+        "whole": "every real patch pair of the training set",
+        "idc": (
+            f"LR: synthetic patches condensed by IDC (variant {spec.get('variant')}); "
+            f"HR: their up-sampling by the teacher {spec.get('upsampler')}"
+        ),
+        "folder": "patch pairs imported from paired folders",
+    }.get(method, f"real patch pairs selected by {method}")
     # Key order is the card's reading order (fixed here, so the params text is stable).
     return {
         "name": wc.dataset,
         "run": config["run"],
         "method": method,
         "ratio": spec.get("ratio"),
+        "content": content,
         "source": {
             "kind": source,
             "where": spec["hr"] if method == "folder" else train_hr_dir(),
@@ -400,7 +409,10 @@ for _name in FOLDER_DATASETS:
     _checked_folder(f"datasets.{_name}.hr", DATASETS[_name]["hr"])
     if DATASETS[_name].get("lr"):
         _checked_folder(f"datasets.{_name}.lr", DATASETS[_name]["lr"])
-    if DATASETS[_name].get("meta_info") and not Path(DATASETS[_name]["meta_info"]).is_file():
+    if (
+        DATASETS[_name].get("meta_info")
+        and not Path(DATASETS[_name]["meta_info"]).is_file()
+    ):
         sys.exit(
             f"error: config key datasets.{_name}.meta_info: file {DATASETS[_name]['meta_info']} does not exist"
         )
