@@ -214,7 +214,7 @@ def table_pairs(table):
 
 
 def table_outputs(table):
-    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex")]
+    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "html")]
 
 
 def all_targets():

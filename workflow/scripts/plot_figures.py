@@ -12,4 +12,5 @@ with job_logging(snakemake.log[0]):
         synthetic_stores=list(snakemake.input.stores),
         condense_logs=list(snakemake.input.condense_logs),
         title=f"Validation PSNR on {snakemake.params.validation}",
+        idc_dir=snakemake.output.idc,
     )
