@@ -32,18 +32,19 @@ class ProgressLog:
     ``clock`` is injectable so tests can check the period and the ETA without sleeping.
     """
 
-    def __init__(self, logger: logging.Logger, desc: str, total: int, *, unit: str = "items",
-                 every_s: float = 30.0, clock=time.monotonic) -> None:
-        self.logger, self.desc, self.total, self.unit = logger, desc, int(total), unit
+    def __init__(self, logger: logging.Logger, desc: str, total: int | None, *, unit: str = "items",
+                 every_s: float = 30.0, clock=time.monotonic, start: int = 0) -> None:
+        self.logger, self.desc, self.unit = logger, desc, unit
+        self.total = None if total is None else int(total)  # None: unknown (no percentage, no ETA)
         self.every_s, self._clock = float(every_s), clock
         self.start = clock()
         self._last_log: float | None = None
-        self.done = 0
+        self.done = self._start_done = int(start)  # work already done before (a resumed download)
 
     def update(self, n: int = 1) -> None:
         self.done += int(n)
         now = self._clock()
-        finished = self.done >= self.total
+        finished = self.total is not None and self.done >= self.total
         if self._last_log is None or finished or now - self._last_log >= self.every_s:
             self._last_log = now
             self.logger.info("%s", self.line(now))
@@ -51,7 +52,10 @@ class ProgressLog:
     def line(self, now: float | None = None) -> str:
         now = self._clock() if now is None else now
         elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - self._start_done) / elapsed
+        if self.total is None:
+            return (f"{self.desc}: {self.done} {self.unit}, {rate:.3g} {self.unit}/s, "
+                    f"elapsed {format_duration(elapsed)}, eta ? (total unknown)")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta = format_duration(left) if left != float("inf") else "?"

@@ -18,7 +18,6 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import imresize_uint8, modcrop
 from idc.data.store import PatchStoreWriter, write_patch_store
+from idc.progress import ProgressLog
 
 __all__ = [
     "DIV2K_TRAIN_PATCHES",
@@ -351,25 +351,18 @@ def _write_results(
 ) -> None:
     with PatchStoreWriter(out_path, **store_attrs) as writer:
         writer.write_array("image_name", names)
-        # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
-        last_log = time.monotonic()
+        # Progress: a bar on a terminal; log lines with an ETA at a steady rate for job logs.
+        progress = ProgressLog(logger, "crop", total, unit="patch pairs", every_s=LOG_EVERY_S)
         with tqdm(total=n_jobs, desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
             for image_id, result in enumerate(results):
+                before = len(writer)
                 if isinstance(result, Path):
                     writer.append_store(result)
                     result.unlink()
                 else:
                     writer.append(*result[:2], image_id, result[2])
                 bar.update(1)
-                if time.monotonic() - last_log >= LOG_EVERY_S:
-                    last_log = time.monotonic()
-                    logger.info(
-                        "cropped %d/%d images, %d/%d patch pairs",
-                        image_id + 1,
-                        n_jobs,
-                        len(writer),
-                        total,
-                    )
+                progress.update(len(writer) - before)
         if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
             raise ValueError(
                 f"{out_path}: cropped {len(writer)} patches, headers announced {total}"
