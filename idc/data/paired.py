@@ -23,7 +23,6 @@ line naming the file), then crops the pairs into a patch store like any training
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from idc.data.download import sha256_file
 from idc.data.images import image_size, list_images, write_png
 from idc.data.store import PatchStore
 from idc.progress import ProgressLog
@@ -51,7 +51,6 @@ __all__ = [
     "paired_files",
     "read_meta_info",
     "safe_name",
-    "sha256_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,14 +81,6 @@ def safe_name(text: str) -> str:
     """A file-name fragment of letters, digits, '-', '_', '.' only, never starting with '.'."""
     name = _UNSAFE.sub("-", str(text)).strip("-") or "x"
     return name.lstrip(".") or "x"
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pair_names(image_id: np.ndarray, origin: np.ndarray, image_names: list[str] | None) -> list[str]:
