@@ -112,7 +112,9 @@ def _cross_check(config: dict) -> None:
                     key = f"datasets.{name}.variant" if "variant" in str(err) else "condense.params"
                     raise ConfigError(f"config key {key}: {err}") from None
     for name, spec in datasets.items():
-        if spec["method"] != "whole" and "ratio" not in spec:
+        if spec["method"] == "folder" and not spec.get("hr"):
+            raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
+        if spec["method"] not in ("whole", "folder") and "ratio" not in spec:
             raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
         if spec["method"] == "idc":
             if "upsampler" not in spec:
@@ -132,6 +134,9 @@ def _cross_check(config: dict) -> None:
             for item in table[key]:
                 if item not in known:
                     raise ConfigError(f"config key tables.{name}.{key}: {item!r} is not a key of {section}")
+    for item in config.get("export", {}).get("datasets", []):
+        if item not in datasets:
+            raise ConfigError(f"config key export.datasets: {item!r} is not a key of datasets")
     for target in config["targets"]:
         if target not in tables:
             raise ConfigError(f"config key targets: {target!r} is not a key of tables")

@@ -235,6 +235,6 @@ def test_demo_logs_condensation_diagnostics_and_draws_progress(demo_run):
         assert all("diag_mmd" in r and "diag_coverage_psnr" in r for r in log["steps"]), path
     figures = demo_run / "results/demo/figures"
     done = (figures / "done.txt").read_text().split()
-    progress = [name for name in done if name.startswith("progress_")]
+    progress = [name for name in done if Path(name).name.startswith("progress_")]
     assert len(progress) == 3 and all((figures / name).stat().st_size > 5_000 for name in progress)
-    assert "condense_losses.png" in done
+    assert any(Path(name).name == "condense_losses.png" for name in done)

@@ -134,6 +134,7 @@ def _empty_instance_log(config: CondenseConfig, n_real: int) -> dict[str, Any]:
     """Log of an image whose share is 0: nothing is optimised, the output holds no patch."""
     return {"n_real": int(n_real), "n_synthetic": 0, "steps": [], "assignment_events": [],
             "resumed_from_step": None, "seconds": 0.0, "device": None, "config": config.to_dict(),
+            "diagnostics": {}, "stopping": {"rule": "skipped", "end_step": 0},
             "skipped": (f"budget {config.budget!r}: r N_c = {config.ratio} x {n_real} < 1 and its remainder "
                         "is not among the largest that take the leftover patches, so this image gets 0 "
                         "synthetic patches; no optimisation ran")}

@@ -27,11 +27,15 @@ def plot_workflow_figures(
     snapshots: Sequence[str | os.PathLike[str]] = (),
     real_store: str | os.PathLike[str] | None = None,
     instances_per_store: int = 3,
+    idc_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Write every figure into `out_dir`, then `done.txt` listing them (written last, so its
-    presence means the set is complete)."""
+    """Write every figure into `out_dir` (the IDC ones, whose number depends on the data, into
+    `idc_dir` when given: a folder the workflow report shows whole), then `done.txt` listing
+    them (written last, so its presence means the set is complete)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    idc_dir = Path(idc_dir) if idc_dir is not None else out_dir
+    idc_dir.mkdir(parents=True, exist_ok=True)
     written = []
     curves = {f"{dataset} / {model}": path for (dataset, model), path in trajectories.items()}
     written.append(plot_trajectory_files(curves, out_dir / "trajectories.png", title))
@@ -40,14 +44,15 @@ def plot_workflow_figures(
             image_ids = np.unique(fh["image_id"][()])[:instances_per_store]
         name = Path(store).stem
         for image_id in image_ids:
-            out = out_dir / f"patches_{name}_{int(image_id):04d}.png"
+            out = idc_dir / f"patches_{name}_{int(image_id):04d}.png"
             written.append(plot_store_patches(store, int(image_id), out, title=f"{name}: image {int(image_id)}"))
     if condense_logs:
-        written.append(plot_loss_curves(condense_logs, out_dir / "condense_losses.png"))
+        written.append(plot_loss_curves(condense_logs, idc_dir / "condense_losses.png"))
     for path in snapshots:
-        written.extend(plot_progress_files(path, real_store, out_dir))
+        written.extend(plot_progress_files(path, real_store, idc_dir))
     logger.info("wrote %d figures to %s", len(written), out_dir)
-    atomic_write_text(out_dir / "done.txt", "\n".join(p.name for p in written) + "\n")
+    names = [p.relative_to(out_dir).as_posix() if p.is_relative_to(out_dir) else str(p) for p in written]
+    atomic_write_text(out_dir / "done.txt", "\n".join(names) + "\n")
     return written
 
 

@@ -14,4 +14,5 @@ with job_logging(snakemake.log[0]):
         snapshots=list(snakemake.input.snapshots),
         real_store=snakemake.input.real_store,
         title=f"Validation PSNR on {snakemake.params.validation}",
+        idc_dir=snakemake.output.idc,
     )
