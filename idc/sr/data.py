@@ -54,21 +54,35 @@ class StreamSampler(Sampler[StreamKey]):
     """Endless sampler over the (seed, position) stream, starting at ``start``.
 
     Each epoch's permutation is drawn once per epoch (not per position) as the stream advances.
+    With ``shards`` = (rank, ranks, share) the stream is cut into steps of ``ranks * share``
+    positions and only the ``rank``-th slice of ``share`` positions of each step is yielded: the
+    ranks of a data-parallel job together read exactly the stream one process would read, and
+    ``start`` (a multiple of ``ranks * share``) is the same global position for any rank count.
     """
 
-    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int, start: int = 0, *, shards: tuple[int, int, int] = (0, 1, 1)) -> None:
         if n <= 0:
             raise ValueError("cannot sample from an empty patch set")
         if start < 0:
             raise ValueError(f"stream start must be >= 0, got {start}")
+        rank, ranks, share = shards
+        if ranks < 1 or share < 1 or not 0 <= rank < ranks:
+            raise ValueError(f"shards must be (rank, ranks, share) with 0 <= rank < ranks, got {shards}")
+        if start % (ranks * share):
+            raise ValueError(f"stream start {start} is not at a step boundary of {ranks} x {share} positions")
         self.n, self.seed, self.start = n, seed, start
+        self.rank, self.ranks, self.share = rank, ranks, share
 
     def __iter__(self) -> Iterator[StreamKey]:
         epoch, offset = divmod(self.start, self.n)
+        step = self.ranks * self.share
+        position = self.start
         while True:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
             for i in range(offset, self.n):
-                yield epoch, int(order[i])
+                if (position % step) // self.share == self.rank:
+                    yield epoch, int(order[i])
+                position += 1
             epoch, offset = epoch + 1, 0
 
 

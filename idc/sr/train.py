@@ -28,10 +28,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from idc.sr import checkpoint as ckpt
 from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
+from idc.sr.distributed import (World, all_max, all_mean, barrier, check_same, process_group, rank_device,
+                                split_batch, world_from_env)
 from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, resolve_device, write_csv_atomic
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,9 @@ class TrainState:
     # Running sum and count of the losses since the last loss-curve point.
     loss_window: tuple[float, int] = (0.0, 0)
     wall_time: float = 0.0
+    # What the training forward runs through: the DistributedDataParallel wrapper of ``model`` in a
+    # data-parallel job (it averages the gradients over ranks), else None (``model`` itself).
+    wrapped: nn.Module | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,13 +155,18 @@ def train_step(
     *,
     step: int,
     amp_dtype: torch.dtype | None = None,
+    average: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """One L1 optimisation step; returns the loss. Raises NonFiniteLossError before any update."""
+    """One L1 optimisation step; returns the loss. Raises NonFiniteLossError before any update.
+
+    ``average`` turns this rank's batch-mean loss into the mean over all ranks (data-parallel
+    training), so every rank logs the global loss and all of them stop together on a NaN.
+    """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(lq.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         sr = model(lq)
     loss = F.l1_loss(sr.float(), gt)
-    value = float(loss.detach())
+    value = float(average(loss.detach()) if average is not None else loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step}; training stopped")
     scaler.scale(loss).backward()
@@ -184,15 +195,19 @@ def run_steps(
     checkpoint: Callable[[TrainState], None],
     stop_requested: Callable[[], int | None],
     step_callback: Callable[[int], None] | None = None,
+    average: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    verbose: bool = True,
 ) -> None:
     """Advance ``state`` to ``cfg.steps``; validation and checkpointing are injected callables.
 
     At each step boundary: loss-curve point (mean loss since the last one) every ``log_every``
     steps, a progress line every PROGRESS_EVERY_S seconds, validation every
     ``val_every`` steps and at the end, checkpoint every ``checkpoint_every`` steps; a pending stop
-    signal checkpoints and raises TrainingInterrupted.
+    signal checkpoints and raises TrainingInterrupted. ``average``: see :func:`train_step`;
+    ``verbose`` False silences the progress lines (ranks other than 0).
     """
     state.model.train()
+    net = state.wrapped if state.wrapped is not None else state.model
     timer_start = last_report = time.perf_counter()
     start_step = state.step
     while state.step < cfg.steps:
@@ -200,7 +215,8 @@ def run_steps(
         batch = next(batches)
         lq = batch["lq"].to(device, non_blocking=True)
         gt = batch["gt"].to(device, non_blocking=True)
-        loss = train_step(state.model, lq, gt, state.optimizer, state.scaler, step=step, amp_dtype=amp_dtype)
+        loss = train_step(net, lq, gt, state.optimizer, state.scaler, step=step, amp_dtype=amp_dtype,
+                          average=average)
         state.scheduler.step()
         if state.ema is not None:
             ema_update(state.ema, state.model, cfg.ema_decay)
@@ -214,7 +230,7 @@ def run_steps(
             state.loss_window = (0.0, 0)
         now = time.perf_counter()
         # Progress at a steady pace in wall time, whatever the speed of a step.
-        if now - last_report >= PROGRESS_EVERY_S or step == cfg.steps or step == start_step + 1:
+        if verbose and (now - last_report >= PROGRESS_EVERY_S or step == cfg.steps or step == start_step + 1):
             rate = (step - start_step) / max(now - timer_start, 1e-9)
             logger.info(
                 "step %d/%d  loss %.5f  lr %.3g  %.2f steps/s  eta %.0f s",
@@ -418,9 +434,12 @@ def train_sr(
     of a run with other settings is discarded with a warning; a damaged one raises
     CorruptCheckpointError. ``log_every``: steps per point of the loss curve in train_log.json.
     ``step_callback(step)`` is called after every step.
-    """
-    from idc.archs import build_model, resolve, save_model
 
+    Started by torchrun (``WORLD_SIZE`` > 1 in the environment, see :mod:`idc.sr.distributed`),
+    each rank trains on ``batch_size / WORLD_SIZE`` samples of every step (its own slice of the
+    batch order) with DistributedDataParallel; only rank 0 validates and writes files. A checkpoint
+    resumes with any rank count.
+    """
     cfg = TrainConfig(
         model_name=model_name, model_kwargs=dict(model_kwargs or {}), steps=steps, batch_size=batch_size,
         gt_size=gt_size, lr=lr, betas=tuple(betas), milestones=tuple(milestones), gamma=gamma,
@@ -451,15 +470,47 @@ def train_sr(
     if val_hr_dir is not None:
         pairs = pair_test_images(val_hr_dir, val_lr_dir, dataset.scale)
         val_images = [(name, *load_test_pair(hr, lr_, dataset.scale)) for name, hr, lr_ in pairs]
-    torch_device = resolve_device(device)
+    world = world_from_env()
+    share = split_batch(batch_size, world)  # this rank's part of every step's batch
+    torch_device = rank_device(resolve_device(device), world)
     amp_dtype = _amp_dtype(torch_device, amp)
+    with process_group(world, torch_device):
+        return _train(
+            cfg, world=world, share=share, torch_device=torch_device, amp_dtype=amp_dtype, dataset=dataset,
+            val_images=val_images, store_path=store_path, out_dir=out_dir, resume_dir=resume_dir,
+            indices_path=indices_path, val_dirs=(val_hr_dir, val_lr_dir), num_workers=num_workers,
+            step_callback=step_callback,
+        )
 
-    arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
-    torch.manual_seed(seed)
+
+def _train(
+    cfg: TrainConfig,
+    *,
+    world: World,
+    share: int,
+    torch_device: torch.device,
+    amp_dtype: torch.dtype | None,
+    dataset: PatchPairDataset,
+    val_images: list | None,
+    store_path: Path,
+    out_dir: Path,
+    resume_dir: Path,
+    indices_path: Path | None,
+    val_dirs: tuple[Any, Any],
+    num_workers: int,
+    step_callback: Callable[[int], None] | None,
+) -> Path:
+    """The body of :func:`train_sr` once inputs are checked, in this rank's process group."""
+    from idc.archs import build_model, resolve, save_model
+
+    val_hr_dir, val_lr_dir = val_dirs
+    arch, arch_kwargs = resolve(cfg.model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
+    # The same seed on every rank gives every rank the same initial weights.
+    torch.manual_seed(cfg.seed)
     try:
         model = build_model(arch, **arch_kwargs)
     except TypeError as err:
-        raise ValueError(f"model_kwargs do not fit model {model_name!r}: {err}") from err
+        raise ValueError(f"model_kwargs do not fit model {cfg.model_name!r}: {err}") from err
     model.to(torch_device)
     state = build_state(model, cfg, amp_dtype=amp_dtype)
     fingerprint = _fingerprint(
@@ -469,65 +520,90 @@ def train_sr(
     manifest = ckpt.read_manifest(resume_dir)
     if manifest is not None and manifest["fingerprint"] != fingerprint:
         logger.warning("checkpoint in %s belongs to a run with other settings; starting afresh", resume_dir)
-        ckpt.clear_checkpoints(resume_dir)
+        if world.is_main:
+            ckpt.clear_checkpoints(resume_dir)
         manifest = None
     start_step = 0
     if manifest is not None:
         payload_to_state(ckpt.load_checkpoint(resume_dir, manifest, map_location=torch_device), state, torch_device)
         start_step = state.step
-        logger.info("resuming from step %d (%s)", start_step, resume_dir)
-    logger.info(
-        "training %s on %s (%d patches, gt %d, batch %d) for %d steps on %s%s",
-        model_name, store_path.name, len(dataset), gt_size, batch_size, steps, torch_device,
-        f" with {amp_dtype} autocast" if amp_dtype else "",
-    )
+        if world.is_main:
+            logger.info("resuming from step %d (%s)", start_step, resume_dir)
+    # Every rank must continue from the same step, or their shards of the stream would not fit.
+    check_same(start_step, world, torch_device, "the step to resume from")
+    if world.distributed:
+        state.wrapped = DistributedDataParallel(
+            model, device_ids=[torch_device.index] if torch_device.type == "cuda" else None
+        )
+    if world.is_main:
+        logger.info(
+            "training %s on %s (%d patches, gt %d, batch %d%s) for %d steps on %s%s",
+            cfg.model_name, store_path.name, len(dataset), cfg.gt_size, cfg.batch_size,
+            f" = {world.size} ranks x {share}" if world.distributed else "", cfg.steps, torch_device,
+            f" with {amp_dtype} autocast" if amp_dtype else "",
+        )
 
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=StreamSampler(len(dataset), seed, start=state.step * batch_size),
+        batch_size=share,
+        sampler=StreamSampler(len(dataset), cfg.seed, start=state.step * cfg.batch_size,
+                              shards=(world.rank, world.size, share)),
         num_workers=num_workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
         # The loader's own seed draw must not consume the global RNG that the model uses.
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
     def validate(net: nn.Module) -> float:
-        rows = evaluate_images(net, val_images, crop_border=crop_border, test_y_channel=test_y_channel,
+        rows = evaluate_images(net, val_images, crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel,
                                device=torch_device, with_ssim=False)
         return float(np.mean([r["psnr"] for r in rows]))
 
     session_start = time.perf_counter()
 
     def save(st: TrainState) -> None:
+        if not world.is_main:
+            return
         payload = state_to_payload(st, cfg, torch_device)
         payload["wall_time"] = st.wall_time + time.perf_counter() - session_start
         ckpt.save_checkpoint(resume_dir, payload, step=st.step, fingerprint=fingerprint)
 
     with stop_signal_handlers() as flag:
+
+        def stop_requested() -> int | None:
+            # A signal may reach only some ranks: all stop at the same step when any got one.
+            signum = all_max(flag.signum or 0, world, torch_device)
+            return signum or None
+
         batches = iter(loader)
         try:
             run_steps(
                 state, batches, cfg, device=torch_device, amp_dtype=amp_dtype,
-                validate=validate if val_images else None, checkpoint=save,
-                stop_requested=lambda: flag.signum, step_callback=step_callback,
+                validate=validate if val_images and world.is_main else None, checkpoint=save,
+                stop_requested=stop_requested, step_callback=step_callback,
+                average=(lambda t: all_mean(t, world)) if world.distributed else None, verbose=world.is_main,
             )
         except TrainingInterrupted as err:
+            barrier(world)  # rank 0's checkpoint is complete before any rank reports the stop
             raise TrainingInterrupted(err.signum, err.step, resume_dir) from None
         finally:
             del batches  # shuts loader workers down
     state.wall_time += time.perf_counter() - session_start
+    if not world.is_main:
+        barrier(world)
+        return out_dir
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(pd.DataFrame(state.trajectory, columns=["step", "psnr"]), out_dir / "trajectory.csv")
     _write_json_atomic(
         {
-            "seed": seed,
+            "seed": cfg.seed,
             "versions": _software_versions(),
             "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
                          "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
-                         "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None},
+                         "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None,
+                         "ranks": world.size},
             "n_patches": len(dataset),
             "final_step": state.step,
             "resumed_from_step": start_step or None,
@@ -541,4 +617,5 @@ def train_sr(
     save_model(out_dir / "model.safetensors", final, arch, arch_kwargs)
     ckpt.clear_checkpoints(resume_dir)
     logger.info("finished %d steps in %.0f s; outputs in %s", state.step, state.wall_time, out_dir)
+    barrier(world)  # the other ranks leave only once the outputs are complete
     return out_dir
