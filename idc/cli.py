@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Stage packages whose `cli` module contributes commands, in help order.
-STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "select", "report")
+STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "select", "report", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

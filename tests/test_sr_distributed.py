@@ -162,6 +162,7 @@ def test_two_ranks_with_half_batch_equal_one_process(data, tmp_path):
         _assert_same_training(a, _outputs(other), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # four two-rank runs, ~30 s on two cores
 def test_two_rank_run_stopped_on_one_rank_resumes_with_any_rank_count(data, tmp_path):
     reference = tmp_path / "reference"
     assert _run_ranks(_settings(data, reference)) == {0: ("done", None), 1: ("done", None)}

@@ -145,6 +145,20 @@ def job_ranks(resources: Mapping[str, Any]) -> int:
     return int(ranks)
 
 
+def check_training_ranks(config: Mapping[str, Any]) -> None:
+    """ValueError naming the first teacher or model whose ranks do not fit its GPUs or its batch."""
+    for section in ("teachers", "models"):
+        for name, spec in config.get(section, {}).items():
+            key = f"{section}.{name}"
+            try:
+                ranks = job_ranks(spec.get("resources", {}))
+            except ValueError as err:
+                raise ValueError(f"config key {key}: {err}") from None
+            batch = spec.get("train", {}).get("batch_size")
+            if batch is not None and batch % ranks:
+                raise ValueError(f"config key {key}.train.batch_size: {batch} is not divisible by its {ranks} ranks")
+
+
 def torchrun_command(config_path: str | os.PathLike, ranks: int) -> list[str]:
     """``torchrun --standalone`` on this node, one process per rank, each running ``idc sr train``.
     ``--standalone`` picks a free rendezvous port, so several such jobs may share a node."""
@@ -163,9 +177,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def launch_training(settings: Mapping[str, Any], ranks: int) -> int:
+def launch_training(settings: Mapping[str, Any], ranks: int, *, threads: int | None = None) -> int:
     """Run :func:`idc.sr.train.train_sr` with ``settings`` under torchrun with ``ranks`` processes
-    and return its exit status; every line the ranks print is logged here.
+    and return its exit status; every line the ranks print is logged here. ``threads``: the job's
+    CPU cores (default: all of this machine's), shared out as each rank's intra-op threads.
 
     A stop signal (SIGTERM, SIGUSR1, SIGINT) reaching this process is passed to torchrun as SIGTERM,
     which forwards it to the ranks: they agree on a step, rank 0 checkpoints, and a rerun resumes.
@@ -179,7 +194,7 @@ def launch_training(settings: Mapping[str, Any], ranks: int) -> int:
         yaml.safe_dump(_plain(settings), fh)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Each rank gets its share of the job's CPUs for its intra-op threads.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
+    env["OMP_NUM_THREADS"] = str(max(1, (threads or os.cpu_count() or 1) // ranks))
     command = torchrun_command(config_path, ranks)
     logger.info("launching %d ranks: %s", ranks, " ".join(command))
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

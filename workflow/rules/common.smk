@@ -10,11 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from idc.config import ConfigError, validate_config
+from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
 
 try:
     validate_config(config)
-except ConfigError as err:
+    check_training_ranks(config)
+except (ConfigError, ValueError) as err:
     # One line naming the key, before any job is planned.
     sys.exit(f"error: {err}")
 

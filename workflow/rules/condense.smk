@@ -53,9 +53,11 @@ rule upsample_condensed:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: config["teachers"][DATASETS[wc.dataset]["upsampler"]][
-            "resources"
-        ]["gpu"],
+        # Inference: one GPU even for a teacher trained on several.
+        gpu=lambda wc: min(
+            1,
+            config["teachers"][DATASETS[wc.dataset]["upsampler"]]["resources"]["gpu"],
+        ),
         cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=120,

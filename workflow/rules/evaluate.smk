@@ -19,6 +19,9 @@ rule train_sr:
             k: (lambda wc, k=k: job_resources(config["models"][wc.model])[k])
             for k in ("gpu", "cpus_per_task", "mem_mb", "runtime")
         },
+        # Data-parallel training processes (torchrun) of the job; not a param: any rank count
+        # gives the same training, so changing it reruns nothing.
+        ranks=lambda wc: job_ranks(config["models"][wc.model]["resources"]),
     params:
         spec=lambda wc: network_spec("models", wc.model),
         seed=lambda wc: derived_seed(4, DATASETS[wc.dataset]["replicate"], wc.model),
@@ -42,7 +45,8 @@ rule test_sr:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: config["models"][wc.model]["resources"]["gpu"],
+        # Testing is inference on whole images: one GPU whatever the training used.
+        gpu=lambda wc: min(1, config["models"][wc.model]["resources"]["gpu"]),
         cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=60,

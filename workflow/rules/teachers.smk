@@ -23,6 +23,9 @@ rule train_teacher:
             k: (lambda wc, k=k: job_resources(config["teachers"][wc.teacher])[k])
             for k in ("gpu", "cpus_per_task", "mem_mb", "runtime")
         },
+        # Data-parallel training processes (torchrun) of the job; not a param: any rank count
+        # gives the same training, so changing it reruns nothing.
+        ranks=lambda wc: job_ranks(config["teachers"][wc.teacher]["resources"]),
     params:
         spec=lambda wc: network_spec("teachers", wc.teacher),
         seed=lambda wc: derived_seed(1, wc.teacher),
@@ -50,7 +53,7 @@ rule import_teacher:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: job_resources(config["teachers"][wc.teacher])["gpu"],
+        gpu=lambda wc: min(1, job_resources(config["teachers"][wc.teacher])["gpu"]),
         mem_mb=lambda wc: job_resources(config["teachers"][wc.teacher])["mem_mb"],
         runtime=30,
     params:
