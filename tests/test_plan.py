@@ -1,0 +1,77 @@
+"""Cost plan: job counts from the configuration, hours from the throughput table, fit checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from idc.config import load_config
+from idc.plan import format_plan, load_table, match_figure, plan
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config("config/config.yaml")
+
+
+def _rows(rows, rule):
+    return {r.what: r for r in rows if r.rule == rule}
+
+
+def test_paper_table1_counts_and_hours(paper):
+    rows = plan(paper)
+    train = _rows(rows, "train_sr")
+    # Table 1: 6 datasets x 3 models.
+    assert {m: r.jobs for m, r in train.items()} == {"edsr": 6, "swinir": 6, "mambairv2": 6}
+    # EDSR-baseline at the measured batch and crop: 300k steps at 67.9 steps/s.
+    assert train["edsr"].hours == pytest.approx(300_000 / 67.9 / 3600)
+    # SwinIR-light: batch 64 of 256^2 on 2 GPUs = 32 per GPU, 32 * 256^2 / (16 * 192^2) times
+    # the measured step time.
+    per_gpu_pixels = 32 * 256**2 / (16 * 192**2)
+    assert train["swinir"].hours == pytest.approx(500_000 / (13.0 / per_gpu_pixels) / 3600)
+    assert train["swinir"].gpus == 2 and train["swinir"].batch_per_gpu == 32
+    assert train["swinir"].mem_gib == pytest.approx(6.2 * per_gpu_pixels)
+    assert train["swinir"].gpu_hours == pytest.approx(6 * 2 * train["swinir"].hours)
+    condense = _rows(rows, "condense_image")["1 runs"]
+    assert condense.jobs == 800 and condense.hours == pytest.approx(20_000 * 0.0682 / 3600)
+    # Teachers needed by Table 1: the extractor (also the baselines' feature teacher) and the
+    # up-sampler of the IDC dataset; EDSR and SwinIR up-samplers only for Table 5.
+    assert set(_rows(rows, "train_teacher")) == {"swinir", "mambairv2_up"}
+    assert set(_rows(plan(paper, tables=["table5"]), "train_teacher")) == {"swinir", "mambairv2_up", "edsr_up",
+                                                                           "swinir_up"}
+
+
+def test_paper_config_fits_80gb_gpus(paper):
+    """Every training job of the paper config fits one 80 GB GPU per rank (figures or estimates)."""
+    rows = plan(paper, tables=sorted(paper["tables"]))
+    for row in rows:
+        if row.rule in ("train_sr", "train_teacher"):
+            assert row.mem_gib is not None and row.mem_gib < 80, (row.what, row.mem_gib)
+    text = format_plan(rows)
+    assert "does not fit" not in text
+    # One GPU with the MambaIRv2 teacher's whole batch would not fit: the check can fire.
+    one_gpu = {**paper["teachers"]["mambairv2_up"], "resources": {**paper["teachers"]["mambairv2_up"]["resources"],
+                                                                   "gpu": 1}}
+    paper_one = {**paper, "teachers": {**paper["teachers"], "mambairv2_up": one_gpu}}
+    assert "mambairv2_up: 234 GiB per GPU does not fit 80 GiB" in format_plan(plan(paper_one))
+
+
+def test_every_figure_names_machine_and_date_and_estimates_say_how():
+    table = load_table()
+    for entry in table["sr_training"]:
+        assert entry["machine"] and entry["date"], entry["name"]
+        assert entry["kind"] in ("measured", "estimate")
+        if entry["kind"] == "estimate":
+            assert "params" in entry["derivation"], entry["name"]
+    assert match_figure({"arch": "edsr", "kwargs": {"num_feat": 64, "num_block": 16}}, table)["kind"] == "measured"
+    assert match_figure({"arch": "edsr", "kwargs": {"num_feat": 32, "num_block": 4}}, table) is None
+
+
+def test_cli_prints_the_plan_and_names_a_bad_table():
+    ok = subprocess.run([sys.executable, "-m", "idc", "plan", "--configfile", "config/config.yaml"],
+                        capture_output=True, text=True, check=True)
+    assert "| train_sr | swinir | 6 | 2 |" in ok.stdout and "GPU-days" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "idc", "plan", "--tables", "table9"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "table9" in bad.stderr
