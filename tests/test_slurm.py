@@ -443,6 +443,26 @@ def test_outputs_were_written_inside_their_slurm_jobs(workflow_run: RunRecord) -
         assert (fields["gpus"] != "none") == gpu_rule, (path, line)
 
 
+def test_a_training_job_ran_data_parallel_ranks(workflow_run: RunRecord) -> None:
+    """config/slurm-ci.yaml gives one teacher two GPUs: one SLURM job, two torchrun ranks."""
+    if not workflow_run.is_project:
+        pytest.skip("only the project's workflow trains networks")
+    multi = [(jid, job) for jid, jobs in workflow_run.submitted.items() for job in jobs
+             if (resource(job, "ranks") or 1) > 1]
+    assert multi, "no training job with more than one rank was submitted"
+    results = workflow_run.workdir / "results" / "slurm-ci"
+    for jid, job in multi:
+        ranks = resource(job, "ranks")
+        assert gpus_of(workflow_run.sacct[jid]["AllocTRES"]) == ranks, workflow_run.sacct[jid]
+        teacher = dict(kv.split("=", 1) for kv in job.wildcards.split(", "))["teacher"]
+        log = (results / "logs" / job.rule / f"{teacher}.log").read_text()
+        assert f"launching {ranks} ranks" in log
+        for rank in range(ranks):
+            assert f"rank {rank} of {ranks} joined the gloo process group" in log, log[-2000:]
+        train_log = json.loads((results / "teachers" / teacher / "train_log.json").read_text())
+        assert train_log["settings"]["ranks"] == ranks
+
+
 def test_second_run_has_nothing_to_do(workflow_run: RunRecord) -> None:
     """Nothing was left incomplete: a second run finds every output up to date."""
     extra = [a for a in workflow_run.extra if a != "--forceall"]
