@@ -195,3 +195,43 @@ def test_torchrun_launch_equals_one_process(data, tmp_path):
     rc = launch_training({**_settings(data, launched), "device": "cpu"}, ranks=2)
     assert rc == 0
     _assert_same_training(_outputs(single), _outputs(launched), rtol=1e-5, atol=1e-6)
+
+
+_LAUNCHER = """
+import logging, sys, yaml
+from idc.sr.distributed import launch_training
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+sys.exit(launch_training(yaml.safe_load(open(sys.argv[1])), ranks=2, threads=2))
+"""
+
+
+@pytest.mark.slow
+def test_stop_signal_to_the_launcher_checkpoints_all_ranks_and_the_rerun_resumes(data, tmp_path):
+    """SIGTERM to the job's process (as SLURM's pre-timeout chain sends it) goes through torchrun
+    to both ranks; rank 0 checkpoints and a rerun continues from that step."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from idc.sr.checkpoint import read_manifest
+    from idc.sr.train import default_resume_dir
+
+    out = tmp_path / "out"
+    # Many steps, no periodic checkpoint: the only checkpoint is the one the signal causes.
+    settings = {**_settings(data, out, steps=400, checkpoint_every=10_000, val_every=10_000), "device": "cpu"}
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 1/400" in line:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0, "".join(lines)
+    manifest = read_manifest(default_resume_dir(out))
+    assert manifest is not None and 1 <= manifest["step"] < 400, "".join(lines)
+    assert not out.exists()
+    assert launch_training(settings, ranks=2, threads=2) == 0
+    assert _outputs(out)[2]["resumed_from_step"] == manifest["step"]

@@ -16,6 +16,7 @@ validates and writes checkpoints, trajectories and the model.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -91,7 +92,10 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         yield
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size)
+    # Rank 0 validates alone while the others wait in their next collective: allow for a long
+    # validation of a large network before the wait counts as a hang.
+    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size,
+                            timeout=datetime.timedelta(minutes=60))
     logger.info("rank %d of %d joined the %s process group", world.rank, world.size, backend)
     try:
         yield

@@ -258,13 +258,19 @@ def run_steps(
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # Only the training device's generator: asking for all devices would open a CUDA context
+        # on every GPU of the node from every rank of a data-parallel job.
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
+    if device.type != "cuda":
+        return
+    if "cuda_device" in state:
+        torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)
+    elif "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():  # checkpoints of older runs
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
