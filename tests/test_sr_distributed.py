@@ -18,29 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from idc.data.images import write_png
-from idc.data.imresize import imresize_uint8
-from idc.data.store import write_patch_store
 from idc.sr.data import StreamSampler
 from idc.sr.distributed import World, job_ranks, launch_training, split_batch, world_from_env
 from idc.sr.train import TrainingInterrupted, train_sr
-from tests.test_sr_train import _outputs, _smooth_images
+from tests.test_sr_train import _outputs, write_train_data
 
 TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp_data")
-    rng = np.random.default_rng(1)
-    hr = _smooth_images(rng, 6, 32)
-    lr = np.stack([imresize_uint8(h, 0.25) for h in hr])
-    store = write_patch_store(root / "store.h5", lr, hr, np.arange(6), np.zeros((6, 2), np.int64), source="test")
-    val_hr, val_lr = root / "val_hr", root / "val_lr"
-    for i, img in enumerate(_smooth_images(rng, 2, 24)):
-        write_png(val_hr / f"v{i}.png", img)
-        write_png(val_lr / f"v{i}x4.png", imresize_uint8(img, 0.25))
-    return {"store": store, "val_hr": val_hr, "val_lr": val_lr}
+    return write_train_data(tmp_path_factory.mktemp("ddp_data"), n=6, seed=1)
 
 
 def _settings(data, out_dir, **over):

@@ -34,18 +34,22 @@ def _smooth_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return np.clip(big.astype(np.int16) + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_data")
-    rng = np.random.default_rng(0)
-    hr = _smooth_images(rng, 8, 32)
+def write_train_data(root, *, n: int, seed: int) -> dict:
+    """A patch store of ``n`` 32x32 HR patches and two validation images under ``root``."""
+    rng = np.random.default_rng(seed)
+    hr = _smooth_images(rng, n, 32)
     lr = np.stack([imresize_uint8(h, 0.25) for h in hr])
-    store = write_patch_store(root / "store.h5", lr, hr, np.arange(8), np.zeros((8, 2), np.int64), source="test")
+    store = write_patch_store(root / "store.h5", lr, hr, np.arange(n), np.zeros((n, 2), np.int64), source="test")
     val_hr, val_lr = root / "val_hr", root / "val_lr"
     for i, img in enumerate(_smooth_images(rng, 2, 24)):
         write_png(val_hr / f"v{i}.png", img)
         write_png(val_lr / f"v{i}x4.png", imresize_uint8(img, 0.25))
     return {"store": store, "val_hr": val_hr, "val_lr": val_lr}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_train_data(tmp_path_factory.mktemp("train_data"), n=8, seed=0)
 
 
 def _settings(data, out_dir, **over):
