@@ -60,10 +60,13 @@ def training_cost(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]
     from idc.sr.distributed import job_ranks
 
     train, res = spec["train"], spec.get("resources", {})
-    gpus = max(1, int(res.get("gpu", 1)))
+    gpus = int(res.get("gpu", 1))
     ranks = job_ranks(res)
     share = train["batch_size"] / ranks
     entry = match_figure(spec, table)
+    if gpus == 0:
+        return {"gpus": 0, "share": share, "hours": float(res.get("runtime", 0)) / 60, "mem": None,
+                "basis": "limit (CPU job: the figures are for GPUs)"}
     if entry is None:
         return {"gpus": gpus, "share": share, "hours": float(res.get("runtime", 0)) / 60, "mem": None,
                 "basis": f"limit (no throughput figure for {spec['arch']})"}
@@ -140,9 +143,17 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
                             f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"))
         rows.append(PlanRow("upsample_condensed", "", len(idc), 1, 2.0, None, None, 2.0, "limit"))
 
-    selection = [d for d in used if datasets[d]["method"] in SELECTION_METHODS]
-    if selection:
-        rows.append(PlanRow("select_baseline", "", len(selection), 1, 2.0, None, None, 2.0, "limit"))
+    # Selection runs on a GPU only when it computes teacher features (herding, k-center).
+    on_gpu = {True: 0, False: 0}
+    for d in used:
+        spec = datasets[d]
+        if spec["method"] in SELECTION_METHODS:
+            merged = {**config["baselines"], **spec.get("selection", {})}
+            on_gpu[spec["method"] in ("herding", "kcenter") and merged["feature_source"] == "teacher"] += 1
+    for gpu, count in ((True, on_gpu[True]), (False, on_gpu[False])):
+        if count:
+            rows.append(PlanRow("select_baseline", "teacher features" if gpu else "", count, int(gpu), 2.0,
+                                None, None, 2.0, "limit"))
 
     by_model: dict[str, int] = {}
     for _, m in pairs:
@@ -167,7 +178,7 @@ def format_plan(rows: list[PlanRow], *, gpu_mem_gib: float = 80.0) -> str:
     for r in rows:
         mem = f"{r.mem_gib:.1f}" if r.mem_gib is not None else ""
         batch = str(r.batch_per_gpu) if r.batch_per_gpu is not None else ""
-        limit = f"{r.limit_h:.0f}" if r.limit_h is not None else ""
+        limit = f"{r.limit_h:.3g}" if r.limit_h is not None else ""
         lines.append(f"| {r.rule} | {r.what} | {r.jobs} | {r.gpus} | {batch} | {mem} | {r.hours:.1f} | {limit} | "
                      f"{r.gpu_hours:,.0f} | {r.basis} |")
         if r.mem_gib is not None and r.mem_gib > gpu_mem_gib:
@@ -179,5 +190,5 @@ def format_plan(rows: list[PlanRow], *, gpu_mem_gib: float = 80.0) -> str:
                             f"it needs {attempts} attempts, each resuming from the checkpoint (profile retries)")
     total = sum(r.gpu_hours for r in rows)
     jobs = sum(r.jobs for r in rows)
-    lines.append(f"| **total** | | {jobs} | | | | | | {total:,.0f} | {total / 24:,.0f} GPU-days |")
+    lines.append(f"| **total** | | {jobs} | | | | | | {total:,.0f} | {total / 24:,.1f} GPU-days |")
     return "\n".join(lines + [""] + [f"warning: {w}" for w in warnings])
