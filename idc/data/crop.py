@@ -39,6 +39,7 @@ __all__ = [
     "count_patches",
     "crop_image_pair",
     "find_lr_file",
+    "image_patch_counts",
     "crop_images_to_store",
 ]
 
@@ -198,6 +199,28 @@ def _ordered_map(
     return results()
 
 
+def _image_windows(
+    hr_path: Path, *, scale: int, hr_size: int, step: int, thresh: int
+) -> tuple[int, int, int]:
+    """(mod-cropped height, width, number of windows) of one image, from its header."""
+    h, w = image_size(hr_path)
+    h_mod, w_mod = h - h % scale, w - w % scale
+    if h_mod < hr_size or w_mod < hr_size:
+        raise ValueError(f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}")
+    return h_mod, w_mod, count_patches(h_mod, w_mod, hr_size, step, thresh)
+
+
+def image_patch_counts(
+    hr_files: list[Path], *, scale: int, hr_size: int, step: int, thresh: int = 0
+) -> list[int]:
+    """Patches each image will give (headers only): lets the workflow check its ratios before
+    the crop job runs."""
+    return [
+        _image_windows(p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)[2]
+        for p in hr_files
+    ]
+
+
 def _validate_inputs(
     hr_files: list[Path], lr_dir: Path | None, *, scale: int, hr_size: int, step: int, thresh: int
 ) -> tuple[list[Path | None], int]:
@@ -206,13 +229,8 @@ def _validate_inputs(
     lr_files: list[Path | None] = []
     total = 0
     for hr_path in hr_files:
-        h, w = image_size(hr_path)
-        h_mod, w_mod = h - h % scale, w - w % scale
-        if h_mod < hr_size or w_mod < hr_size:
-            raise ValueError(
-                f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}"
-            )
-        total += count_patches(h_mod, w_mod, hr_size, step, thresh)
+        h_mod, w_mod, n = _image_windows(hr_path, scale=scale, hr_size=hr_size, step=step, thresh=thresh)
+        total += n
         if lr_dir is None:
             lr_files.append(None)
             continue

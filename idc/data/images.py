@@ -155,17 +155,30 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     """Image files of a folder, sorted by file name (the order defines image ids).
 
     Hidden files (``.name``) and sub-folders are ignored. A missing folder is a FileNotFoundError;
-    an empty folder, or a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), is a
-    ValueError naming it, so stray files are never silently skipped.
+    an empty folder, a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), a symbolic
+    link whose target is missing, or two files with the same stem (``b.png`` and ``b.jpg``, also
+    differing only in case: the stem names the image everywhere downstream) is a ValueError
+    naming them, so stray files are never silently skipped or merged.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder not found: {directory}")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    for p in entries:
+        if p.is_symlink() and not p.exists():
+            raise ValueError(f"broken symbolic link (target missing) in image folder: {p}")
+    files = [p for p in entries if p.is_file()]
+    stems: dict[str, Path] = {}
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
                 f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}"
+            )
+        other = stems.setdefault(p.stem.casefold(), p)
+        if other is not p:
+            raise ValueError(
+                f"two images with the same name in {directory}: {other.name} and {p.name} "
+                "(one image per name; rename or remove one)"
             )
     if not files:
         raise ValueError(f"no images in folder: {directory}")
