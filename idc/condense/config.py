@@ -23,6 +23,19 @@ PARAMETRISATIONS = ("clamp", "sigmoid")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def _of_type(value: Any, kind: str) -> bool:
+    """Whether `value` fits a field annotation (bool is not an int, an int is a float)."""
+    if kind.startswith("list[") and kind.endswith("]"):
+        return isinstance(value, (list, tuple)) and all(_of_type(v, kind[5:-1]) for v in value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return kind != "str" or isinstance(value, str)
+
+
 @dataclass
 class CondenseConfig:
     # --- data volume -------------------------------------------------------------------------
@@ -129,6 +142,11 @@ class CondenseConfig:
 
         def bad(key: str, why: str) -> None:
             raise ValueError(f"condense config: {key}={getattr(self, key)!r} {why}")
+
+        # Types first: YAML's "false" is a string, and a non-empty string is truthy.
+        for f in dataclasses.fields(self):
+            if not _of_type(getattr(self, f.name), f.type):
+                bad(f.name, f"is not of type {f.type}")
 
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")

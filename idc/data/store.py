@@ -8,7 +8,10 @@ Layout:
 * ``origin``    (N, 2) int64: (row, col) of the HR crop's top-left corner; -1 for synthetic patches
 * optional ``image_name`` (n_images,) str: file name of image id i (set by the cropper)
 * attrs ``scale``, ``hr_size``, ``step``, ``source``, ``created_by`` (package version), ``seed``
-  (-1 when no randomness was involved), ``compression``, and ``complete`` = True written last.
+  (-1 when no randomness was involved), ``compression``, ``sha256_<dataset>`` (checksum of each
+  dataset as written, :func:`dataset_digest`; the index arrays are checked on every open, the
+  image arrays by :meth:`PatchStore.verify` / ``store-info --verify``), and ``complete`` = True
+  written last.
 
 Each patch is one HDF5 chunk (a random read touches exactly one chunk), compressed with LZF.
 Measured on BSD100 256x256 HR patches (2 shared CPU cores, page cache; bench/bench_data.py):
@@ -23,6 +26,7 @@ exists under its final name is complete; readers also check the ``complete`` mar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +39,8 @@ import numpy as np
 
 from idc import __version__
 
-__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "SCHEMA_VERSION", "COMPRESSION"]
+__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION",
+           "COMPRESSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,26 @@ def _python_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+def dataset_digest(ds: h5py.Dataset) -> str:
+    """SHA-256 of a dataset as stored: the bytes of each chunk as written (compressed) for the
+    one-patch-per-chunk image arrays (no decompression, so a whole store hashes in seconds), the
+    values for the small ones. Written at creation, compared by :meth:`PatchStore.verify`."""
+    digest = hashlib.sha256()
+    digest.update(repr((ds.dtype.str, ds.shape)).encode())
+    if ds.chunks is not None and ds.ndim > 1 and ds.chunks[0] == 1 and ds.chunks[1:] == ds.shape[1:]:
+        tail = (0,) * (ds.ndim - 1)
+        for i in range(ds.shape[0]):
+            mask, chunk = ds.id.read_direct_chunk((i, *tail))
+            digest.update(mask.to_bytes(4, "little"))
+            digest.update(chunk)
+    elif h5py.check_string_dtype(ds.dtype) is not None:
+        for value in ds.asstr()[...].reshape(-1):
+            digest.update(value.encode() + b"\0")
+    else:
+        digest.update(np.ascontiguousarray(ds[...]).tobytes())
+    return digest.hexdigest()
 
 
 class PatchStoreWriter:
@@ -248,6 +273,8 @@ class PatchStoreWriter:
             return self.path
         try:
             self._file.attrs["n_patches"] = self._n
+            for name in self._file:
+                self._file.attrs[f"sha256_{name}"] = dataset_digest(self._file[name])
             self._file.attrs["complete"] = True  # last write: readers refuse files without it
             self._file.close()
             self._file = None
@@ -343,7 +370,12 @@ class PatchStore:
             raise ValueError(
                 f"{where}: inconsistent lengths lr {lr.shape}, hr {hr.shape}, image_id {ids.shape}, origin {org.shape}"
             )
-        scale = int(f.attrs["scale"])
+        try:
+            scale = int(f.attrs["scale"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: attr scale {_python_value(f.attrs['scale'])!r} is not an integer") from None
+        if scale < 1:
+            raise ValueError(f"{where}: attr scale {scale} is not positive")
         if (
             hr.shape[3] != 3
             or lr.shape[3] != 3
@@ -357,6 +389,43 @@ class PatchStore:
             raise ValueError(
                 f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)"
             )
+        # The small index arrays are read whole on every open: their checksums cost nothing.
+        for name in ("image_id", "origin"):
+            self._check_digest(f, name)
+        image_id, origin = ids[...], org[...]
+        if n and image_id.min() < 0:
+            raise ValueError(f"{where}: negative image_id {int(image_id.min())} (corrupt?)")
+        if "image_name" in f and n and image_id.max() >= f["image_name"].shape[0]:
+            raise ValueError(
+                f"{where}: image_id {int(image_id.max())} has no entry in image_name "
+                f"({f['image_name'].shape[0]} names)"
+            )
+        if n and origin.min() < -1:
+            raise ValueError(f"{where}: origin {int(origin.min())} below -1 (corrupt?)")
+
+    def _check_digest(self, f: h5py.File, name: str) -> bool:
+        """Compare dataset `name` with the checksum written at creation; False when the store
+        has none (written by an earlier version)."""
+        expected = f.attrs.get(f"sha256_{name}")
+        if expected is None:
+            return False
+        try:
+            actual = dataset_digest(f[name])
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"patch store {self.path}: dataset {name!r} cannot be read (corrupt?): {err}") from None
+        if actual != _python_value(expected):
+            raise ValueError(
+                f"patch store {self.path}: dataset {name!r} does not match the checksum written at "
+                "creation (corrupt file: recreate it)"
+            )
+        return True
+
+    def verify(self) -> list[str]:
+        """Compare every dataset with its checksum from creation (reads the whole file);
+        ValueError naming the first mismatch. Returns the names verified (empty for stores
+        written before checksums existed)."""
+        with h5py.File(self.path, "r") as f:
+            return [name for name in f if self._check_digest(f, name)]
 
     # -- lazy per-process handle -------------------------------------------------------------
     def _handle(self) -> h5py.File:
