@@ -23,6 +23,7 @@ from idc.data.crop import find_lr_file
 from idc.data.download import download, safe_extract
 from idc.data.images import image_size, list_images, read_image, write_png
 from idc.data.imresize import imresize_uint8, modcrop
+from idc.data.store import remove_stale_temporaries
 
 __all__ = ["KNOWN_TESTSETS", "prepare_testset", "find_image_dirs"]
 
@@ -117,6 +118,8 @@ def prepare_testset(
         raise ValueError(f"test set {name}: give exactly one of hr_dir or url")
     if url is not None and not sha256:
         raise ValueError(f"test set {name}: url {url} needs its sha256")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     work = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
