@@ -149,3 +149,126 @@ def test_a_corrupted_store_is_found_by_its_checksums(tmp_path):
     with h5py.File(path, "r+") as f:
         f.attrs["scale"] = "four"
     _one_line(_idc("store-info", str(path)), str(path), "scale", "four")
+
+
+# ------------------------------------------------------------------ archives: one line each
+def _zip(members: dict[str, bytes], patch=None) -> bytes:
+    """A zip of `members`; `patch(raw, name)` may then edit the headers of member `name`."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    raw = bytearray(buf.getvalue())
+    if patch:
+        patch(raw)
+    return bytes(raw)
+
+
+def _set_header_field(raw: bytearray, local_offset: int, central_offset: int, value: int) -> None:
+    """Write a 2-byte field into every local (PK\\3\\4) and central (PK\\1\\2) header."""
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        start = raw.find(signature)
+        while start != -1:
+            raw[start + offset : start + offset + 2] = value.to_bytes(2, "little")
+            start = raw.find(signature, start + 4)
+
+
+ARCHIVES = {
+    # 100 MB of zeros deflate to ~100 kB: beyond 20x the archive (and the 64 MB floor)
+    "decompression bomb": (lambda: _zip({"HR/a.png": bytes(100 << 20)}), "more than the limit"),
+    "encrypted member": (lambda: _zip({"HR/a.png": b"x" * 100},
+                                      lambda raw: _set_header_field(raw, 6, 8, 0x1)), "encrypted member"),
+    "unsupported compression": (lambda: _zip({"HR/a.png": b"x" * 100},
+                                             lambda raw: _set_header_field(raw, 8, 10, 9)), "compression method 9"),
+    "file and folder clash": (lambda: _zip({"HR": b"x", "HR/a.png": b"y"}), "both a file and a folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARCHIVES))
+def test_archive_problems_are_one_line_errors_before_extraction(tmp_path, case):
+    import hashlib
+
+    make, reason = ARCHIVES[case]
+    data = make()
+    archive = tmp_path / "set.zip"
+    archive.write_bytes(data)
+    proc = _idc("prepare-testset", "Set", str(tmp_path / "out"), "--url", archive.as_uri(),
+                "--sha256", hashlib.sha256(data).hexdigest())
+    _one_line(proc, "set.zip", reason)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.zip"]  # nothing extracted, no temporaries
+
+
+# ------------------------------------------------------------------ crashes -> one line naming the file or key
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_header_only(path: Path, width: int, height: int, extra: bytes = b"") -> Path:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = _png_chunk(b"IHDR", ihdr) + extra + _png_chunk(b"IDAT", zlib.compress(b"\0" * 4)) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
+    import zlib
+
+    from idc.archs import save_model
+    from idc.archs.registry import build_model
+
+    small = _photo(tmp_path / "small.png", size=(16, 16))
+    out = tmp_path / "out.png"
+    # a 30000x30000 header: PIL's decompression-bomb limit, not an uncaught exception
+    bomb = _png_header_only(tmp_path / "huge.png", 30000, 30000)
+    _one_line(_idc("resize", str(bomb), str(out), "--scale", "0.5"), "huge.png", "too many pixels")
+    # a text chunk that inflates beyond PIL's limit: the error names the file
+    ztxt = _png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(bytes(8 << 20)))
+    text_bomb = _png_header_only(tmp_path / "text.png", 4, 4, extra=ztxt)
+    _one_line(_idc("resize", str(text_bomb), str(out), "--scale", "0.5"), "text.png")
+    # an output size in the terabytes is refused before allocating
+    _one_line(_idc("resize", str(small), str(out), "--scale", "3000"), "48000x48000")
+    # a folder as output path
+    (tmp_path / "folder.png").mkdir()
+    _one_line(_idc("resize", str(small), str(tmp_path / "folder.png"), "--scale", "0.5"), "folder.png", "is a folder")
+    # crop --scale 0
+    _one_line(_idc("crop", str(tmp_path / "photos"), str(tmp_path / "s.h5"), "--scale", "0"), "scale")
+    # a constructor argument of the wrong type, and a zero-byte checkpoint
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+                   "edsr_baseline_x4"), "empty.pth", "empty")
+    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+                   "edsr_baseline_x4", "--set", "num_feat=abc"), "num_feat='abc'")
+    # a model file whose metadata asks for 1e14 weights is refused without allocating them
+    tiny = tmp_path / "tiny.safetensors"
+    save_model(tiny, build_model("edsr", num_feat=4, num_block=1), "edsr", {"num_feat": 4, "num_block": 1})
+    from safetensors.torch import load_file, save_file
+
+    from idc.archs.io import FORMAT_TAG, load_model
+
+    save_file(load_file(tiny), tiny, metadata={"format": FORMAT_TAG, "arch": "edsr",
+                                              "kwargs": '{"num_feat": 600000, "num_block": 1}'})
+    with pytest.raises(ValueError, match=r"model file .*tiny.safetensors: .*more than the limit"):
+        load_model(tiny)
+    assert not list(tmp_path.glob(".*"))  # no temporaries left by any of them
+
+
+def test_a_network_of_another_scale_is_refused_before_training(tmp_path):
+    from idc.sr.train import train_sr
+
+    rng = np.random.default_rng(0)
+    store = write_patch_store(tmp_path / "x2.h5", rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+                              rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), np.zeros(4, np.int64),
+                              np.zeros((4, 2), np.int64))
+    with pytest.raises(ValueError, match=r"up-samples x4, the patch store .*x2.h5 is x2"):
+        train_sr(model_name="edsr_baseline_x4", store_path=store, out_dir=tmp_path / "out", steps=1, batch_size=1,
+                 gt_size=16, lr=1e-4, device="cpu")
+    assert not (tmp_path / "out").exists()

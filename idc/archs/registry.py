@@ -111,10 +111,17 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Construct an SR network by architecture name (`edsr`, `swinir`, `mambairv2_light`, `mambairv2`)
     or preset name (see `MODEL_PRESETS`; `kwargs` then override the preset's values).
 
-    Unknown keyword arguments raise TypeError from the constructor, naming the argument.
+    Unknown or mistyped keyword arguments, and networks beyond ``MAX_MODEL_ELEMENTS`` weights,
+    raise ModelArgumentError (a TypeError and a ValueError) naming the argument, before any weight
+    is allocated.
     """
-    arch, full = resolve(name, **kwargs)
+    arch, full = check_model_kwargs(name, kwargs)
     return ARCHITECTURES[arch](**full)
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """Constructor arguments that do not fit the architecture (TypeError for callers that catch
+    what the constructor itself would raise; ValueError for the one-line error of the commands)."""
 
 
 # Largest network a configuration or a model file may ask for (parameters + buffers). The paper's
@@ -159,7 +166,7 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[
     """(architecture, full kwargs) after checking every argument's name and type against the
     constructor and the network's size, without allocating it (built on the meta device).
 
-    ValueError naming the argument; called before any job or weight allocation.
+    ModelArgumentError naming the argument; called before any job or weight allocation.
     """
     import torch
 
@@ -168,18 +175,18 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[
     for key, value in full.items():
         if key not in params or key == "self":
             known = ", ".join(p for p in params if p != "self")
-            raise ValueError(f"{arch} has no constructor argument {key!r} (known: {known})")
+            raise ModelArgumentError(f"{arch} has no constructor argument {key!r} (known: {known})")
         annotation = params[key].annotation
         if not isinstance(annotation, str) or not _accepts(annotation, value):
-            raise ValueError(f"{arch} argument {key}={value!r} is not of type {annotation}")
+            raise ModelArgumentError(f"{arch} argument {key}={value!r} is not of type {annotation}")
     try:
         with torch.device("meta"):
             network = ARCHITECTURES[arch](**full)
     except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, IndexError) as err:
-        raise ValueError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in full.items())}) cannot be built: {err}") from None
+        raise ModelArgumentError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in full.items())}) cannot be built: {err}") from None
     size = sum(t.numel() for t in itertools.chain(network.parameters(), network.buffers()))
     if size > MAX_MODEL_ELEMENTS:
-        raise ValueError(f"{arch} with these arguments has {size:,} weights, more than the limit "
+        raise ModelArgumentError(f"{arch} with these arguments has {size:,} weights, more than the limit "
                          f"{MAX_MODEL_ELEMENTS:,} (a typo in a width or depth?)")
     return arch, full
 

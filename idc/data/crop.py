@@ -277,6 +277,9 @@ def crop_images_to_store(
     hr_dir = Path(hr_dir)
     out_path = Path(out_path)
     lr_dir_p = Path(lr_dir) if lr_dir is not None else None
+    for key, value, least in (("scale", scale, 1), ("hr_size", hr_size, 1), ("step", step, 1), ("thresh", thresh, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"crop: {key} must be an integer >= {least}, got {value!r}")
     if hr_size % scale or step % scale:
         raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
     if lr_dir_p is not None and not lr_dir_p.is_dir():

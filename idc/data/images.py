@@ -188,6 +188,8 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
     Parent folders are created. Returns the path written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"write_png: the output path {path} is a folder")
     img = np.asarray(img)
     if img.dtype != np.uint8:
         raise ValueError(f"write_png: expected uint8, got {img.dtype} for {path}")
