@@ -12,8 +12,9 @@ from idc.config import ConfigError, check_ratios, read_config_file, validate_con
 from idc.versions import IMPL_VERSIONS as IMPL
 
 try:
+    # Snakemake's own reading keeps a duplicated key's last value: read strictly once more.
     for _path in workflow.configfiles:
-        read_config_file(_path)  # Snakemake's own reading keeps a duplicated key's last value
+        read_config_file(_path)
     validate_config(config)
 except ConfigError as err:
     # One line naming the key, before any job is planned.
@@ -99,7 +100,8 @@ def train_image_stems():
     # image's condensation log, so it follows the rule of path components.
     try:
         stems = [
-            check_name(p.stem, f"training image {p}") for p in list_images(train_hr_dir())
+            check_name(p.stem, f"training image {p}")
+            for p in list_images(train_hr_dir())
         ]
     except (OSError, ValueError) as err:
         sys.exit(f"error: config key data.trainset.folder: {err}")
@@ -124,7 +126,9 @@ def train_patch_counts():
     from idc.data.crop import image_patch_counts
     from idc.data.images import list_images
 
-    key = "data.trainset." + ("folder" if TRAIN["source"] == "folder" else "div2k_local_dir")
+    key = "data.trainset." + (
+        "folder" if TRAIN["source"] == "folder" else "div2k_local_dir"
+    )
     try:
         crop = config["data"]["crop"]
         return image_patch_counts(
