@@ -111,10 +111,14 @@ def _check_networks(config: dict) -> None:
 
     scale = config["scale"]
     crop = config["data"]["crop"]
-    for key in ("hr_size", "step"):
-        if crop[key] % scale:
-            raise ConfigError(f"config key data.crop.{key}: {crop[key]} is not a multiple of scale {scale} "
-                              "(LR windows must fall on whole pixels)")
+    crops = {"data.crop": crop}
+    crops.update({f"datasets.{name}": spec for name, spec in config.get("datasets", {}).items()
+                  if spec["method"] == "folder"})  # imported folders are cropped by their own sizes
+    for where, sizes in crops.items():
+        for key in ("hr_size", "step"):
+            if sizes.get(key) and sizes[key] % scale:
+                raise ConfigError(f"config key {where}.{key}: {sizes[key]} is not a multiple of scale {scale} "
+                                  "(LR windows must fall on whole pixels)")
     for section in ("teachers", "models"):
         for name, spec in config.get(section, {}).items():
             where = f"{section}.{name}"
@@ -181,7 +185,9 @@ def _cross_check(config: dict) -> None:
                     key = f"datasets.{name}.variant" if "variant" in str(err) else "condense.params"
                     raise ConfigError(f"config key {key}: {err}") from None
     for name, spec in datasets.items():
-        if spec["method"] != "whole" and "ratio" not in spec:
+        if spec["method"] == "folder" and not spec.get("hr"):
+            raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
+        if spec["method"] not in ("whole", "folder") and "ratio" not in spec:
             raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
         if spec["method"] == "idc":
             if "upsampler" not in spec:
@@ -201,6 +207,9 @@ def _cross_check(config: dict) -> None:
             for item in table[key]:
                 if item not in known:
                     raise ConfigError(f"config key tables.{name}.{key}: {item!r} is not a key of {section}")
+    for item in config.get("export", {}).get("datasets", []):
+        if item not in datasets:
+            raise ConfigError(f"config key export.datasets: {item!r} is not a key of datasets")
     for target in config["targets"]:
         if target not in tables:
             raise ConfigError(f"config key targets: {target!r} is not a key of tables")
@@ -245,7 +254,7 @@ def check_ratios(config: dict, patch_counts: list[int] | None) -> None:
     paper_div2k = config["data"]["trainset"]["source"] == "div2k" and (
         crop["hr_size"], crop["step"], crop["thresh"]) == (256, 128, 0)
     for name, spec in config["datasets"].items():
-        if spec["method"] == "whole":
+        if "ratio" not in spec:  # whole, folder: no selection from the patches
             continue
         images = spec.get("images")
         if patch_counts is not None:

@@ -12,4 +12,5 @@ IMPL_VERSIONS = {
     "select": 1,  # baseline selection
     "test": 1,  # SR inference and metrics
     "report": 1,  # tables and figures
+    "export": 1,  # paired PNG folders and dataset cards
 }

@@ -15,8 +15,9 @@ from idc.condense.condenser import (CondensationInterrupted, NonFiniteLossError,
 from idc.condense.config import CondenseConfig
 from idc.condense.tiny_extractor import TinyExtractor
 
+# ratio 0.2: the 12 real patches below give floor(2.4) = 2 synthetic ones
 TINY = dict(steps=24, warmup=8, assign_interval=3, assign_times=3, channels=16, kernel=3, num_freqs=32,
-            groups=3, patch=4, log_every=4, checkpoint_every=0, milestones=[16, 20])
+            groups=3, patch=4, log_every=4, checkpoint_every=0, milestones=[16, 20], ratio=0.2)
 
 
 def tiny_cfg(variant: str | None = None, **kw) -> CondenseConfig:
@@ -239,7 +240,8 @@ def test_loss_falls_on_a_real_bsd100_image() -> None:
     cfg = CondenseConfig.from_dict(dict(steps=300, warmup=60, assign_interval=20, assign_times=5, channels=64,
                                         kernel=3, num_freqs=256, groups=4, log_every=10, checkpoint_every=0,
                                         milestones=[250]))
-    syn, log = condense_instance(real, TinyExtractor(channels=8, seed=1), cfg, seed=0, progress=False)
+    # 4 synthetic patches as a share of a larger set would give (alone: floor(0.1 x 36) = 3)
+    syn, log = condense_instance(real, TinyExtractor(channels=8, seed=1), cfg, seed=0, progress=False, n_synthetic=4)
     steps = {r["step"]: r for r in log["steps"]}
     # instance loss over the run, and the full loss once every patch is grouped and paired
     assert steps[299]["loss_ins"] < 0.7 * steps[0]["loss_ins"]
@@ -249,7 +251,7 @@ def test_loss_falls_on_a_real_bsd100_image() -> None:
 
 
 def test_packed_instances_equal_separate_runs(real, tmp_path) -> None:
-    other = real.flip(-1)[:10]  # another instance with another N (n = 1)
+    other = real.flip(-1)[:10]  # another instance with another N (n = 2 of 0.2 x 10)
     cfg = tiny_cfg(checkpoint_every=5)
     packed = condense_instances([real, other], TinyExtractor(channels=4), cfg, seeds=[0, 3], progress=False)
     for (syn, log), (r, s) in zip(packed, [(real, 0), (other, 3)]):

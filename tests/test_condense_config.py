@@ -29,9 +29,20 @@ def test_schedule_follows_the_paper() -> None:
     assert CondenseConfig.from_dict({}, variant="v3").assignment_steps() == []
 
 
-def test_n_synthetic_is_ceil() -> None:
+def test_n_synthetic_of_one_instance_follows_the_budget_rule() -> None:
     c = CondenseConfig()
-    assert c.n_synthetic(151) == 16 and c.n_synthetic(150) == 15 and c.n_synthetic(3) == 1
+    assert c.budget == "equal"
+    # alone, an instance is the whole set: floor(r N), as the baselines count
+    assert c.n_synthetic(151) == 15 and c.n_synthetic(150) == 15 and c.n_synthetic(10) == 1
+    with pytest.raises(ValueError, match="keeps no patch"):
+        c.n_synthetic(3)
+    old = CondenseConfig(budget="ceil_per_image")
+    assert old.n_synthetic(151) == 16 and old.n_synthetic(150) == 15 and old.n_synthetic(3) == 1
+    # floor(0.1 x 310) = 31: floors 15 + 15 + 0, the leftover patch to the largest fraction (0.9)
+    assert c.synthetic_counts([151, 150, 9]) == [15, 15, 1]
+    assert old.synthetic_counts([151, 150, 9]) == [16, 15, 1]
+    with pytest.raises(ValueError, match="budget='fair'"):
+        CondenseConfig(budget="fair")
 
 
 def test_variants_cover_the_tables_and_build() -> None:

@@ -345,7 +345,7 @@ def test_long_csv_round_trip(tmp_path, three_methods):
         testsets_order=list(TESTSETS),
         title="t",
     )
-    assert sorted(p.name for p in paths.values()) == ["table1.csv", "table1.md", "table1.tex"]
+    assert sorted(p.name for p in paths.values()) == ["table1.csv", "table1.html", "table1.md", "table1.tex"]
     back = read_results_csv(paths["csv"])
     assert list(back["method"].unique()) == ["idc", "random", "herding"]  # table order
     key = ["method", "model", "testset"]
@@ -355,7 +355,7 @@ def test_long_csv_round_trip(tmp_path, three_methods):
     assert got["psnr"].tolist() == expected["psnr"].tolist()
     assert got["ssim"].tolist() == expected["ssim"].tolist()
     assert got["n_images"].tolist() == expected["n_images"].tolist()
-    assert sorted(os.listdir(tmp_path)) == ["table1.csv", "table1.md", "table1.tex"]
+    assert sorted(os.listdir(tmp_path)) == ["table1.csv", "table1.html", "table1.md", "table1.tex"]
 
 
 def test_make_tables_end_to_end(tmp_path):
@@ -388,7 +388,7 @@ def test_make_tables_end_to_end(tmp_path):
         },
     )
     assert sorted(os.listdir(out)) == sorted(
-        f"{n}.{s}" for n in ("table1", "table2") for s in ("csv", "md", "tex")
+        f"{n}.{s}" for n in ("table1", "table2") for s in ("csv", "md", "tex", "html")
     )
     assert set(written) == {"table1", "table2"}
     table1 = md_rows((out / "table1.md").read_text(), "PSNR (dB) ↑")
@@ -469,3 +469,48 @@ def test_difference_to_reference(three_methods):
     row = diff.iloc[0]
     assert (row["method"], row["psnr_paper"]) == ("idc", 30.0)
     assert row["psnr_diff"] == pytest.approx(0.18) and row["ssim_diff"] == pytest.approx(0.0044)
+
+
+def test_html_table_has_the_markdown_cells_and_marks(tmp_path):
+    """The HTML page (what the workflow report shows) carries the same numbers and marks."""
+    from html.parser import HTMLParser
+
+    entries = []
+    for method, offset in (("random", 0.0), ("idc", 0.5), ("herding", 0.2)):
+        path = write_metrics(tmp_path / f"{method}.csv", [("Set5", f"im{i}", 30.0 + offset, 0.8) for i in range(3)])
+        entries.append({"method": method, "model": "edsr", "path": path})
+    make_tables(entries=entries, out_dir=tmp_path / "t",
+                tables={"t1": {"methods": ["random", "idc", "herding"], "models": ["edsr"],
+                               "testsets": ["Set5"], "title": "A & B"}})
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.bold, self.second, self._cls = [], [], [], None
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            if tag == "td":
+                self._cls = dict(attrs).get("class")
+            self._tag = tag
+        def handle_data(self, data):
+            if data.strip() and self.rows and self._tag in ("td", "b", "th"):
+                self.rows[-1].append(data.strip())
+                if self._tag == "b":
+                    self.bold.append(data.strip())
+                if self._cls == "second":
+                    self.second.append(data.strip())
+
+    parser = Cells()
+    text = (tmp_path / "t" / "t1.html").read_text()
+    parser.feed(text)
+    assert "<title>A &amp; B</title>" in text
+    body = {}  # the first block (PSNR) of each row
+    for row in parser.rows:
+        if row and row[0] in ("Random", "IDC (ours)", "Herding"):
+            body.setdefault(row[0], row[1:])
+    md = md_rows((tmp_path / "t" / "t1.md").read_text(), "PSNR (dB) ↑")
+    assert set(body) == {"Random", "IDC (ours)", "Herding"}
+    for label, cells in body.items():
+        assert [c.strip("*_") for c in md[label]] == cells
+    assert "30.50" in parser.bold and "30.20" in parser.second

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -136,6 +137,16 @@ def test_demo_produces_table1(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_idc_trains_on_as_many_pairs_as_random(demo_run):
+    from idc.data.store import PatchStore
+
+    results = demo_run / "results/demo"
+    random = np.load(results / "datasets/random.idx.npy")
+    n_real = len(PatchStore(results / "data/train_patches.h5"))
+    assert len(PatchStore(results / "datasets/idc.h5")) == len(random) == n_real // 10  # floor(0.1 N)
+
+
+@pytest.mark.slow
 def test_demo_rerun_has_nothing_to_do(demo_run):
     proc = snakemake(["-n"], cwd=demo_run)
     assert planned_jobs(proc.stdout) == {}, proc.stdout[-3000:]
@@ -208,3 +219,22 @@ def test_demo_report_builds(demo_run):
     report = demo_run / "report.html"
     snakemake(["--report", str(report)], cwd=demo_run)
     assert report.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_logs_condensation_diagnostics_and_draws_progress(demo_run):
+    """Each instance's log carries the quality diagnostics; the figure set shows the first instances'
+    synthetic patches at several steps beside their real patches, and each weighted loss term."""
+    import json
+
+    logs = sorted((demo_run / "results/demo/condense").rglob("*.json"))
+    assert logs
+    for path in logs:
+        log = json.loads(path.read_text())
+        assert {"initial", "final", "best", "reference"} <= set(log["diagnostics"]), path
+        assert all("diag_mmd" in r and "diag_coverage_psnr" in r for r in log["steps"]), path
+    figures = demo_run / "results/demo/figures"
+    done = (figures / "done.txt").read_text().split()
+    progress = [name for name in done if Path(name).name.startswith("progress_")]
+    assert len(progress) == 3 and all((figures / name).stat().st_size > 5_000 for name in progress)
+    assert any(Path(name).name == "condense_losses.png" for name in done)

@@ -11,8 +11,9 @@ Shapes: u, delta (B, D, L); A (D, N) real; B, C (B, N, L) or (B, G, N, L) with G
 delta_bias (D,). Computation is in float32 (float64 when u is float64, which lets tests compare
 implementations far below float32 rounding); the output has u's dtype.
 
-`selective_scan` uses mamba_ssm's CUDA kernel when it is importable and the tensors are on CUDA
-(`pip install mamba-ssm`, optional extra `mamba`), otherwise `selective_scan_vectorised`.
+`selective_scan` uses mamba_ssm's CUDA kernel when its compiled extension is present and the
+tensors are on CUDA (`MAMBA_INSTALL`; see `_find_cuda_kernel` for the package layouts),
+otherwise `selective_scan_vectorised`.
 `selective_scan_sequential` is a step-by-step loop kept as the reference for tests and benchmarks.
 
 The vectorised form solves the linear recurrence x_t = a_t x_{t-1} + b_t with a_t = exp(delta A)
@@ -34,22 +35,52 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
+# The install line that keeps the compiled extension: built against the torch already installed
+# (build isolation would build against another torch; MAMBA_SKIP_CUDA_BUILD=TRUE drops the kernel).
+MAMBA_INSTALL = "pip install --no-build-isolation mamba-ssm"
+
 _CUDA_KERNEL: Callable | None = None
 _CUDA_KERNEL_TRIED = False
+_CUDA_KERNEL_MISSING: str | None = None
+
+
+def _find_cuda_kernel() -> tuple[Callable | None, str | None]:
+    """(selective_scan_fn, None) when mamba_ssm's compiled kernel is usable, else (None, why).
+
+    The compiled extension (the top-level module ``selective_scan_cuda`` of a mamba-ssm build) is
+    checked itself: older mamba-ssm imported it in ``selective_scan_interface`` and failed at
+    import time without it, recent releases make it optional there, so the interface imports and
+    ``selective_scan_fn`` fails only when called. Importing the interface proves nothing.
+    """
+    try:
+        import selective_scan_cuda  # noqa: F401 - the compiled kernel, not a Python module
+    except Exception as err:  # ImportError, OSError (missing libcudart), RuntimeError (ABI)
+        try:
+            import mamba_ssm  # noqa: F401
+        except Exception:
+            return None, "mamba_ssm is not installed"
+        return None, f"mamba_ssm is installed without its compiled extension selective_scan_cuda ({err})"
+    if not callable(getattr(selective_scan_cuda, "fwd", None)):
+        return None, "selective_scan_cuda has no fwd kernel (not mamba-ssm's extension?)"
+    try:
+        from mamba_ssm.ops import selective_scan_interface as interface
+    except Exception as err:
+        return None, f"mamba_ssm.ops.selective_scan_interface does not import ({err})"
+    if getattr(interface, "selective_scan_cuda", selective_scan_cuda) is None:
+        return None, "mamba_ssm's interface did not bind the compiled extension"
+    return interface.selective_scan_fn, None
 
 
 def cuda_kernel() -> Callable | None:
-    """mamba_ssm's `selective_scan_fn`, or None where mamba_ssm (a CUDA-only build) is missing."""
-    global _CUDA_KERNEL, _CUDA_KERNEL_TRIED
+    """mamba_ssm's `selective_scan_fn` where its compiled kernel is present, else None (then
+    one log line says why, and the PyTorch scan is used)."""
+    global _CUDA_KERNEL, _CUDA_KERNEL_TRIED, _CUDA_KERNEL_MISSING
     if not _CUDA_KERNEL_TRIED:
         _CUDA_KERNEL_TRIED = True
-        try:
-            # The module loads the compiled extension at import time: it fails on CPU-only machines.
-            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-        except Exception as err:  # ImportError, OSError (missing libcudart), RuntimeError
-            logger.debug("mamba_ssm CUDA selective scan unavailable: %s", err)
-        else:
-            _CUDA_KERNEL = selective_scan_fn
+        _CUDA_KERNEL, _CUDA_KERNEL_MISSING = _find_cuda_kernel()
+        if _CUDA_KERNEL is None:
+            logger.info("selective scan: %s; using the PyTorch scan (for the CUDA kernel: %s)",
+                        _CUDA_KERNEL_MISSING, MAMBA_INSTALL)
     return _CUDA_KERNEL
 
 
@@ -256,7 +287,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if impl == "cuda":
         kernel = cuda_kernel()
         if kernel is None:
-            raise RuntimeError("selective_scan: impl='cuda' needs mamba_ssm (pip install mamba-ssm) and CUDA")
+            raise RuntimeError(f"selective_scan: impl='cuda' needs mamba_ssm's compiled kernel "
+                               f"({_CUDA_KERNEL_MISSING}; install: {MAMBA_INSTALL})")
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
         return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if impl == "vectorised":

@@ -3,8 +3,10 @@ Random Local Fourier Features, then HR up-sampling by the teacher and assembly i
 
 Public API:
 - `CondenseConfig`, `VARIANTS` (idc, v1-v7, a0-a11, x1-x3) in `idc.condense.config`;
-- `condense_instance(real_lr, extractor, cfg, *, seed, device, progress, resume_path, on_log)`
-  in `idc.condense.condenser` (pure: tensors in, tensors + log out);
+- `condense_instance(real_lr, extractor, cfg, *, seed, device, progress, resume_path, on_log,
+  n_synthetic)` in `idc.condense.condenser` (pure: tensors in, tensors + log out);
+- `allocate_synthetic(patch_counts, ratio, budget)` in `idc.condense.budget`: each image's number
+  of synthetic patches (default: the baselines' floor(r N) split by largest remainder);
 - `condense_image`, `upsample_and_assemble`, `memorisation_report` in `idc.condense.stage`
   (file level, what the workflow calls); commands in `idc.condense.cli`.
 Choices where the paper is silent: config/README.md (section condense).

@@ -12,8 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from idc.condense.budget import BUDGETS, allocate_synthetic
+
 FEATURE_TRANSFORMS = ("rlff", "identity", "dct", "wavelet", "gaussian")
-INITS = ("random", "real_noise")
+INITS = ("random", "real_noise", "real", "tiles")
+AUGMENTS = ("none", "dihedral")
 BN_MODES = ("batch", "real", "none")
 FEATURE_LAYERS = ("last", "first")
 DEFORMATIONS = ("affine", "none")
@@ -39,7 +42,11 @@ def _of_type(value: Any, kind: str) -> bool:
 @dataclass
 class CondenseConfig:
     # --- data volume -------------------------------------------------------------------------
-    ratio: float = 0.1  # condensation ratio r: n = ceil(r * N) synthetic patches per instance
+    ratio: float = 0.1  # condensation ratio r: about r N_c synthetic patches per instance (see budget)
+    # How r N_c is rounded (idc/condense/budget.py): "equal" = the baselines' floor(r N) in total,
+    # split over the images by largest remainder (an image may get 0); "ceil_per_image" =
+    # max(1, ceil(r N_c)) per image (the earlier rule; more pairs than the baselines).
+    budget: str = "equal"
 
     # --- optimisation (C.1) ------------------------------------------------------------------
     steps: int = 20000
@@ -49,6 +56,16 @@ class CondenseConfig:
     gamma: float = 0.1
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # torch defaults (paper silent)
 
+    # --- stopping when converged ----------------------------------------------------------------
+    # Stop on a plateau of the held-out diagnostic MMD (not the training loss): once every
+    # assignment event has happened, when `plateau_patience` logged steps in a row improve the best
+    # MMD by less than `plateau_tolerance` (relative), the run enters its learning-rate decays at
+    # once: the milestones and the end keep their proportions to the first milestone, rescaled so
+    # the first milestone falls on the plateau step. Off: the literal `steps`.
+    stop_on_plateau: bool = False
+    plateau_patience: int = 4
+    plateau_tolerance: float = 0.02
+
     # --- distribution loss (NCFD without sampling network) -----------------------------------
     alpha: float = 0.2  # amplitude weight
     beta: float = 0.8  # phase weight
@@ -57,6 +74,10 @@ class CondenseConfig:
     # steps (1 = every step, as NCFM does without its sampling network).
     freq_std: float = 1.0
     freq_resample_every: int = 1
+    # 0: fresh frequencies from N(0, freq_std^2 I) at every draw. K > 0: a pool of K * num_freqs
+    # frequencies drawn once per instance, with the real side's characteristic functions (overall
+    # and per group) computed once for the whole pool; each draw takes num_freqs of them at random.
+    freq_pool: int = 0
     # Real-side characteristic functions are evaluated in chunks of this many samples (memory only).
     real_chunk: int = 65536
 
@@ -111,9 +132,16 @@ class CondenseConfig:
 
     # --- synthetic patches ----------------------------------------------------------------------
     # "random" (Algorithm 1: uniform noise in [0,1]); "real_noise": n distinct random real patches
-    # of the instance plus Gaussian noise of std init_noise, clipped to [0,1].
+    # of the instance plus Gaussian noise of std init_noise, clipped to [0,1]; "real": n distinct
+    # random real patches as they are; "tiles": each patch a 2x2 mosaic of four random real patches
+    # of the instance, each downscaled by 2 (area average), as NCFM's default initialisation does.
     init: str = "random"
     init_noise: float = 0.1
+    # Joint augmentation of real and synthetic patches: "dihedral" applies one seeded random
+    # flip/rot90 (of the 8) per step to the synthetic patches, and the loss compares them with the
+    # real features of the same transform (precomputed once: 8x the real-side memory). Assignment
+    # events always see the untransformed patches. "none": no augmentation (the paper is silent).
+    augment: str = "none"
     # "clamp": pixels are the parameters, clipped to [0,1] after every Adam step; "sigmoid":
     # parameters are logits, pixels = sigmoid(logits) (always inside (0,1)).
     parametrisation: str = "clamp"
@@ -131,6 +159,12 @@ class CondenseConfig:
     extract_batch: int = 32  # real patches per forward pass when extracting real features
     log_every: int = 100
     checkpoint_every: int = 1000
+    # Quality diagnostics (idc.condense.diagnostics) at every logged step; `log_grad_norms` adds the
+    # pixel-gradient norm of each weighted loss term (three extra backward passes per logged step).
+    diagnostics: bool = True
+    log_grad_norms: bool = False
+    # Synthetic patches kept (uint8) at a few steps for the progress figure: the first this many.
+    snapshot_patches: int = 4
     seed: int = 0
 
     # ------------------------------------------------------------------------------------------
@@ -146,16 +180,16 @@ class CondenseConfig:
         # Types first: YAML's "false" is a string, and a non-empty string is truthy.
         for f in dataclasses.fields(self):
             if not _of_type(getattr(self, f.name), f.type):
-                bad(f.name, f"is not of type {f.type}")
+                bad(f.name, "must be true or false" if f.type == "bool" else f"is not of type {f.type}")
 
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")
         for key in ("steps", "warmup", "assign_interval", "assign_times", "log_every",
-                    "checkpoint_every", "kmeans_iters"):
+                    "checkpoint_every", "kmeans_iters", "snapshot_patches", "freq_pool"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 0:
                 bad(key, "must be a non-negative integer")
         for key in ("num_freqs", "kernel", "channels", "patch", "groups", "extract_batch",
-                    "freq_resample_every", "real_chunk", "wavelet_levels"):
+                    "freq_resample_every", "real_chunk", "wavelet_levels", "plateau_patience"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 1:
                 bad(key, "must be a positive integer")
         if self.kernel % 2 != 1:
@@ -163,7 +197,8 @@ class CondenseConfig:
         for key in ("lr", "freq_std", "bn_eps"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a positive finite number")
-        for key in ("alpha", "beta", "w_ins", "w_group", "w_pair", "deform_l2", "init_noise", "gamma"):
+        for key in ("alpha", "beta", "w_ins", "w_group", "w_pair", "deform_l2", "init_noise", "gamma",
+                    "plateau_tolerance"):
             if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a non-negative finite number")
         if self.alpha + self.beta <= 0:
@@ -176,9 +211,11 @@ class CondenseConfig:
                              ("bn_mode", BN_MODES), ("feature_layer", FEATURE_LAYERS),
                              ("deformation", DEFORMATIONS), ("assign_order", ASSIGN_ORDERS),
                              ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS),
-                             ("compile_mode", COMPILE_MODES)):
+                             ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS), ("budget", BUDGETS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
+        if self.stop_on_plateau and not self.diagnostics:
+            bad("stop_on_plateau", "needs diagnostics (the rule watches the held-out MMD)")
         if not (self.use_ins or self.use_group or self.use_pair):
             bad("use_ins", "at least one of use_ins/use_group/use_pair must be true")
         if self.use_pair and not self.use_group:
@@ -214,9 +251,14 @@ class CondenseConfig:
         return dataclasses.asdict(self)
 
     # Convenience -------------------------------------------------------------------------------
+    def synthetic_counts(self, patch_counts) -> list[int]:
+        """Synthetic patches of each image under `budget`, given every image's real patch count."""
+        return allocate_synthetic(patch_counts, self.ratio, self.budget).tolist()
+
     def n_synthetic(self, n_real: int) -> int:
-        """n = ceil(r N), at least 1; computed in a way robust to float error (0.1 * 150 = 15)."""
-        return max(1, math.ceil(round(self.ratio * n_real, 9)))
+        """Synthetic patches of one instance condensed on its own (as if it were the whole set):
+        floor(r N) under "equal" (an error when that is 0), ceil(r N) under "ceil_per_image"."""
+        return self.synthetic_counts([n_real])[0]
 
     def assignment_steps(self) -> list[int]:
         """Steps at which grouping/pairing events happen (see grouping.AssignmentSchedule)."""
@@ -225,9 +267,36 @@ class CondenseConfig:
         events = self.assign_times + (1 if self.use_pair else 0)
         return [s for s in (self.warmup + j * self.assign_interval for j in range(events)) if s < self.steps]
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate used for the update of step `step` (0-based), MultiStepLR semantics."""
-        return self.lr * self.gamma ** sum(1 for m in self.milestones if step >= m)
+    def snapshot_steps(self) -> list[int]:
+        """Steps whose synthetic patches (before that step's update) the progress figure shows;
+        the final patches (after the last update) are kept as step `steps`."""
+        if self.snapshot_patches == 0 or self.steps == 0:
+            return []
+        fractions = (0.0, 0.02, 0.1, 0.25, 0.5)
+        return sorted({min(self.steps - 1, round(f * self.steps)) for f in fractions})
+
+    def lr_at(self, step: int, plateau: int | None = None) -> float:
+        """Learning rate used for the update of step `step` (0-based), MultiStepLR semantics, with
+        the milestones of `schedule(plateau)`."""
+        milestones, _ = self.schedule(plateau)
+        return self.lr * self.gamma ** sum(1 for m in milestones if step >= m)
+
+    def last_assignment_step(self) -> int:
+        events = self.assignment_steps()
+        return events[-1] if events else self.warmup
+
+    def schedule(self, plateau: int | None = None) -> tuple[list[int], int]:
+        """(milestones, end step). Without a plateau: the configured ones. With a plateau at step
+        s before the first milestone m1: every milestone m -> s + (m - m1) s / m1 and the end
+        likewise, so the decay phase keeps its length relative to the steps before it."""
+        if plateau is None or plateau >= (self.milestones[0] if self.milestones else self.steps):
+            return list(self.milestones), self.steps
+        if not self.milestones:
+            return [], plateau  # no decay phase: stop at the plateau
+        m1 = self.milestones[0]
+        scale = plateau / m1
+        milestones = [plateau + round((m - m1) * scale) for m in self.milestones]
+        return milestones, max(plateau + round((self.steps - m1) * scale), milestones[-1] + 1)
 
 
 # Named overrides. Table 2: Local Feature / Unfolding / Instance / Group / Pair losses.
@@ -265,7 +334,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # rounding for the fast path and fused attention). They are not part of a checkpoint's fingerprint,
 # and the workflow passes them outside the rule's params, so changing one reruns nothing.
 EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
-                            "real_chunk", "fast_path", "fused_attention"})
+                            "real_chunk", "fast_path", "fused_attention", "diagnostics", "log_grad_norms",
+                            "snapshot_patches"})
 
 
 def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -108,6 +108,15 @@ def real_cf_stats(x: torch.Tensor, seg: torch.Tensor | None, groups: int, t: tor
     return out
 
 
+def select_cf_stats(stats: dict[str, torch.Tensor | None], index: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """`real_cf_stats` output restricted to the frequencies `index` (columns of a pool's statistics)."""
+    out = dict(stats)
+    out["re"], out["im"] = stats["re"][index], stats["im"][index]
+    if stats["group_re"] is not None:
+        out["group_re"], out["group_im"] = stats["group_re"][:, index], stats["group_im"][:, index]
+    return out
+
+
 def instance_and_group_losses(syn: torch.Tensor, syn_seg: torch.Tensor | None, real: dict,
                               t: torch.Tensor, groups: int, alpha: float, beta: float
                               ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
 """File-level entry points of the condensation stage (what the workflow rules call).
 
-- `condense_image`: one instance from the real patch store -> synthetic LR patches (.npy) + log.
+- `condense_image`: one instance from the real patch store -> synthetic LR patches (.npy) + log;
+  its number of synthetic patches is its share of the whole store (`synthetic_allocation`).
 - `upsample_and_assemble`: all instances' synthetic LR patches -> HR by the teacher -> one store.
 - `memorisation_report`: nearest-real PSNR of every synthetic patch, per instance (JSON).
 """
@@ -60,6 +61,40 @@ def save_synthetic(path: str | os.PathLike, synthetic: torch.Tensor) -> Path:
     return path
 
 
+def snapshot_path(synthetic_path: str | os.PathLike) -> Path:
+    """Where the progress snapshots of an instance's synthetic patches lie: beside the .npy."""
+    path = Path(synthetic_path)
+    return path.with_name(f"{path.stem}.snapshots.npz")
+
+
+def save_snapshots(path: str | os.PathLike, snapshots: dict[int, np.ndarray],
+                   patch_shape: tuple[int, int] = (0, 0)) -> Path:
+    """step -> (k, h, w, 3) uint8 synthetic patches, as one .npz (`steps` and `patches`); with no
+    snapshots (switched off) an empty file of patch size `patch_shape` (the workflow's output)."""
+    path = Path(path)
+    steps = sorted(snapshots)
+    patches = (np.stack([snapshots[s] for s in steps]) if steps
+               else np.zeros((0, 0, *patch_shape, 3), np.uint8))
+    arrays = {"steps": np.asarray(steps, dtype=np.int64), "patches": patches.astype(np.uint8)}
+    _atomic_write_bytes(path, lambda fh: np.savez_compressed(fh, **arrays))
+    return path
+
+
+def load_snapshots(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (S,), patches (S, k, h, w, 3) uint8) written by `save_snapshots`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"condensation snapshots not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            steps, patches = data["steps"], data["patches"]
+    except Exception as err:
+        raise ValueError(f"condensation snapshots {path} are unreadable ({err})") from err
+    if patches.ndim != 5 or patches.dtype != np.uint8 or len(steps) != len(patches):
+        raise ValueError(f"condensation snapshots {path} must hold steps (S,) and uint8 patches (S,k,h,w,3)")
+    return steps, patches
+
+
 def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
@@ -80,6 +115,29 @@ def config_from_dict(cfg: dict[str, Any] | CondenseConfig) -> CondenseConfig:
     d = dict(cfg or {})
     variant = d.pop("variant", None)
     return CondenseConfig.from_dict(d, variant=variant)
+
+
+def synthetic_allocation(store, config: CondenseConfig) -> dict[int, int]:
+    """image id -> synthetic patches, under `config.budget`, from every image's real patch count
+    in the store (`PatchStore` or path). Each per-image job computes the whole allocation and
+    takes its own share, so the jobs agree without talking to each other; under "equal" the
+    total is the baselines' floor(r N) (idc/condense/budget.py)."""
+    from idc.data.store import PatchStore
+
+    if not isinstance(store, PatchStore):
+        store = PatchStore(store)
+    ids, counts = np.unique(store.image_id, return_counts=True)  # ascending ids: the tie-break order
+    return dict(zip(ids.tolist(), config.synthetic_counts(counts)))
+
+
+def _empty_instance_log(config: CondenseConfig, n_real: int) -> dict[str, Any]:
+    """Log of an image whose share is 0: nothing is optimised, the output holds no patch."""
+    return {"n_real": int(n_real), "n_synthetic": 0, "steps": [], "assignment_events": [],
+            "resumed_from_step": None, "seconds": 0.0, "device": None, "config": config.to_dict(),
+            "diagnostics": {}, "stopping": {"rule": "skipped", "end_step": 0},
+            "skipped": (f"budget {config.budget!r}: r N_c = {config.ratio} x {n_real} < 1 and its remainder "
+                        "is not among the largest that take the leftover patches, so this image gets 0 "
+                        "synthetic patches; no optimisation ran")}
 
 
 def default_resume_path(out_path: Path) -> Path:
@@ -125,29 +183,48 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
             raise FileNotFoundError(f"input not found: {p}")
     dev = resolve_device(device)
     store = PatchStore(store_path)
-    reals = []
     for image_id in image_ids:
-        idx = store.indices_of_image(int(image_id))
-        if len(idx) == 0:
+        if len(store.indices_of_image(int(image_id))) == 0:
             raise ValueError(f"image {image_id} has no patches in {store_path}")
-        reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
-    extractor = deterministic_inference(load_model(extractor_path))
-    if resume_dir is not None:
-        resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
-    else:
-        resume_path = default_resume_path(out_paths[0])
+    allocation = synthetic_allocation(store, config)
+    budget = {"rule": config.budget, "ratio": float(config.ratio), "store_patches": len(store),
+              "store_images": len(allocation), "store_total": int(sum(allocation.values()))}
+    counts = [allocation[int(i)] for i in image_ids]
     seeds = [subseed(seed, f"image-{int(i)}") for i in image_ids]
-    for image_id, real in zip(image_ids, reals):
-        logger.info("condensing image %s: %d real patches -> %d synthetic on %s", image_id, len(real),
-                    config.n_synthetic(len(real)), dev)
-    results = condense_instances(reals, extractor, config, seeds=seeds, device=dev, progress=progress,
-                                 resume_path=resume_path)
-    for (synthetic, log), image_id, instance_seed, out_path, log_path in zip(results, image_ids, seeds, out_paths,
-                                                                            log_paths):
+    reals = []
+    for image_id, n_syn in zip(image_ids, counts):
+        idx = store.indices_of_image(int(image_id))
+        logger.info("condensing image %s: %d real patches -> %d synthetic on %s (budget %s: %d in the store)",
+                    image_id, len(idx), n_syn, dev, config.budget, budget["store_total"])
+        reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
+    work = [k for k, n_syn in enumerate(counts) if n_syn > 0]
+    results: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+    if work:
+        extractor = deterministic_inference(load_model(extractor_path))
+        if resume_dir is not None:
+            resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
+        else:
+            resume_path = default_resume_path(out_paths[0])
+        packed = condense_instances([reals[k] for k in work], extractor, config, seeds=[seeds[k] for k in work],
+                                    n_synthetic=[counts[k] for k in work], device=dev, progress=progress,
+                                    resume_path=resume_path)
+        results = dict(zip(work, packed))
+    for k, (image_id, instance_seed, out_path, log_path) in enumerate(zip(image_ids, seeds, out_paths, log_paths)):
+        if k in results:
+            synthetic, log = results[k]
+        else:
+            # A share of 0 is a valid result: an empty file, so the DAG keeps one output per image.
+            logger.info("image %s gets no synthetic patch under budget %s; writing an empty output",
+                        image_id, config.budget)
+            synthetic = torch.zeros((0, *reals[k].shape[1:]), dtype=torch.float32)
+            log = _empty_instance_log(config, len(reals[k]))
         log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
-                   store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids])
+                   store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids],
+                   budget=budget)
         log["seed"] = int(seed)
+        snapshots = log.pop("snapshots", {})
         save_synthetic(out_path, synthetic)
+        save_snapshots(snapshot_path(out_path), snapshots, patch_shape=tuple(synthetic.shape[2:]))
         write_json(log_path, log)
     return out_paths
 
@@ -166,6 +243,15 @@ def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image
     if not upsampler_path.is_file():
         raise FileNotFoundError(f"up-sampler not found: {upsampler_path}")
     synthetic = [load_synthetic(p) for p in synthetic_paths]  # all inputs checked before the work
+    # Images whose budget share is 0 have empty files; they contribute no patch to the store.
+    empty = [int(i) for syn, i in zip(synthetic, image_ids) if syn.shape[0] == 0]
+    if empty:
+        logger.info("%d of %d images have no synthetic patch (budget share 0): %s", len(empty), len(image_ids),
+                    ", ".join(map(str, empty)))
+        kept = [(syn, i) for syn, i in zip(synthetic, image_ids) if syn.shape[0] > 0]
+        if not kept:
+            raise ValueError(f"none of the {len(image_ids)} synthetic files holds a patch")
+        synthetic, image_ids = [syn for syn, _ in kept], [i for _, i in kept]
     dev = resolve_device(device)
     model = deterministic_inference(load_model(upsampler_path))
     lr_sets, hr_sets = [], []

@@ -1,5 +1,5 @@
 """Data-stage commands of ``python -m idc``: resize, crop, demo-images, fetch-div2k,
-prepare-testset, store-info."""
+prepare-testset, store-info, export, import-folder."""
 
 from __future__ import annotations
 
@@ -121,6 +121,45 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from idc.data.paired import export_paired
+
+    card = {}
+    if args.card:
+        with open(args.card) as fh:
+            card = yaml.safe_load(fh) or {}
+        if not isinstance(card, dict):
+            raise ValueError(f"card file {args.card} must hold a mapping")
+    export_paired(
+        args.out_dir,
+        args.store,
+        indices_path=args.indices,
+        scale=args.scale,
+        card=card,
+        memorisation_path=args.memorisation,
+        names_from=args.names_from,
+    )
+    return 0
+
+
+def cmd_import_folder(args: argparse.Namespace) -> int:
+    from idc.data.paired import import_paired
+
+    import_paired(
+        args.hr_dir,
+        args.output,
+        lr_dir=args.lr_dir,
+        meta_info=args.meta_info,
+        scale=args.scale,
+        hr_size=args.hr_size,
+        step=args.step,
+        workers=args.workers,
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the data-stage sub-commands to ``python -m idc``."""
     p = subparsers.add_parser("resize", help="MATLAB-compatible bicubic resize of one image")
@@ -186,3 +225,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--verify", action="store_true", help="compare every dataset with its checksum from creation"
     )
     p.set_defaults(func=cmd_store_info)
+
+    p = subparsers.add_parser(
+        "export", help="write a patch store (or a selection of it) as paired PNG folders + card"
+    )
+    p.add_argument("store", type=Path, help="patch store (.h5)")
+    p.add_argument("out_dir", type=Path, help="gets HR/, LR_bicubic/X<s>/, meta_info.txt, dataset_card.yaml")
+    p.add_argument("--indices", type=Path, default=None, help="selection: .npy indices into the store")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--card", type=Path, default=None, help="YAML/JSON mapping added to the card")
+    p.add_argument("--memorisation", type=Path, default=None, help="memorisation JSON of a synthetic set")
+    p.add_argument("--names-from", type=Path, default=None, help="store whose image names name the pairs")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "import-folder", help="crop paired HR/LR folders (BasicSR layout) into a patch store"
+    )
+    p.add_argument("hr_dir", type=Path)
+    p.add_argument("output", type=Path, help="patch store (.h5)")
+    p.add_argument("--lr-dir", type=Path, default=None, help="LR images; absent: MATLAB imresize of HR")
+    p.add_argument("--meta-info", type=Path, default=None, help="BasicSR meta_info.txt: which pairs, in order")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--hr-size", type=int, default=256)
+    p.add_argument("--step", type=int, default=128)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_import_folder)

@@ -18,7 +18,6 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -38,6 +37,7 @@ from idc.data.store import (
     remove_stale_temporaries,
     write_patch_store,
 )
+from idc.progress import ProgressLog
 
 __all__ = [
     "DIV2K_TRAIN_PATCHES",
@@ -263,6 +263,7 @@ def crop_images_to_store(
     workers: int = 2,
     source: str = "",
     expected_patches: int | None = None,
+    hr_files: list[Path] | None = None,
 ) -> Path:
     """Crop every image of ``hr_dir`` into a patch store at ``out_path`` (written atomically).
 
@@ -273,6 +274,8 @@ def crop_images_to_store(
     non-image, 16-bit, too small, LR size mismatch: one-line error); ``expected_patches``, when
     given, must equal the computed total (e.g. ``DIV2K_TRAIN_PATCHES``). ``seed`` is recorded
     only (cropping is deterministic). ``workers`` processes decode and crop in parallel.
+    ``hr_files``, when given, replaces the folder listing (a subset or order from a meta-info
+    file); image ids then follow that list.
     """
     hr_dir = Path(hr_dir)
     out_path = Path(out_path)
@@ -284,7 +287,7 @@ def crop_images_to_store(
         raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
-    hr_files = list_images(hr_dir)
+    hr_files = list_images(hr_dir) if hr_files is None else [Path(p) for p in hr_files]
     lr_files, total = _validate_inputs(
         hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
     )
@@ -381,25 +384,18 @@ def _write_results(
 ) -> None:
     with PatchStoreWriter(out_path, **store_attrs) as writer:
         writer.write_array("image_name", names)
-        # Progress: a bar on a terminal; log lines at a steady rate for Snakemake/SLURM logs.
-        last_log = time.monotonic()
+        # Progress: a bar on a terminal; log lines with an ETA at a steady rate for job logs.
+        progress = ProgressLog(logger, "crop", total, unit="patch pairs", every_s=LOG_EVERY_S)
         with tqdm(total=n_jobs, desc="crop", unit="img", mininterval=2.0, disable=None) as bar:
             for image_id, result in enumerate(results):
+                before = len(writer)
                 if isinstance(result, Path):
                     writer.append_store(result)
                     result.unlink()
                 else:
                     writer.append(*result[:2], image_id, result[2])
                 bar.update(1)
-                if time.monotonic() - last_log >= LOG_EVERY_S:
-                    last_log = time.monotonic()
-                    logger.info(
-                        "cropped %d/%d images, %d/%d patch pairs",
-                        image_id + 1,
-                        n_jobs,
-                        len(writer),
-                        total,
-                    )
+                progress.update(len(writer) - before)
         if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
             raise ValueError(
                 f"{out_path}: cropped {len(writer)} patches, headers announced {total}"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from idc.data.images import image_size
+from idc.progress import ProgressLog
 
 __all__ = [
     "DIV2K_BASE_URL",
@@ -138,9 +139,17 @@ def _fetch_once(url: str, part: Path, timeout: float, chunk_size: int) -> int | 
                 logger.info("%s: server ignores Range, downloading from the start", url)
             total = int(length) if length is not None else None
             mode = "wb"
+        start = have if mode == "ab" else 0
+        progress = ProgressLog(logger, f"download {part.name.removesuffix('.part')}",
+                               None if total is None else total // 2**20, unit="MiB",
+                               start=start // 2**20)
+        done = start
         with open(part, mode) as fh:
             while block := response.read(chunk_size):
                 fh.write(block)
+                done += len(block)
+                if done // 2**20 > progress.done:
+                    progress.update(done // 2**20 - progress.done)
     return total
 
 

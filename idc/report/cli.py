@@ -68,7 +68,7 @@ def _register_tables(subparsers: argparse._SubParsersAction) -> None:
         help="one trained model's per-image metrics (repeatable)",
     )
     p.add_argument("--results", type=Path, help="long-format results CSV instead of --entry")
-    p.add_argument("--out", type=Path, help="output prefix: writes OUT.csv, OUT.md, OUT.tex")
+    p.add_argument("--out", type=Path, help="output prefix: writes OUT.csv, OUT.md, OUT.tex, OUT.html")
     p.add_argument("--methods", nargs="+", help="row order")
     p.add_argument("--models", nargs="+", help="model column order")
     p.add_argument("--testsets", nargs="+", help="test set column order")

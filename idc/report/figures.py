@@ -31,6 +31,9 @@ LOSS_TITLES = {
     "loss_group": "group loss $L_{group}$",
     "loss_pair": "pair loss $L_{pair}$",
 }
+WEIGHTED_KEYS = ("w_loss_ins", "w_loss_group", "w_loss_pair")
+WEIGHTED_LABELS = {"w_loss_ins": "$w_{ins} L_{ins}$", "w_loss_group": "$w_{group} L_{group}$",
+                   "w_loss_pair": "$w_{pair} (L_{pair} + \\lambda R_{deform})$"}
 # Above this many instance logs, single curves are drawn faintly with their median on top.
 MAX_LABELLED_CURVES = 10
 
@@ -166,6 +169,37 @@ def plot_store_patches(
     return plot_patch_grid(lr, hr, out_png, title, max_patches=max_patches, **grid_options)
 
 
+def plot_progress_grid(
+    rows: Sequence[tuple[str, np.ndarray]],
+    out_png: str | os.PathLike[str],
+    title: str,
+    *,
+    cell_px: int = 96,
+    label_px: int = 130,
+    dpi: int = 100,
+) -> Path:
+    """One labelled row of LR patches per entry of `rows` ((label, (k, h, w, 3) uint8)), e.g. an
+    instance's synthetic patches at several condensation steps and, last, its real patches."""
+    if not rows:
+        raise ValueError("no rows to plot")
+    checked = [(label, _check_patches(f"row {label!r}", patches)) for label, patches in rows]
+    columns = max(p.shape[0] for _, p in checked)
+    title_px = 40
+    width, height = label_px + columns * cell_px, title_px + len(checked) * cell_px
+    figure = _new_figure((width, height), dpi)
+    figure.text(0.5, 1 - 4 / height, title, ha="center", va="top", fontsize=9)
+    pad = 0.03
+    for r, (label, patches) in enumerate(checked):
+        bottom = (height - title_px - (r + 1 - pad) * cell_px) / height
+        figure.text(4 / width, bottom + 0.5 * cell_px / height, label, ha="left", va="center", fontsize=8)
+        for c, image in enumerate(patches):
+            left = (label_px + (c + pad) * cell_px) / width
+            axes = figure.add_axes((left, bottom, (1 - 2 * pad) * cell_px / width, (1 - 2 * pad) * cell_px / height))
+            axes.imshow(image, interpolation="nearest")
+            axes.set_axis_off()
+    return save_figure(figure, out_png, dpi)
+
+
 # ---------------------------------------------------------------- trajectories
 
 
@@ -252,13 +286,41 @@ def read_condense_log(path: str | os.PathLike[str]) -> pd.DataFrame:
         if not isinstance(record, dict) or "step" not in record:
             raise ValueError(f"{path}: steps[{i}] has no 'step'")
     frame = pd.DataFrame.from_records(steps)
-    for key in ("step", *LOSS_KEYS):
+    for key in ("step", "deform_reg", *LOSS_KEYS):
         if key not in frame.columns:
             frame[key] = np.nan
         frame[key] = pd.to_numeric(frame[key], errors="coerce").astype(float)
     if frame[list(LOSS_KEYS)].isna().all().all():
         raise ValueError(f"{path}: no loss values in any step record")
+    # Each term as it enters the total (weight x value), from the run's own settings; a term is
+    # missing (NaN) where it is switched off or not active yet.
+    cfg = log.get("config") or {}
+    warmup = float(cfg.get("warmup", 0))
+    if cfg:
+        weighted = {
+            "w_loss_ins": frame["loss_ins"] * cfg.get("w_ins", np.nan) if cfg.get("use_ins", True) else np.nan,
+            "w_loss_group": (frame["loss_group"] * cfg.get("w_group", np.nan)).where(frame["step"] >= warmup)
+            if cfg.get("use_group", True) else np.nan,
+            "w_loss_pair": ((frame["loss_pair"] + cfg.get("deform_l2", 0.0) * frame["deform_reg"].fillna(0.0))
+                            * cfg.get("w_pair", np.nan)).where(frame["step"] >= warmup)
+            if cfg.get("use_pair", True) else np.nan,
+        }
+        for key, values in weighted.items():
+            frame[key] = values
+    for key in WEIGHTED_KEYS:
+        if key not in frame.columns:
+            frame[key] = np.nan
+        frame[key] = frame[key].where(frame[key] > 0)  # 0 = not active yet: nothing to draw on a log axis
     return frame.sort_values("step").reset_index(drop=True)
+
+
+def _without_synthetic(path: Path) -> bool:
+    """True for the log of an image whose budget share was 0 (nothing was optimised)."""
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # read_condense_log reports the problem
+    return isinstance(log, dict) and log.get("n_synthetic") == 0 and not log.get("steps")
 
 
 def plot_loss_curves(
@@ -269,20 +331,37 @@ def plot_loss_curves(
     size_px: tuple[int, int] = (1000, 700),
     dpi: int = 100,
 ) -> Path:
-    """Total, instance, group and pair losses against step, one panel each.
+    """Top left: the weighted terms as they enter the total loss (median over instances), so a
+    reader sees which term drives the optimisation; then the instance, group and pair losses
+    against step, one panel each.
 
     Up to `MAX_LABELLED_CURVES` logs are drawn as labelled lines; with more, every instance
     is a faint line and the median over instances is drawn on top. Panels whose values are all
-    positive use a log scale.
+    positive use a log scale. Logs of images whose budget share was 0 (no steps) are left out.
     """
     paths = [Path(p) for p in log_json_paths]
     if not paths:
         raise ValueError("no condensation logs to plot")
+    paths = [p for p in paths if not _without_synthetic(p)]
+    if not paths:
+        raise ValueError("no condensation log of an image with synthetic patches to plot")
     logs = {p: read_condense_log(p) for p in paths}  # every file checked before drawing
     figure = _new_figure(size_px, dpi)
     panels = figure.subplots(2, 2, sharex=True)
     many = len(logs) > MAX_LABELLED_CURVES
-    for axes, key in zip(panels.flat, LOSS_KEYS):
+    weighted_axes = panels.flat[0]
+    for k, key in enumerate(("loss", *WEIGHTED_KEYS)):
+        table = pd.concat([f.set_index("step")[key].rename(str(p)) for p, f in logs.items()], axis=1)
+        median = table.median(axis=1, skipna=True).dropna().sort_index()
+        if not median.empty:
+            label = "total loss" if key == "loss" else WEIGHTED_LABELS[key]
+            weighted_axes.plot(median.index, median.to_numpy(), label=label, color=f"C{k}",
+                               linewidth=2.2 if key == "loss" else 1.4, linestyle=":" if key == "loss" else "-")
+    weighted_axes.set_yscale("log")
+    weighted_axes.set_title("weighted terms of the total loss" + (" (median)" if len(logs) > 1 else ""), fontsize=10)
+    weighted_axes.grid(True, alpha=0.3)
+    weighted_axes.legend(fontsize=7, loc="lower right")
+    for axes, key in zip(list(panels.flat)[1:], LOSS_KEYS[1:]):
         present = {p: f[["step", key]].dropna() for p, f in logs.items()}
         present = {p: f for p, f in present.items() if not f.empty}
         for path, frame in present.items():
@@ -305,9 +384,9 @@ def plot_loss_curves(
         axes.grid(True, alpha=0.3)
     for axes in panels[1]:
         axes.set_xlabel("step")
-    handles, labels = panels.flat[0].get_legend_handles_labels()
+    handles, labels = panels.flat[1].get_legend_handles_labels()
     if handles:
-        panels.flat[0].legend(fontsize=7, loc="upper right")
+        panels.flat[1].legend(fontsize=7, loc="upper right")
     suffix = f" ({len(logs)} instances)" if len(logs) > 1 else ""
     figure.suptitle(title + suffix)
     figure.subplots_adjust(left=0.08, right=0.97, bottom=0.08, top=0.9, hspace=0.25, wspace=0.2)

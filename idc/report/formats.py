@@ -1,6 +1,9 @@
-"""Markdown and LaTeX text of a laid-out table (best: bold; second best: italic / underlined)."""
+"""Markdown, LaTeX and HTML text of a laid-out table (best: bold; second best: italic /
+underlined). The HTML page is what `snakemake --report` shows (it only offers CSV as a download)."""
 
 from __future__ import annotations
+
+import html
 
 from idc.report.layout import MISSING, TableLayout, metric_title, provenance
 
@@ -144,3 +147,49 @@ def to_latex(spec: TableLayout) -> str:
             lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- HTML (a self-contained page)
+
+_HTML_STYLE = (
+    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}"
+    "th,td{border:1px solid #bbb;padding:.25em .6em}td{text-align:right}"
+    "td.label{text-align:left}.second{text-decoration:underline}"
+)
+
+
+def _html_cell(text: str, mark: str) -> str:
+    body = html.escape(text)
+    if text != MISSING and mark == "best":
+        body = f"<b>{body}</b>"
+    cls = ' class="second"' if text != MISSING and mark == "second" else ""
+    return f"<td{cls}>{body}</td>"
+
+
+def to_html(spec: TableLayout) -> str:
+    title = html.escape(spec.title)
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html><head><meta charset="utf-8"><title>{title}</title><style>{_HTML_STYLE}</style></head><body>',
+        f"<!-- {html.escape(provenance())} -->",
+        f"<h3>{title}</h3>",
+    ]
+    for metric, block_columns in spec.blocks():
+        levels = spec.header_levels(block_columns)
+        first = (
+            metric_title(metric) if metric else ("Variant" if spec.layout == "delta" else "Method")
+        )
+        parts.append("<table><thead>")
+        for depth, groups in enumerate(levels):
+            cells = [f'<th rowspan="{len(levels)}">{html.escape(first)}</th>'] if depth == 0 else []
+            cells += [f'<th colspan="{span}">{html.escape(text)}</th>' for text, span in groups]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</thead><tbody>")
+        for row in spec.rows:
+            cells = "".join(_html_cell(*spec.cell(row, c)) for c in block_columns)
+            parts.append(f'<tr><td class="label">{html.escape(row.label)}</td>{cells}</tr>')
+        parts.append("</tbody></table>")
+    if spec.legend():
+        parts.append("<p>bold: best" + (", underlined: second best" if spec.mark == "best_second" else "") + "</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

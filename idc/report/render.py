@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from idc.report.collect import METRICS, normalise_results
-from idc.report.formats import to_latex, to_markdown
+from idc.report.formats import to_html, to_latex, to_markdown
 from idc.report.layout import (
     LAYOUTS,
     MARKINGS,
@@ -50,6 +50,7 @@ class RenderedTable:
     latex: str
     values: pd.DataFrame
     marks: pd.DataFrame
+    html: str = ""
 
 
 def rank_marks(values: Sequence[float], metric: str, marking: Marking) -> list[str]:
@@ -270,7 +271,8 @@ def render_table(
         testsets_per_block,
     )
     return RenderedTable(
-        markdown=to_markdown(spec), latex=to_latex(spec), values=shown, marks=marks
+        markdown=to_markdown(spec), latex=to_latex(spec), values=shown, marks=marks,
+        html=to_html(spec),
     )
 
 

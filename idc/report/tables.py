@@ -186,7 +186,7 @@ def write_table(
     title: str,
     **render_options: object,
 ) -> dict[str, Path]:
-    """Render `df` and write `<prefix>.csv` (long format, the table's rows), `.md`, `.tex`.
+    """Render `df` and write `<prefix>.csv` (long format, the table's rows), `.md`, `.tex`, `.html`.
 
     Every file is written under a temporary name and renamed when complete. `render_options`
     are passed to `render_table` (layout, metrics_layout, mark, method_labels, label,
@@ -217,11 +217,12 @@ def write_rendered(
         "csv": results_to_csv_text(selected),
         "md": rendered.markdown,
         "tex": rendered.latex,
+        "html": rendered.html,
     }
     paths = {}
     for suffix, text in texts.items():
         paths[suffix] = atomic_write_text(prefix.with_name(f"{prefix.name}.{suffix}"), text)
-    logger.info("wrote %s.{csv,md,tex}", prefix)
+    logger.info("wrote %s.{csv,md,tex,html}", prefix)
     return paths
 
 

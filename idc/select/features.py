@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from idc.progress import format_duration
 from idc.select.validation import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,10 @@ def teacher_features(
             if (batch_index + 1) % log_every == 0 or batch_index + 1 == n_batches:
                 done = min(start + batch_size, n_patches)
                 elapsed = time.perf_counter() - started
+                rate = done / max(elapsed, 1e-9)
                 logger.info(
-                    "teacher features: %d/%d patches (%.1f s, %.0f patches/s)",
-                    done, n_patches, elapsed, done / max(elapsed, 1e-9),
+                    "teacher features: %d/%d patches (%.1f s, %.0f patches/s, eta %s)",
+                    done, n_patches, elapsed, rate, format_duration((n_patches - done) / rate),
                 )
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from idc.progress import format_duration
+
 logger = logging.getLogger(__name__)
 
 PAPER_N_SPLITS = 20
@@ -113,9 +115,11 @@ def select_in_splits(
             **hparams,
         )
         selected.append(group[local])
+        elapsed = time.perf_counter() - started
         logger.info(
-            "%s: group %d/%d selected %d of %d (%.1f s so far)",
-            name, index + 1, len(groups), share, group.size, time.perf_counter() - started,
+            "%s: group %d/%d selected %d of %d (%.1f s so far, eta %s)",
+            name, index + 1, len(groups), share, group.size, elapsed,
+            format_duration(elapsed / (index + 1) * (len(groups) - index - 1)),
         )
     merged = np.sort(np.concatenate(selected)).astype(np.int64)
     if merged.size != n_total or np.unique(merged).size != n_total:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from idc.progress import ProgressLog
 import sklearn
 import torch
 
@@ -46,11 +48,11 @@ def _selector_hparams(select: Any) -> set[str]:
 def _read_all_lr(store: Any) -> np.ndarray:
     n_patches = len(store)
     lr = np.empty((n_patches,) + tuple(store.lr_shape), dtype=np.uint8)
-    started = time.perf_counter()
+    progress = ProgressLog(logger, "read LR", n_patches, unit="patches")
     for start in range(0, n_patches, _READ_BLOCK):
         stop = min(start + _READ_BLOCK, n_patches)
         lr[start:stop] = store.read_lr(np.arange(start, stop))
-        logger.info("read LR patches %d/%d (%.1f s)", stop, n_patches, time.perf_counter() - started)
+        progress.update(stop - start)
     return lr
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from idc.data.crop import find_lr_file
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import modcrop
+from idc.progress import ProgressLog
 from idc.sr.metrics import calculate_psnr, calculate_ssim
 
 logger = logging.getLogger(__name__)
@@ -239,12 +240,14 @@ def test_sr(
     rows = []
     for name, pairs in plan.items():
         logger.info("testing %s on %s (%d images)", model_path.name, name, len(pairs))
+        progress = ProgressLog(logger, f"test {name}", len(pairs), unit="images")
         for row in evaluate_images(
             model, load_test_images(pairs, scale), crop_border=crop_border, test_y_channel=test_y_channel,
             tile=tile, tile_overlap=tile_overlap, device=torch_device,
         ):
             rows.append({"testset": name, **row})
             logger.info("%s/%s: PSNR %.4f dB, SSIM %.4f", name, row["image"], row["psnr"], row["ssim"])
+            progress.update()
     frame = pd.DataFrame(rows, columns=["testset", "image", "psnr", "ssim"])
     write_csv_atomic(frame, out_csv)
     for name, group in frame.groupby("testset", sort=False):

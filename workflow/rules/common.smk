@@ -5,6 +5,7 @@ import re
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -187,9 +188,10 @@ def validation_dir():
 # ---------------------------------------------------------------- datasets and jobs
 DATASETS = config["datasets"]
 SELECTION_DATASETS = [
-    k for k, d in DATASETS.items() if d["method"] not in ("whole", "idc")
+    k for k, d in DATASETS.items() if d["method"] not in ("whole", "idc", "folder")
 ]
 IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "idc"]
+FOLDER_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "folder"]
 
 
 def teacher_path(name):
@@ -238,7 +240,7 @@ def condense_keys():
 def dataset_store(dataset):
     """(store, indices) the SR models of `dataset` train on."""
     method = DATASETS[dataset]["method"]
-    if method == "idc":
+    if method in ("idc", "folder"):
         return {"store": f"{RESULTS}/datasets/{dataset}.h5"}
     if method == "whole":
         return {"store": STORE}
@@ -255,7 +257,7 @@ def table_pairs(table):
 
 
 def table_outputs(table):
-    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex")]
+    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "html")]
 
 
 def all_targets():
@@ -264,6 +266,7 @@ def all_targets():
         targets += table_outputs(table)
     if config["figures"]:
         targets.append(f"{RESULTS}/figures/done.txt")
+    targets += [export_dir(d) for d in config["export"]["datasets"]]
     return targets
 
 
@@ -327,6 +330,11 @@ def sr_train_inputs(wc):
     return inputs
 
 
+FIGURE_INSTANCES = (
+    3  # instances per IDC dataset drawn in the patch and progress figures
+)
+
+
 def figure_inputs(wildcards):
     pairs = sorted({p for t in config["targets"] for p in table_pairs(t)})
     idc = sorted({d for d, _ in pairs if d in IDC_DATASETS})
@@ -338,6 +346,13 @@ def figure_inputs(wildcards):
             for d in idc
             for image in condense_images(d)
         ],
+        # progress grids: the first instances of each IDC dataset at several steps
+        "snapshots": [
+            f"{RESULTS}/condense/{condense_key(d)}/{image}.snapshots.npz"
+            for d in idc
+            for image in condense_images(d)[:FIGURE_INSTANCES]
+        ],
+        "real_store": STORE,
     }
 
 
@@ -356,3 +371,103 @@ wildcard_constraints:
     table=_alternatives(config["tables"]),
     image=_alternatives(IMAGES),
     ckey="[A-Za-z0-9]+_r[0-9.]+_s[0-9]+",
+
+
+# ---------------------------------------------------------------- export and import of paired folders
+def export_dir(dataset):
+    return f"{RESULTS}/export/{dataset}"
+
+
+def export_inputs(wc):
+    inputs = {**dataset_store(wc.dataset), "real": STORE}
+    if DATASETS[wc.dataset]["method"] == "idc":
+        inputs["memorisation"] = f"{RESULTS}/datasets/{wc.dataset}.memorisation.json"
+    if DATASETS[wc.dataset]["method"] == "folder":
+        inputs.pop("real")  # an imported set names its own images
+    return inputs
+
+
+def export_card(wc):
+    """What the card says about how the set was made: its config slice and seeds."""
+    from idc.data.paired import licence_of
+
+    spec = DATASETS[wc.dataset]
+    method, replicate = spec["method"], spec["replicate"]
+    made_by = {"dataset": canonical(spec)}
+    seeds = {"master": config["seed"], "replicate": replicate}
+    if method in SELECTION_METHODS:
+        made_by["selection"] = selection_params(wc)
+        seeds["selection"] = derived_seed(3, replicate, method)
+    if method == "idc":
+        made_by["condense"] = condense_params(
+            SimpleNamespace(ckey=condense_key(wc.dataset))
+        )
+        made_by["extractor"] = network_spec("teachers", config["condense"]["extractor"])
+        made_by["upsampler"] = network_spec("teachers", spec["upsampler"])
+        seeds["condense_image"] = {
+            s: derived_seed(2, replicate, IMAGE_INDEX[s])
+            for s in condense_images(wc.dataset)
+        }
+        seeds["upsample"] = config["seed"]
+    if method != "folder":
+        made_by["crop"] = canonical(
+            {k: v for k, v in config["data"]["crop"].items() if k != "workers"}
+        )
+    source = "folder" if method == "folder" else TRAIN["source"]
+    content = {
+        "whole": "every real patch pair of the training set",
+        "idc": (
+            f"LR: synthetic patches condensed by IDC (variant {spec.get('variant')}); "
+            f"HR: their up-sampling by the teacher {spec.get('upsampler')}"
+        ),
+        "folder": "patch pairs imported from paired folders",
+    }.get(method, f"real patch pairs selected by {method}")
+    # Key order is the card's reading order (fixed here, so the params text is stable).
+    return {
+        "name": wc.dataset,
+        "run": config["run"],
+        "method": method,
+        "ratio": spec.get("ratio"),
+        "content": content,
+        "source": {
+            "kind": source,
+            "where": spec["hr"] if method == "folder" else train_hr_dir(),
+            "licence": config["export"]["licence"] or licence_of(source),
+        },
+        "config": canonical(made_by),
+        "seeds": seeds,
+    }
+
+
+SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
+
+
+def folder_inputs(wc):
+    spec = DATASETS[wc.dataset]
+    inputs = {"hr": spec["hr"]}
+    for key in ("lr", "meta_info"):
+        if spec.get(key):
+            inputs[key] = spec[key]
+    return inputs
+
+
+def folder_crop(wc):
+    spec, crop = DATASETS[wc.dataset], config["data"]["crop"]
+    return {
+        "hr_size": spec.get("hr_size") or crop["hr_size"],
+        "step": spec.get("step") or crop["step"],
+    }
+
+
+for _name in FOLDER_DATASETS:
+    # A missing folder is a config error, reported before any job is planned.
+    _checked_folder(f"datasets.{_name}.hr", DATASETS[_name]["hr"])
+    if DATASETS[_name].get("lr"):
+        _checked_folder(f"datasets.{_name}.lr", DATASETS[_name]["lr"])
+    if (
+        DATASETS[_name].get("meta_info")
+        and not Path(DATASETS[_name]["meta_info"]).is_file()
+    ):
+        sys.exit(
+            f"error: config key datasets.{_name}.meta_info: file {DATASETS[_name]['meta_info']} does not exist"
+        )

@@ -9,6 +9,7 @@ rule condense_image:
     output:
         synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
         log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
+        snapshots=f"{RESULTS}/condense/{{ckey}}/{{image}}.snapshots.npz",
     log:
         f"{RESULTS}/logs/condense_image/{{ckey}}/{{image}}.log",
     benchmark:

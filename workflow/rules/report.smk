@@ -14,6 +14,11 @@ rule make_table:
         ),
         md=f"{RESULTS}/tables/{{table}}.md",
         tex=f"{RESULTS}/tables/{{table}}.tex",
+        html=report(
+            f"{RESULTS}/tables/{{table}}.html",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/make_table/{{table}}.log",
     conda:
@@ -39,6 +44,12 @@ rule plot_figures:
         trajectories=report(
             f"{RESULTS}/figures/trajectories.png",
             caption="../report/trajectories.rst",
+            category="Figures",
+        ),
+        idc=report(
+            directory(f"{RESULTS}/figures/idc"),
+            patterns=["{name}.png"],
+            caption="../report/idc_figures.rst",
             category="Figures",
         ),
     log:

@@ -1,4 +1,4 @@
-"""Condense one training image into n = ceil(r N) synthetic LR patches (IDC)."""
+"""Condense one training image into its share of the synthetic LR patches (IDC; `budget` key)."""
 
 from idc.condense.config import split_execution_settings
 from idc.condense.stage import condense_image

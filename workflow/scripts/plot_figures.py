@@ -11,5 +11,8 @@ with job_logging(snakemake.log[0]):
         trajectories=dict(zip(snakemake.params.pairs, snakemake.input.trajectories)),
         synthetic_stores=list(snakemake.input.stores),
         condense_logs=list(snakemake.input.condense_logs),
+        snapshots=list(snakemake.input.snapshots),
+        real_store=snakemake.input.real_store,
         title=f"Validation PSNR on {snakemake.params.validation}",
+        idc_dir=snakemake.output.idc,
     )

@@ -1,0 +1,102 @@
+"""The workflow's dataset products: the export rule (paired PNG folders + card) and datasets of
+method folder, imported and then trained, tested and tabled like the workflow's own."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from idc.data.store import PatchStore
+from tests.workflow_helpers import copy_workflow, planned_jobs, snakemake
+
+
+def _demo_with(work: Path, tmp_path: Path, mutate) -> Path:
+    config = yaml.safe_load((work / "config" / "demo.yaml").read_text())
+    mutate(config)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_folder_dataset_is_planned_like_any_other(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    hr = tmp_path / "ext" / "HR"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(hr / "a.png")
+
+    def add_folder(config):
+        config["datasets"]["ext"] = {"method": "folder", "hr": str(hr)}
+        config["tables"]["table1"]["datasets"].append("ext")
+        config["export"] = {"datasets": ["idc", "ext"]}
+
+    proc = snakemake(["-n", "--configfile", str(_demo_with(work, tmp_path, add_folder))], cwd=work)
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["import_folder"] == 1
+    assert jobs["train_sr"] == jobs["test_sr"] == 7 * 3  # the demo's six datasets and ext, 3 models
+    assert jobs["export_dataset"] == 2
+    assert "select_baseline" in jobs and jobs["select_baseline"] == 4  # ext is not a selection
+
+
+def test_a_missing_folder_stops_before_planning_with_one_line(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+
+    def add_missing(config):
+        config["datasets"]["ext"] = {"method": "folder", "hr": str(tmp_path / "nowhere")}
+
+    proc = snakemake(["-n", "--configfile", str(_demo_with(work, tmp_path, add_missing))], cwd=work, check=False)
+    assert proc.returncode != 0
+    assert f"error: config key datasets.ext.hr: folder {tmp_path / 'nowhere'} does not exist" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_exports_its_condensed_set_with_a_card(demo_run):
+    out = demo_run / "results/demo/export/idc"
+    card = yaml.safe_load((out / "dataset_card.yaml").read_text())
+    with PatchStore(demo_run / "results/demo/datasets/idc.h5") as store:
+        n = len(store)
+        lr_ref, hr_ref = store.read(np.arange(n))
+    assert card["method"] == "idc" and card["pairs"] == n and card["ratio"] == 0.1
+    assert card["memorisation"]["n"] == n and card["seeds"]["master"] == 0
+    assert card["config"]["condense"]["steps"] == 60 and card["config"]["upsampler"]["arch"] == "mambairv2_light"
+    names = [line.split(" ")[0] for line in (out / "meta_info.txt").read_text().splitlines()]
+    assert len(names) == n and names == sorted(names)
+    assert np.array_equal(np.asarray(Image.open(out / "HR" / names[-1])), hr_ref[-1])
+    assert np.array_equal(np.asarray(Image.open(out / "LR_bicubic/X4" / names[-1].replace(".png", "x4.png"))), lr_ref[-1])
+    assert (demo_run / "results/demo/logs/export_dataset/idc.log").read_text().count("eta") >= 1
+
+
+@pytest.mark.slow
+def test_an_exported_selection_imported_back_is_trained_tested_and_tabled(demo_run, tmp_path):
+    """The random selection exported, then evaluated as an external set: the import holds exactly
+    the selected pairs, and the table gets its rows beside the workflow's own datasets."""
+    work = tmp_path / "wf"
+    shutil.copytree(demo_run, work, symlinks=True)
+    snakemake(["--cores", "2", "results/demo/export/random"], cwd=work)
+    exported = work / "results/demo/export/random"
+
+    def add_external(config):
+        config["datasets"]["random_ext"] = {
+            "method": "folder", "hr": str(exported / "HR"), "lr": str(exported / "LR_bicubic/X4"),
+            "meta_info": str(exported / "meta_info.txt"),
+        }
+        config["models"] = {"edsr": config["models"]["edsr"]}
+        config["tables"]["table1"].update(models=["edsr"], datasets=["random", "random_ext"])
+
+    configfile = _demo_with(work, tmp_path, add_external)
+    proc = snakemake(["--cores", "2", "--configfile", str(configfile)], cwd=work)
+    assert "import_folder" in proc.stderr + proc.stdout
+    with PatchStore(work / "results/demo/data/train_patches.h5") as whole:
+        ref = whole.read(np.load(work / "results/demo/datasets/random.idx.npy"))
+    with PatchStore(work / "results/demo/datasets/random_ext.h5") as imported:
+        got = imported.read(np.arange(len(imported)))
+    assert all(np.array_equal(a, b) for a, b in zip(ref, got))
+    table = pd.read_csv(work / "results/demo/tables/table1.csv")
+    row = table[(table["method"] == "random_ext") & (table["model"] == "edsr")]
+    assert len(row) == 1 and 5 < row["psnr"].iloc[0] < 60
+    assert "random_ext" in (work / "results/demo/tables/table1.md").read_text()
