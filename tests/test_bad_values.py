@@ -79,7 +79,7 @@ def _photo(path: Path, size=(96, 128), **save) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["a{1}.png", "{image}.png", "a b.png"])
+@pytest.mark.parametrize("name", ["{image}.png", "a b.png"])
 def test_training_file_names_that_cannot_be_path_components_are_refused(tmp_path, name):
     photos = tmp_path / "photos"
     _photo(photos / "good.png")

@@ -124,6 +124,9 @@ BAD_CONFIGS = {
     "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
     # names that become path components: one anchored rule (a trailing newline passes `$`)
     "run is ..": (lambda c: c.update(run=".."), "run"),
+    "run is .": (lambda c: c.update(run="."), "run"),
+    "run with a slash": (lambda c: c.update(run="../x"), "run"),
+    "run absolute": (lambda c: c.update(run="/tmp/x"), "run"),
     "run with a trailing newline": (lambda c: c.update(run="demo\n"), "run"),
     "test-set key escaping": (lambda c: c["data"]["testsets"].update({"../../victim": {"source": "demo"}}),
                               "data.testsets"),

@@ -81,8 +81,10 @@ def test_test_set_key_cannot_escape_the_run(tmp_path):
     assert not (work / "results").exists()
 
 
-@pytest.mark.parametrize("run", ["..", ".", "x\n", "../x", "/tmp/x"])
+@pytest.mark.parametrize("run", ["..", "x\n"])
 def test_run_name_cannot_escape_results(tmp_path, run):
+    """`run: ..` made results/.. the project folder; a trailing newline passed the `$` pattern.
+    (More run names, unit level: tests/test_config.py.)"""
     work = copy_workflow(tmp_path / "wf")
     config = yaml.safe_load((work / "config" / "demo.yaml").read_text())
     config["run"] = run
@@ -122,29 +124,36 @@ def test_prepare_testset_never_deletes_a_folder_it_did_not_write(tmp_path):
     assert {k: v for k, v in _fingerprint(tmp_path).items() if not k.startswith("prepared")} == before
 
 
-@pytest.mark.parametrize("second", ["b.jpg", "B.png"])
-def test_duplicate_image_stems_are_refused_naming_both_files(tmp_path, second):
+def test_duplicate_image_stems_are_refused_naming_both_files(tmp_path):
     """`b.png` + `b.jpg` once gave one image twice and dropped the other; now both the workflow
     (before planning) and prepare-testset stop with one line naming the two files."""
     photos = _photos(tmp_path / "photos", names=("a.png", "b.png"))
-    Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(photos / second)
+    Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(photos / "b.jpg")
     work = copy_workflow(tmp_path / "wf")
     config = _config(work, **{"data.trainset": {"source": "folder", "folder": str(photos)}})
     before = _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml"))
     proc = snakemake(["-n", "--configfile", str(config)], cwd=work, check=False, timeout=120)
-    _one_line_error(proc, "b.png", second, "same name")
+    _one_line_error(proc, "b.png", "b.jpg", "same name")
     proc = _prepare("Dup", str(tmp_path / "out"), "--hr-dir", str(photos))
-    _one_line_error(proc, "b.png", second, "same name")
+    _one_line_error(proc, "b.png", "b.jpg", "same name")
     assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before
+    # names differing only in case are one image on a case-insensitive file system
+    from idc.data.images import list_images
+
+    (photos / "b.jpg").rename(photos / "B.png")
+    with pytest.raises(ValueError, match=r"same name .*: B.png and b.png"):
+        list_images(photos)
 
 
-@pytest.mark.parametrize("change, key", [
+BAD_CHANGES = [
     ({"data.crop.hr_size": 66}, "data.crop.hr_size"),
     ({"data.crop.step": 30}, "data.crop.step"),
     ({"scale": 2}, "kwargs.upscale"),
     ({"datasets.random.ratio": 1e-05}, "datasets.random.ratio"),
-])
-def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path, change, key):
+]
+
+
+def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path):
     """A crop size that is not a multiple of the scale once passed validation; Snakemake removed
     the existing patch store (hours at paper scale) before the job failed. Each cross-field rule
     the jobs rely on is now checked at planning time: the store survives byte for byte."""
@@ -153,11 +162,11 @@ def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path, change, key
     trainset = {"data.trainset": {"source": "folder", "folder": str(photos)}}
     good = _config(work, **trainset)
     snakemake(["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(good)], cwd=work, timeout=300)
-    store = work / "results/bad/data/train_patches.h5"
-    assert store.is_file()
+    assert (work / "results/bad/data/train_patches.h5").is_file()
     before = _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml"))
-    bad = _config(work, **trainset, **change)
-    proc = snakemake(["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(bad)],
-                     cwd=work, check=False, timeout=300)
-    _one_line_error(proc, "error: config key", key)
-    assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before
+    for change, key in BAD_CHANGES:
+        bad = _config(work, **trainset, **change)
+        proc = snakemake(["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(bad)],
+                         cwd=work, check=False, timeout=300)
+        _one_line_error(proc, "error: config key", key)
+        assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before, key
