@@ -420,6 +420,7 @@ def train_sr(
     ``step_callback(step)`` is called after every step.
     """
     from idc.archs import build_model, resolve, save_model
+    from idc.archs.registry import default_kwarg
 
     cfg = TrainConfig(
         model_name=model_name, model_kwargs=dict(model_kwargs or {}), steps=steps, batch_size=batch_size,
@@ -455,6 +456,9 @@ def train_sr(
     amp_dtype = _amp_dtype(torch_device, amp)
 
     arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
+    upscale = arch_kwargs.get("upscale", default_kwarg(arch, "upscale"))
+    if upscale != dataset.scale:
+        raise ValueError(f"model {model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}")
     torch.manual_seed(seed)
     try:
         model = build_model(arch, **arch_kwargs)
