@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input: one line naming the culprit, no traceback.
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        # Bad input or a full/unwritable disk: one line naming the culprit, no traceback.
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1

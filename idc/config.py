@@ -7,11 +7,14 @@ tests; every error is a single line naming the offending key.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
+
+from idc.names import name_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -72,8 +75,75 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def _check_names(config: dict) -> None:
+    """Every name that becomes a path component, by the one rule of idc.names (the schema's
+    `$`-anchored patterns let a trailing newline through)."""
+    problem = name_problem(config["run"])
+    if problem:
+        raise ConfigError(f"config key run: {problem}")
+    for section in ("data.testsets", "teachers", "models", "datasets", "tables"):
+        node = config
+        for part in section.split("."):
+            node = node.get(part, {})
+        for name in node:
+            problem = name_problem(name)
+            if problem:
+                raise ConfigError(f"config key {section}: key {problem}")
+
+
+def _check_finite(node: Any, where: str) -> None:
+    """NaN and infinity pass every `minimum`/`maximum` of JSON Schema (comparisons with NaN are
+    false); no setting of this workflow means either."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key {where}: {node!r} is not a finite number")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{where}[{i}]")
+
+
+def _check_networks(config: dict) -> None:
+    """What the cropping, training and condensation jobs rely on, checked before any of them runs
+    (a value found bad inside a job costs the outputs Snakemake removed before starting it)."""
+    from idc.archs.registry import check_model_kwargs, default_kwarg
+
+    scale = config["scale"]
+    crop = config["data"]["crop"]
+    crops = {"data.crop": crop}
+    crops.update({f"datasets.{name}": spec for name, spec in config.get("datasets", {}).items()
+                  if spec["method"] == "folder"})  # imported folders are cropped by their own sizes
+    for where, sizes in crops.items():
+        for key in ("hr_size", "step"):
+            if sizes.get(key) and sizes[key] % scale:
+                raise ConfigError(f"config key {where}.{key}: {sizes[key]} is not a multiple of scale {scale} "
+                                  "(LR windows must fall on whole pixels)")
+    for section in ("teachers", "models"):
+        for name, spec in config.get(section, {}).items():
+            where = f"{section}.{name}"
+            try:
+                _, kwargs = check_model_kwargs(spec["arch"], spec["kwargs"])
+            except ValueError as err:
+                raise ConfigError(f"config key {where}.kwargs: {err}") from None
+            upscale = kwargs.get("upscale", default_kwarg(spec["arch"], "upscale"))
+            if upscale != scale:
+                raise ConfigError(f"config key {where}.kwargs.upscale: the network up-samples x{upscale}, "
+                                  f"the run's scale is {scale}")
+            gt_size = spec["train"]["gt_size"]
+            if not spec.get("weights"):
+                if gt_size % scale:
+                    raise ConfigError(f"config key {where}.train.gt_size: {gt_size} is not a multiple of scale {scale}")
+                if gt_size > crop["hr_size"]:
+                    raise ConfigError(f"config key {where}.train.gt_size: {gt_size} is larger than the HR "
+                                      f"patches (data.crop.hr_size {crop['hr_size']})")
+
+
 def _cross_check(config: dict) -> None:
-    """Checks JSON Schema cannot express: references between sections."""
+    """Checks JSON Schema cannot express: names, finiteness, references between sections."""
+    _check_names(config)
+    _check_finite(config, "")
+    _check_networks(config)
     teachers = config.get("teachers", {})
     models = config.get("models", {})
     datasets = config.get("datasets", {})
@@ -81,6 +151,9 @@ def _cross_check(config: dict) -> None:
     trainset = config["data"]["trainset"]
     if trainset["source"] == "folder" and not trainset.get("folder"):
         raise ConfigError("config key data.trainset.folder: required when data.trainset.source is folder")
+    local = trainset.get("div2k_local_dir")
+    if trainset["source"] == "div2k" and local and not Path(local).is_dir():
+        raise ConfigError(f"config key data.trainset.div2k_local_dir: folder {local} does not exist")
     for name, spec in datasets.items():
         for key in spec.get("selection") or {}:
             if not key.startswith(spec["method"] + "_"):
@@ -145,12 +218,62 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(f"config key data.testsets.{name}.hr: required for a folder test set")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"{node.start_mark.name}: config key {key!r} is given twice in one mapping "
+                    f"(lines {seen[key] + 1} and {key_node.start_mark.line + 1}); YAML would keep the last silently"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One YAML configuration file; a duplicated key is a ConfigError naming the file and key."""
+    with open(path) as fh:
+        try:
+            return yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def check_ratios(config: dict, patch_counts: list[int] | None) -> None:
+    """Every dataset's ratio keeps at least one patch of the patches it draws from (the images'
+    counts in image order; None when unknown before cropping, then the DIV2K paper count is used
+    where it applies)."""
+    from idc.data.crop import DIV2K_TRAIN_PATCHES
+    from idc.select.protocol import n_for_ratio
+
+    crop = config["data"]["crop"]
+    paper_div2k = config["data"]["trainset"]["source"] == "div2k" and (
+        crop["hr_size"], crop["step"], crop["thresh"]) == (256, 128, 0)
+    for name, spec in config["datasets"].items():
+        if "ratio" not in spec:  # whole, folder: no selection from the patches
+            continue
+        images = spec.get("images")
+        if patch_counts is not None:
+            n = sum(patch_counts[:images] if images else patch_counts)
+        elif paper_div2k and not images:
+            n = DIV2K_TRAIN_PATCHES
+        else:
+            continue
+        try:
+            n_for_ratio(n, spec["ratio"])
+        except ValueError as err:
+            raise ConfigError(f"config key datasets.{name}.ratio: {err}") from None
+
+
 def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> dict:
     """Read YAML files (later ones update earlier ones, deeply), apply overrides, validate."""
     config: dict = {}
     for path in paths:
-        with open(path) as fh:
-            _deep_update(config, yaml.safe_load(fh) or {})
+        _deep_update(config, read_config_file(path))
     if overrides:
         _deep_update(config, overrides)
     return validate_config(config)

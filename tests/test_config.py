@@ -122,7 +122,64 @@ BAD_CONFIGS = {
     "unknown budget rule": (lambda c: c["condense"]["params"].update(budget="fair"), "condense.params.budget"),
     "unknown IDC variant": (lambda c: c["datasets"]["idc"].update(variant="v9"), "datasets.idc.variant"),
     "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
+    # names that become path components: one anchored rule (a trailing newline passes `$`)
+    "run is ..": (lambda c: c.update(run=".."), "run"),
+    "run is .": (lambda c: c.update(run="."), "run"),
+    "run with a slash": (lambda c: c.update(run="../x"), "run"),
+    "run absolute": (lambda c: c.update(run="/tmp/x"), "run"),
+    "run with a trailing newline": (lambda c: c.update(run="demo\n"), "run"),
+    "test-set key escaping": (lambda c: c["data"]["testsets"].update({"../../victim": {"source": "demo"}}),
+                              "data.testsets"),
+    "test-set key with a newline": (lambda c: c["data"]["testsets"].update({"Set5\n": {"source": "demo"}}),
+                                    "data.testsets"),
+    "teacher key with a slash": (lambda c: c["teachers"].update({"a/b": c["teachers"]["swinir"]}), "teachers"),
+    "model key hidden": (lambda c: c["models"].update({".edsr": c["models"]["edsr"]}), "models"),
+    "dataset key with a newline": (lambda c: c["datasets"].update({"whole\n": {"method": "whole"}}), "datasets"),
+    "table key with a newline": (lambda c: c["tables"].update({"t\n": c["tables"]["table1"]}), "tables"),
+    # cross-field rules the jobs rely on, checked before planning (demo.yaml shares one train
+    # mapping between networks through a YAML alias: a case changes a copy)
+    "hr_size not a multiple of the scale": (lambda c: c["data"]["crop"].update(hr_size=66), "data.crop.hr_size"),
+    "step not a multiple of the scale": (lambda c: c["data"]["crop"].update(step=30), "data.crop.step"),
+    "imported folder crop not a multiple of the scale": (
+        lambda c: c["datasets"].update(imp={"method": "folder", "hr": "/x/HR", "hr_size": 66}), "datasets.imp.hr_size"),
+    "gt_size not a multiple of the scale": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 30}),
+                                            "models.edsr.train.gt_size"),
+    "gt_size beyond the crop": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 128}),
+                                "models.edsr.train.gt_size"),
+    "scale differs from the networks": (lambda c: c.update(scale=2), "kwargs.upscale"),
+    "architecture kwarg misspelt": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feats=8),
+                                    "models.edsr.kwargs"),
+    "architecture kwarg of the wrong type": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feat="abc"),
+                                             "models.edsr.kwargs"),
+    "architecture far too large": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feat=600000),
+                                   "models.edsr.kwargs"),
+    "ratio NaN": (lambda c: c["datasets"]["idc"].update(ratio=float("nan")), "datasets.idc.ratio"),
+    "learning rate infinite": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "lr": float("inf")}),
+                               "models.edsr.train.lr"),
+    "gamma NaN": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gamma": float("nan")}), "models.edsr.train.gamma"),
+    "condensation lr NaN": (lambda c: c["condense"]["params"].update(lr=float("nan")), "condense.params"),
+    "condensation boolean as a string": (lambda c: c["condense"]["params"].update(use_pair="false"),
+                                         "condense.params"),
+    "missing local DIV2K folder": (lambda c: c["data"]["trainset"].update(source="div2k",
+                                                                          div2k_local_dir="/nonexistent/DIV2K"),
+                                   "data.trainset.div2k_local_dir"),
 }
+
+
+def test_ratios_that_keep_no_patch_are_refused_before_cropping():
+    from idc.config import check_ratios
+
+    config = validate_config(_read("demo.yaml"))
+    check_ratios(config, [40, 60])  # 10 % of 100 patches: 10
+    config["datasets"]["random"]["ratio"] = 0.005
+    with pytest.raises(ConfigError, match=r"datasets.random.ratio: ratio 0.005 of N=100 keeps no patch"):
+        check_ratios(config, [40, 60])
+    check_ratios(config, None)  # demo: the count is unknown before its images are built
+    config["data"]["trainset"] = {**config["data"]["trainset"], "source": "div2k"}
+    config["data"]["crop"] = {"hr_size": 256, "step": 128, "thresh": 0, "workers": 1}
+    config["datasets"]["random"]["ratio"] = 5e-06  # 0.6 of DIV2K's 120,765 pairs
+    with pytest.raises(ConfigError, match="N=120765 keeps no patch"):
+        check_ratios(config, None)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))

@@ -68,3 +68,71 @@ def test_killed_demo_resumes_to_identical_tables(demo_run, tmp_path):
     expected = pd.read_csv(demo_run / "results/demo/tables/table1.csv")
     got = pd.read_csv(work / "results/demo/tables/table1.csv")
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs: a disk that fills up for real (mounting needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("the full-disk case mounts a small tmpfs, which needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _noise_images(folder: Path, n: int, side: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"n{i}.png")
+    return folder
+
+
+def test_full_disk_while_cropping_is_one_line_and_leaves_nothing(small_disk, tmp_path):
+    """Once a segfault (rc 139) leaving a new `.store.h5.tmp-<pid>` per retry. Now: free space is
+    checked against the store's size before writing; a disk that fills anyway aborts with one
+    line and removes the temporary file; stale temporaries of killed attempts are removed."""
+    import numpy as np
+
+    from idc.data.store import PatchStoreWriter
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = small_disk / f".store.h5.tmp-{dead.pid}"
+    stale.write_bytes(b"\0" * 1000)
+    stale_spool = small_disk / f".store.h5.spool-{dead.pid}-abc"
+    stale_spool.mkdir()
+    photos = _noise_images(tmp_path / "photos", n=3, side=512)  # ~33 MB of patches at 64/16
+    proc = subprocess.run(
+        SNAKEMAKE[:1] + ["-m", "idc", "crop", str(photos), str(small_disk / "store.h5"), "--hr-size", "64",
+                         "--step", "16", "--workers", "2"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not enough free space" in errors[0] and "store.h5" in errors[0], proc.stderr
+    assert list(small_disk.iterdir()) == []  # the stale temporaries went, nothing new stayed
+
+    # Written patch by patch (the writer of condensed stores, or an estimate beaten by another
+    # writer on the same disk): each write is refused before HDF5 meets a full disk, cleanly.
+    rng = np.random.default_rng(1)
+    (small_disk / "other.bin").write_bytes(b"\0" * 100_000)
+    appended = 0
+    with pytest.raises(OSError, match=r"not enough free space for .*store.h5"):
+        with PatchStoreWriter(small_disk / "store.h5", scale=4, hr_size=64, step=64, source="t", seed=0) as writer:
+            for _ in range(200):  # 200 x 8 x 13 kB of noise: beyond 16 MB half-way
+                writer.append(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+                              rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), 0, np.zeros((8, 2)))
+                appended += 1
+    assert 10 < appended < 200  # refused part-way, not at once
+    assert [p.name for p in small_disk.iterdir()] == ["other.bin"]

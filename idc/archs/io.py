@@ -100,7 +100,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Rebuild the network saved by `save_model` and load its weights strictly (eval mode)."""
     path = Path(path)
     arch, kwargs, _ = read_model_metadata(path)
-    model = build_model(arch, **kwargs)
+    try:
+        model = build_model(arch, **kwargs)  # checked first: metadata may ask for any size
+    except ValueError as err:
+        raise ValueError(f"model file {path}: {err}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -118,6 +121,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 def _read_checkpoint(path: Path) -> Mapping[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes; an interrupted download?)")
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -128,7 +133,8 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         # weights_only: tensors and plain containers only, never arbitrary pickled objects.
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"checkpoint {path} could not be loaded with weights_only=True: {err}") from err
+        reason = str(err).strip() or type(err).__name__
+        raise ValueError(f"checkpoint {path} could not be loaded with weights_only=True: {reason}") from err
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = None) -> dict[str, torch.Tensor]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import importlib
+import inspect
+import itertools
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -107,7 +111,89 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Construct an SR network by architecture name (`edsr`, `swinir`, `mambairv2_light`, `mambairv2`)
     or preset name (see `MODEL_PRESETS`; `kwargs` then override the preset's values).
 
-    Unknown keyword arguments raise TypeError from the constructor, naming the argument.
+    Unknown or mistyped keyword arguments, and networks beyond ``MAX_MODEL_ELEMENTS`` weights,
+    raise ModelArgumentError (a TypeError and a ValueError) naming the argument, before any weight
+    is allocated.
     """
-    arch, full = resolve(name, **kwargs)
+    arch, full = check_model_kwargs(name, kwargs)
     return ARCHITECTURES[arch](**full)
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """Constructor arguments that do not fit the architecture (TypeError for callers that catch
+    what the constructor itself would raise; ValueError for the one-line error of the commands)."""
+
+
+# Largest network a configuration or a model file may ask for (parameters + buffers). The paper's
+# largest (EDSR, 43M) is far below; a typo such as num_feat=640000 would otherwise try to allocate
+# terabytes before failing.
+MAX_MODEL_ELEMENTS = 2_000_000_000
+
+
+# Where each architecture's class lives (its signature is read without building it).
+_CLASSES = {"edsr": ("idc.archs.edsr", "EDSR"), "swinir": ("idc.archs.swinir", "SwinIR"),
+            "mambairv2_light": ("idc.archs.mambairv2", "MambaIRv2Light"),
+            "mambairv2": ("idc.archs.mambairv2", "MambaIRv2")}
+
+
+def _constructor_parameters(arch: str) -> Mapping[str, inspect.Parameter]:
+    module, cls = _CLASSES[arch]
+    return inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+
+
+def _accepts(annotation: str, value: Any) -> bool:
+    """Whether a JSON-like `value` fits a constructor annotation (written as text: the modules use
+    postponed annotations). Unknown annotations (e.g. a layer class) accept nothing from a config."""
+    def scalar(kind: str, v: Any) -> bool:
+        if kind == "None":
+            return v is None
+        if kind == "bool":
+            return isinstance(v, bool)
+        if kind == "int":
+            return isinstance(v, int) and not isinstance(v, bool)
+        if kind == "float":
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if kind == "str":
+            return isinstance(v, str)
+        if kind.startswith("Sequence[") and kind.endswith("]"):
+            return isinstance(v, (list, tuple)) and all(scalar(kind[9:-1], x) for x in v)
+        return False
+
+    return any(scalar(part.strip(), value) for part in annotation.split("|"))
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(architecture, full kwargs) after checking every argument's name and type against the
+    constructor and the network's size, without allocating it (built on the meta device).
+
+    ModelArgumentError naming the argument; called before any job or weight allocation.
+    """
+    import torch
+
+    arch, full = resolve(name, **dict(kwargs))
+    params = _constructor_parameters(arch)
+    for key, value in full.items():
+        if key not in params or key == "self":
+            known = ", ".join(p for p in params if p != "self")
+            raise ModelArgumentError(f"{arch} has no constructor argument {key!r} (known: {known})")
+        annotation = params[key].annotation
+        if not isinstance(annotation, str) or not _accepts(annotation, value):
+            raise ModelArgumentError(f"{arch} argument {key}={value!r} is not of type {annotation}")
+    try:
+        with torch.device("meta"):
+            network = ARCHITECTURES[arch](**full)
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, IndexError) as err:
+        raise ModelArgumentError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in full.items())}) cannot be built: {err}") from None
+    size = sum(t.numel() for t in itertools.chain(network.parameters(), network.buffers()))
+    if size > MAX_MODEL_ELEMENTS:
+        raise ModelArgumentError(f"{arch} with these arguments has {size:,} weights, more than the limit "
+                         f"{MAX_MODEL_ELEMENTS:,} (a typo in a width or depth?)")
+    return arch, full
+
+
+def default_kwarg(name: str, key: str) -> Any:
+    """The constructor's default of argument `key` of architecture or preset `name` (e.g. upscale)."""
+    arch, full = resolve(name)
+    if key in full:
+        return full[key]
+    return _constructor_parameters(arch)[key].default

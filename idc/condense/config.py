@@ -26,6 +26,19 @@ PARAMETRISATIONS = ("clamp", "sigmoid")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def _of_type(value: Any, kind: str) -> bool:
+    """Whether `value` fits a field annotation (bool is not an int, an int is a float)."""
+    if kind.startswith("list[") and kind.endswith("]"):
+        return isinstance(value, (list, tuple)) and all(_of_type(v, kind[5:-1]) for v in value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return kind != "str" or isinstance(value, str)
+
+
 @dataclass
 class CondenseConfig:
     # --- data volume -------------------------------------------------------------------------
@@ -164,6 +177,11 @@ class CondenseConfig:
         def bad(key: str, why: str) -> None:
             raise ValueError(f"condense config: {key}={getattr(self, key)!r} {why}")
 
+        # Types first: YAML's "false" is a string, and a non-empty string is truthy.
+        for f in dataclasses.fields(self):
+            if not _of_type(getattr(self, f.name), f.type):
+                bad(f.name, "must be true or false" if f.type == "bool" else f"is not of type {f.type}")
+
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")
         for key in ("steps", "warmup", "assign_interval", "assign_times", "log_every",
@@ -196,9 +214,6 @@ class CondenseConfig:
                              ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS), ("budget", BUDGETS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
-        for key in [f.name for f in dataclasses.fields(self) if f.type in ("bool", bool)]:
-            if not isinstance(getattr(self, key), bool):  # "false" is a true string
-                bad(key, "must be true or false")
         if self.stop_on_plateau and not self.diagnostics:
             bad("stop_on_plateau", "needs diagnostics (the rule watches the held-out MMD)")
         if not (self.use_ins or self.use_group or self.use_pair):

@@ -5,7 +5,9 @@ kept) and ``out_dir/LR_bicubic/X<scale>/<stem>x<scale>.png``: the provided LR fi
 (their size must be HR/scale), else MATLAB ``imresize`` of the mod-cropped HR. Grayscale images
 (Set14 'bridge') become RGB by channel replication. The source is a local folder or an archive
 URL with its SHA-256. The result appears atomically (temporary folder, then rename) with a
-``testset.json`` manifest.
+``testset.json`` manifest. An existing ``out_dir`` is replaced only when it is empty or holds such
+a manifest (a folder this tool wrote); an ``out_dir`` equal to, inside, or around an input folder
+is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from idc.data.crop import find_lr_file
 from idc.data.download import download, safe_extract
 from idc.data.images import image_size, list_images, read_image, write_png
 from idc.data.imresize import imresize_uint8, modcrop
+from idc.data.store import remove_stale_temporaries
 
 __all__ = ["KNOWN_TESTSETS", "prepare_testset", "find_image_dirs"]
 
@@ -58,6 +61,38 @@ def find_image_dirs(root: Path, scale: int) -> tuple[Path, Path | None]:
     return hr[0], (lr[0] if len(lr) == 1 else None)
 
 
+MANIFEST = "testset.json"  # written last into every prepared folder: the mark of this tool
+
+
+def _is_prepared(folder: Path) -> bool:
+    """Whether ``folder`` is a test set this function wrote (its manifest names the package)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("created_by", "")).startswith("idc-workflow")
+
+
+def _check_out_dir(name: str, out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder that overlaps an input (it would destroy the originals) or an
+    existing folder this tool did not create."""
+    out = out_dir.resolve()
+    for source in inputs:
+        src = source.resolve()
+        if out == src or out.is_relative_to(src) or src.is_relative_to(out):
+            raise ValueError(
+                f"test set {name}: output folder {out_dir} overlaps the input folder {source} "
+                "(choose an output outside the originals)"
+            )
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ValueError(f"test set {name}: output {out_dir} exists and is not a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not _is_prepared(out_dir):
+        raise ValueError(
+            f"test set {name}: refusing to replace {out_dir}: it was not written by prepare-testset "
+            f"(no {MANIFEST} of this tool); remove it yourself or choose another output"
+        )
+
+
 def prepare_testset(
     name: str,
     out_dir: str | os.PathLike,
@@ -75,12 +110,16 @@ def prepare_testset(
     checked before anything is written; a missing LR file in a given ``lr_dir`` is an error.
     """
     out_dir = Path(out_dir)
+    inputs = [Path(p) for p in (hr_dir, lr_dir) if p is not None]
+    _check_out_dir(name, out_dir, inputs)
     if int(scale) != scale or scale < 1:
         raise ValueError(f"test set {name}: scale must be a positive integer, got {scale!r}")
     if (hr_dir is None) == (url is None):
         raise ValueError(f"test set {name}: give exactly one of hr_dir or url")
     if url is not None and not sha256:
         raise ValueError(f"test set {name}: url {url} needs its sha256")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     work = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
@@ -132,9 +171,12 @@ def prepare_testset(
             ),
             "created_by": f"idc-workflow {__version__}",
         }
-        (staged / "testset.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            # Checked again: only a folder this function wrote is ever replaced; the old one is
+            # moved aside first so a failure leaves one of the two complete.
+            _check_out_dir(name, out_dir, inputs)
+            os.replace(out_dir, work / "previous")
         os.replace(staged, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

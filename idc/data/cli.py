@@ -115,6 +115,8 @@ def cmd_store_info(args: argparse.Namespace) -> int:
             "n_images": int(store.image_ids.size),
             "attrs": store.attrs,
         }
+        if args.verify:
+            info["verified"] = store.verify()  # ValueError naming the store on a mismatch
     print(json.dumps(info, indent=2))
     return 0
 
@@ -219,6 +221,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("store-info", help="print a patch store's size and attrs as JSON")
     p.add_argument("store", type=Path)
+    p.add_argument(
+        "--verify", action="store_true", help="compare every dataset with its checksum from creation"
+    )
     p.set_defaults(func=cmd_store_info)
 
     p = subparsers.add_parser(

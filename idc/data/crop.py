@@ -30,7 +30,13 @@ from tqdm.auto import tqdm
 
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import imresize_uint8, modcrop
-from idc.data.store import PatchStoreWriter, write_patch_store
+from idc.data.store import (
+    WRITE_MARGIN,
+    PatchStoreWriter,
+    check_free_space,
+    remove_stale_temporaries,
+    write_patch_store,
+)
 from idc.progress import ProgressLog
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "count_patches",
     "crop_image_pair",
     "find_lr_file",
+    "image_patch_counts",
     "crop_images_to_store",
 ]
 
@@ -198,6 +205,28 @@ def _ordered_map(
     return results()
 
 
+def _image_windows(
+    hr_path: Path, *, scale: int, hr_size: int, step: int, thresh: int
+) -> tuple[int, int, int]:
+    """(mod-cropped height, width, number of windows) of one image, from its header."""
+    h, w = image_size(hr_path)
+    h_mod, w_mod = h - h % scale, w - w % scale
+    if h_mod < hr_size or w_mod < hr_size:
+        raise ValueError(f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}")
+    return h_mod, w_mod, count_patches(h_mod, w_mod, hr_size, step, thresh)
+
+
+def image_patch_counts(
+    hr_files: list[Path], *, scale: int, hr_size: int, step: int, thresh: int = 0
+) -> list[int]:
+    """Patches each image will give (headers only): lets the workflow check its ratios before
+    the crop job runs."""
+    return [
+        _image_windows(p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)[2]
+        for p in hr_files
+    ]
+
+
 def _validate_inputs(
     hr_files: list[Path], lr_dir: Path | None, *, scale: int, hr_size: int, step: int, thresh: int
 ) -> tuple[list[Path | None], int]:
@@ -206,13 +235,8 @@ def _validate_inputs(
     lr_files: list[Path | None] = []
     total = 0
     for hr_path in hr_files:
-        h, w = image_size(hr_path)
-        h_mod, w_mod = h - h % scale, w - w % scale
-        if h_mod < hr_size or w_mod < hr_size:
-            raise ValueError(
-                f"image {hr_path} ({h}x{w}) is smaller than the crop {hr_size}x{hr_size}"
-            )
-        total += count_patches(h_mod, w_mod, hr_size, step, thresh)
+        h_mod, w_mod, n = _image_windows(hr_path, scale=scale, hr_size=hr_size, step=step, thresh=thresh)
+        total += n
         if lr_dir is None:
             lr_files.append(None)
             continue
@@ -256,6 +280,9 @@ def crop_images_to_store(
     hr_dir = Path(hr_dir)
     out_path = Path(out_path)
     lr_dir_p = Path(lr_dir) if lr_dir is not None else None
+    for key, value, least in (("scale", scale, 1), ("hr_size", hr_size, 1), ("step", step, 1), ("thresh", thresh, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"crop: {key} must be an integer >= {least}, got {value!r}")
     if hr_size % scale or step % scale:
         raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
     if lr_dir_p is not None and not lr_dir_p.is_dir():
@@ -282,8 +309,14 @@ def crop_images_to_store(
     # With several workers, compression (the costliest part of writing) happens in the workers:
     # they spool small compressed stores next to the output, the writer copies their chunks.
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.is_dir():
+        raise ValueError(f"patch store {out_path}: the output path is a folder")
+    remove_stale_temporaries(out_path)
+    # Uncompressed size as the bound: LZF keeps 86-87 % of real photos, noise not at all.
+    lr_size = hr_size // scale
+    check_free_space(out_path, total * 3 * (hr_size**2 + lr_size**2) + WRITE_MARGIN)
     spool = (
-        Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-", dir=out_path.parent))
+        Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool-{os.getpid()}-", dir=out_path.parent))
         if workers > 1
         else None
     )

@@ -250,39 +250,89 @@ def _check_member_name(name: str, archive: Path) -> PurePosixPath:
     return posix
 
 
-def _zip_members(zf: zipfile.ZipFile, archive: Path) -> None:
+# Extracted bytes allowed per compressed byte. Images (PNG, JPEG) hardly compress further, so
+# real test-set archives stay near 1; a bomb (1 MB of zeros -> 1 GB) is far above.
+MAX_EXPANSION = 20
+MIN_EXTRACT_LIMIT = 64 << 20  # small archives (a few tiny images) may expand more than 20x
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def _check_layout(entries: list[tuple[PurePosixPath, bool, int]], archive: Path, limit: int) -> None:
+    """Before writing: total size within `limit`, no member given twice, no file where another
+    member needs a folder (entries: path, is folder, size)."""
+    total = sum(size for _, is_dir, size in entries if not is_dir)
+    if total > limit:
+        raise ValueError(
+            f"archive {archive} would extract {total / 1e6:,.1f} MB, more than the limit "
+            f"{limit / 1e6:,.1f} MB ({MAX_EXPANSION}x its size; a decompression bomb?)"
+        )
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
+    for path, is_dir, _ in entries:
+        folders.update(path.parents)
+        if is_dir:
+            folders.add(path)
+        elif path in files:
+            raise ValueError(f"archive {archive} holds member {str(path)!r} twice")
+        else:
+            files.add(path)
+    clash = sorted(files & folders)
+    if clash:
+        raise ValueError(f"archive {archive}: member {str(clash[0])!r} is both a file and a folder")
+
+
+def _zip_members(zf: zipfile.ZipFile, archive: Path, limit: int) -> None:
+    entries = []
     for info in zf.infolist():
-        _check_member_name(info.filename, archive)
+        path = _check_member_name(info.filename, archive)
         # Unix file type bits (0 when the zip was not made on Unix or does not record them).
         file_type = stat.S_IFMT(info.external_attr >> 16)
         if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ValueError(
                 f"unsafe member {info.filename!r} in archive {archive} (link or special file)"
             )
+        if info.flag_bits & 0x1:
+            raise ValueError(f"encrypted member {info.filename!r} in archive {archive} (not supported)")
+        if info.compress_type not in _ZIP_METHODS:
+            raise ValueError(
+                f"member {info.filename!r} in archive {archive} uses compression method "
+                f"{info.compress_type}, which is not supported (stored, deflate, bzip2, lzma)"
+            )
+        entries.append((path, info.is_dir(), info.file_size))
+    _check_layout(entries, archive, limit)
 
 
-def _tar_members(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+def _tar_members(tf: tarfile.TarFile, archive: Path, limit: int) -> list[tarfile.TarInfo]:
     members = tf.getmembers()
+    entries = []
     for m in members:
-        _check_member_name(m.name, archive)
+        path = _check_member_name(m.name, archive)
         if not (m.isfile() or m.isdir()):
             raise ValueError(
                 f"unsafe member {m.name!r} in archive {archive} (link or special file)"
             )
+        entries.append((path, m.isdir(), m.size))
+    _check_layout(entries, archive, limit)
     return members
 
 
-def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
+def safe_extract(
+    archive: str | os.PathLike, dest_dir: str | os.PathLike, *, max_bytes: int | None = None
+) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir`` safely and atomically.
 
-    Every member is checked before anything is written. Extraction happens in a temporary
-    sibling folder that is renamed to ``dest_dir`` at the end (an existing ``dest_dir`` is
-    replaced). Corrupt or truncated archives raise ValueError naming the archive.
+    Every member is checked before anything is written: names, type, encryption, compression
+    method, file/folder clashes and the total size, at most ``max_bytes`` (default
+    ``MAX_EXPANSION`` times the archive's size, at least ``MIN_EXTRACT_LIMIT``). Extraction
+    happens in a temporary sibling folder that is renamed to ``dest_dir`` at the end (an existing
+    ``dest_dir`` is replaced). Corrupt or truncated archives raise ValueError naming the archive.
     """
     archive = Path(archive)
     dest_dir = Path(dest_dir)
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
+    if max_bytes is None:
+        max_bytes = max(MAX_EXPANSION * archive.stat().st_size, MIN_EXTRACT_LIMIT)
     tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -290,7 +340,7 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Pat
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                _zip_members(zf, archive)
+                _zip_members(zf, archive, max_bytes)
                 for info in zf.infolist():
                     zf.extract(info, tmp)
         else:
@@ -301,7 +351,7 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Pat
                     f"not a readable zip or tar archive (corrupt or truncated?): {archive}"
                 ) from None
             with tf:
-                members = _tar_members(tf, archive)
+                members = _tar_members(tf, archive, max_bytes)
                 for m in members:
                     target = tmp / m.name
                     if m.isdir():
@@ -315,9 +365,10 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Pat
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(tmp, dest_dir)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError, RuntimeError) as err:
+        # NotImplementedError/RuntimeError: zipfile's words for what it cannot decode.
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"corrupt or truncated archive {archive}: {err}") from None
+        raise ValueError(f"corrupt or unsupported archive {archive}: {err}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -384,7 +435,8 @@ def fetch_div2k_parts(
             retries=retries,
             backoff_s=backoff_s,
         )
-        staging = safe_extract(archive, out_dir / f".{part}.extracted")
+        # PNG files do not shrink in a zip: twice the known archive size bounds the real content.
+        staging = safe_extract(archive, out_dir / f".{part}.extracted", max_bytes=2 * spec.size)
         try:
             found = staging / spec.folder
             if not found.is_dir():

@@ -11,6 +11,14 @@ Policy of :func:`read_image` (the SR pipeline works on 8-bit RGB only):
   invent pixel values.
 * 16-bit or float images: refused (DIV2K and the benchmarks are 8-bit; a silent down-conversion
   would change the data the paper's numbers rest on). Convert them explicitly first.
+* Multi-frame files (TIFF pages, animations): refused, not read as their first frame.
+* EXIF orientation other than 1 (pixels stored rotated or mirrored): refused; applying it would
+  change the image's shape against its LR file and the benchmarks' convention of stored pixels.
+* An embedded ICC profile other than sRGB (e.g. Adobe RGB) on an RGB or CMYK image: applied, so
+  the values are sRGB like every other image's (relative colorimetric); on other modes, or
+  unreadable: refused. sRGB profiles change nothing.
+* More pixels than PIL's decompression-bomb limit, or text chunks that decompress beyond its
+  limit: refused before decoding.
 * Missing file: FileNotFoundError; non-image, truncated or unreadable file: one-line ValueError
   naming the file.
 """
@@ -26,7 +34,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -41,6 +49,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
 # PIL modes that hold more than 8 bits per sample.
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N", "RGB;16", "RGBA;16"}
 
@@ -62,14 +71,62 @@ def _open_checked(path: Path) -> Image.Image:
         im = Image.open(path)
     except UnidentifiedImageError:
         raise ValueError(f"not an image (unrecognised format): {path}") from None
-    except OSError as err:
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"image refused, too many pixels to decode safely: {path}: {err}") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        # ValueError: e.g. a PNG text chunk that decompresses beyond PIL's limit.
         raise ValueError(f"unreadable image {path}: {err}") from None
-    if im.mode in _HIGH_DEPTH_MODES or (im.format == "PNG" and (_png_bit_depth(path) or 8) > 8):
+    problem = _refusal(im, path)
+    if problem:
         im.close()
-        raise ValueError(
-            f"16-bit/float image refused (only 8-bit images are supported; convert it first): {path}"
-        )
+        raise ValueError(f"{problem}: {path}")
     return im
+
+
+def _refusal(im: Image.Image, path: Path) -> str | None:
+    """Why the policy refuses an opened image (header and metadata only), or None."""
+    if im.mode in _HIGH_DEPTH_MODES or (im.format == "PNG" and (_png_bit_depth(path) or 8) > 8):
+        return "16-bit/float image refused (only 8-bit images are supported; convert it first)"
+    if getattr(im, "n_frames", 1) > 1:
+        return f"image with {im.n_frames} frames refused (one image per file; split it first)"
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: orientation unknown
+        return "image with an unreadable EXIF block refused (its orientation is unknown)"
+    if orientation not in (1, None):
+        return (f"image with EXIF orientation {orientation} refused (its pixels are stored rotated or "
+                "mirrored; rotate them and drop the tag first)")
+    profile = _icc_profile(im)
+    if profile is False:
+        return "image with an unreadable ICC colour profile refused"
+    if profile is not None and im.mode not in ("RGB", "CMYK"):
+        return f"{im.mode} image with a non-sRGB colour profile refused (convert it to sRGB first)"
+    return None
+
+
+def _icc_profile(im: Image.Image) -> ImageCms.ImageCmsProfile | None | bool:
+    """The image's embedded ICC profile when it is not sRGB (None: none or sRGB; False: unreadable)."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile)
+    except (OSError, ImageCms.PyCMSError):
+        return False
+    return None if "srgb" in description.lower() else profile
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Apply a non-sRGB embedded profile (e.g. Adobe RGB), so pixel values mean sRGB as for every
+    other image (relative colorimetric, the usual intent for photographs)."""
+    profile = _icc_profile(im)
+    if profile is None:
+        return im
+    return ImageCms.profileToProfile(
+        im, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -98,6 +155,7 @@ def read_image(path: str | os.PathLike, *, keep_gray: bool = False) -> np.ndarra
                 im.load()
         except (OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"unreadable or truncated image {path}: {err}") from None
+        im = _to_srgb(im)
         mode = im.mode
         if mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -130,6 +188,8 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
     Parent folders are created. Returns the path written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"write_png: the output path {path} is a folder")
     img = np.asarray(img)
     if img.dtype != np.uint8:
         raise ValueError(f"write_png: expected uint8, got {img.dtype} for {path}")
@@ -155,17 +215,30 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     """Image files of a folder, sorted by file name (the order defines image ids).
 
     Hidden files (``.name``) and sub-folders are ignored. A missing folder is a FileNotFoundError;
-    an empty folder, or a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), is a
-    ValueError naming it, so stray files are never silently skipped.
+    an empty folder, a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), a symbolic
+    link whose target is missing, or two files with the same stem (``b.png`` and ``b.jpg``, also
+    differing only in case: the stem names the image everywhere downstream) is a ValueError
+    naming them, so stray files are never silently skipped or merged.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder not found: {directory}")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    for p in entries:
+        if p.is_symlink() and not p.exists():
+            raise ValueError(f"broken symbolic link (target missing) in image folder: {p}")
+    files = [p for p in entries if p.is_file()]
+    stems: dict[str, Path] = {}
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
                 f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}"
+            )
+        other = stems.setdefault(p.stem.casefold(), p)
+        if other is not p:
+            raise ValueError(
+                f"two images with the same name in {directory}: {other.name} and {p.name} "
+                "(one image per name; rename or remove one)"
             )
     if not files:
         raise ValueError(f"no images in folder: {directory}")

@@ -103,6 +103,21 @@ def _check_scale(scale: float) -> float:
     return scale
 
 
+# Largest output accepted (pixels): 16x a DIV2K image up-sampled x4 by far; `--scale 3000` on a
+# photo would otherwise try to allocate terabytes before failing.
+MAX_OUTPUT_PIXELS = 1 << 30
+
+
+def _check_output_size(shape: tuple[int, ...], out_h: int, out_w: int) -> None:
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"imresize: {shape[0]}x{shape[1]} at this scale gives an empty {out_h}x{out_w} image")
+    if out_h * out_w > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"imresize: {shape[0]}x{shape[1]} at this scale gives {out_h}x{out_w}, more than "
+            f"{MAX_OUTPUT_PIXELS:,} pixels"
+        )
+
+
 def imresize(img: np.ndarray, scale: float, antialiasing: bool = True) -> np.ndarray:
     """MATLAB ``imresize(img, scale, 'bicubic')`` on a float image.
 
@@ -116,6 +131,7 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True) -> np.nda
         raise ValueError(f"imresize: expected HxW or HxWxC array, got shape {img.shape}")
     data = img.astype(np.float64, copy=False)
     out_h, out_w = output_size(data.shape[0], scale), output_size(data.shape[1], scale)
+    _check_output_size(data.shape, out_h, out_w)
     data = _resize_axis(data, 0, scale, out_h, antialiasing)
     return _resize_axis(data, 1, scale, out_w, antialiasing)
 
@@ -138,6 +154,7 @@ def imresize_uint8(img: np.ndarray, scale: float, antialiasing: bool = True) -> 
     if img.ndim not in (2, 3):
         raise ValueError(f"imresize_uint8: expected HxW or HxWxC array, got shape {img.shape}")
     out_h, out_w = output_size(img.shape[0], scale), output_size(img.shape[1], scale)
+    _check_output_size(img.shape, out_h, out_w)
     mid = _round_uint8(_resize_axis(img.astype(np.float64), 0, scale, out_h, antialiasing))
     return _round_uint8(_resize_axis(mid.astype(np.float64), 1, scale, out_w, antialiasing))
 

@@ -8,7 +8,10 @@ Layout:
 * ``origin``    (N, 2) int64: (row, col) of the HR crop's top-left corner; -1 for synthetic patches
 * optional ``image_name`` (n_images,) str: file name of image id i (set by the cropper)
 * attrs ``scale``, ``hr_size``, ``step``, ``source``, ``created_by`` (package version), ``seed``
-  (-1 when no randomness was involved), ``compression``, and ``complete`` = True written last.
+  (-1 when no randomness was involved), ``compression``, ``sha256_<dataset>`` (checksum of each
+  dataset as written, :func:`dataset_digest`; the index arrays are checked on every open, the
+  image arrays by :meth:`PatchStore.verify` / ``store-info --verify``), and ``complete`` = True
+  written last.
 
 Each patch is one HDF5 chunk (a random read touches exactly one chunk), compressed with LZF.
 Measured on BSD100 256x256 HR patches (2 shared CPU cores, page cache; bench/bench_data.py):
@@ -23,9 +26,14 @@ exists under its final name is complete; readers also check the ``complete`` mar
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,7 +43,8 @@ import numpy as np
 
 from idc import __version__
 
-__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "SCHEMA_VERSION", "COMPRESSION"]
+__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION",
+           "COMPRESSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +52,9 @@ SCHEMA_VERSION = 1
 COMPRESSION = "lzf"
 REQUIRED_ATTRS = ("scale", "hr_size", "step", "source", "created_by", "seed")
 _ID_CHUNK = 4096  # chunk length of the small 1-D/2-D index datasets
+# Free space kept beyond each write: HDF5's chunk caches (1 MiB per dataset) and metadata are
+# flushed at close, so the disk must still take them after the last append.
+WRITE_MARGIN = 8 << 20
 
 
 def _attr_value(value: Any) -> Any:
@@ -65,6 +77,65 @@ def _python_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what earlier, killed attempts at writing ``path`` left next to it (temporary files
+    and spool folders named with the pid of a process that no longer runs). Returns them."""
+    removed = []
+    own = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|spool)-(\d+)(?:-.*)?")
+    for stale in path.parent.iterdir():
+        match = own.fullmatch(stale.name)
+        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+        logger.info("removed %s left by an interrupted earlier attempt", stale)
+    return removed
+
+
+def check_free_space(path: Path, needed_bytes: int) -> None:
+    """OSError naming the folder when it has less free space than ``needed_bytes`` (checked
+    before a long write: a full disk half-way wastes the work and can crash HDF5)."""
+    free = shutil.disk_usage(path.parent).free
+    if free < needed_bytes:
+        raise OSError(
+            f"not enough free space for {path}: about {needed_bytes / 1e6:,.1f} MB needed, "
+            f"{free / 1e6:,.1f} MB free in {path.parent}"
+        )
+
+
+def dataset_digest(ds: h5py.Dataset) -> str:
+    """SHA-256 of a dataset as stored: the bytes of each chunk as written (compressed) for the
+    one-patch-per-chunk image arrays (no decompression, so a whole store hashes in seconds), the
+    values for the small ones. Written at creation, compared by :meth:`PatchStore.verify`."""
+    digest = hashlib.sha256()
+    digest.update(repr((ds.dtype.str, ds.shape)).encode())
+    if ds.chunks is not None and ds.ndim > 1 and ds.chunks[0] == 1 and ds.chunks[1:] == ds.shape[1:]:
+        tail = (0,) * (ds.ndim - 1)
+        for i in range(ds.shape[0]):
+            mask, chunk = ds.id.read_direct_chunk((i, *tail))
+            digest.update(mask.to_bytes(4, "little"))
+            digest.update(chunk)
+    elif h5py.check_string_dtype(ds.dtype) is not None:
+        for value in ds.asstr()[...].reshape(-1):
+            digest.update(value.encode() + b"\0")
+    else:
+        digest.update(np.ascontiguousarray(ds[...]).tobytes())
+    return digest.hexdigest()
 
 
 class PatchStoreWriter:
@@ -95,13 +166,21 @@ class PatchStoreWriter:
                 f"patch store {path}: hr_size {hr_size!r} must be a positive multiple of scale {scale}"
             )
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"patch store {path}: the output path is a folder")
         self.scale = int(scale)
         self.hr_size = int(hr_size)
         self.lr_size = self.hr_size // self.scale
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
         self.tmp_path = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
-        self._file: h5py.File | None = h5py.File(self.tmp_path, "w")
+        self._file: h5py.File | None = None
         self._n = 0
+        try:
+            self._file = h5py.File(self.tmp_path, "w")
+        except OSError as err:
+            self.tmp_path.unlink(missing_ok=True)
+            raise OSError(f"patch store {path}: cannot create {self.tmp_path}: {err}") from None
         f = self._file
         try:
             for name, size in (("lr", self.lr_size), ("hr", self.hr_size)):
@@ -177,13 +256,34 @@ class PatchStoreWriter:
             raise ValueError(f"patch store {self.path}: origin must be ({n},2), got {org.shape}")
         if n == 0:
             return
+        self._ensure_space(lr.nbytes + hr.nbytes + 24 * n)
         f = self._file
         start, stop = self._n, self._n + n
-        for name, data in (("lr", lr), ("hr", hr), ("image_id", ids), ("origin", org)):
-            ds = f[name]
-            ds.resize(stop, axis=0)
-            ds[start:stop] = data
+        with self._aborting_on_error():
+            for name, data in (("lr", lr), ("hr", hr), ("image_id", ids), ("origin", org)):
+                ds = f[name]
+                ds.resize(stop, axis=0)
+                ds[start:stop] = data
         self._n = stop
+
+    def _ensure_space(self, nbytes: int) -> None:
+        """Refuse a write that would fill the disk, before HDF5 attempts it: HDF5 defers write
+        errors to its caches and, out of space, can crash the process instead of raising."""
+        try:
+            check_free_space(self.tmp_path, nbytes + WRITE_MARGIN)
+        except OSError:
+            self._abort()
+            raise
+
+    @contextlib.contextmanager
+    def _aborting_on_error(self) -> Iterator[None]:
+        """A failed write (a full disk, a lost mount) removes the temporary file at once and
+        says which store it was, instead of leaving a half-written file for the next attempt."""
+        try:
+            yield
+        except OSError as err:
+            self._abort()
+            raise OSError(f"patch store {self.path}: writing failed (disk full?): {err}") from None
 
     def append_store(self, path: str | os.PathLike) -> int:
         """Append every patch of another complete store (same scale and sizes); returns the count.
@@ -205,7 +305,8 @@ class PatchStoreWriter:
             )
         n = len(source)
         start, stop = self._n, self._n + n
-        with h5py.File(source.path, "r") as src:
+        self._ensure_space(n * (3 * (self.hr_size**2 + self.lr_size**2) + 24))
+        with self._aborting_on_error(), h5py.File(source.path, "r") as src:
             for name in ("lr", "hr"):
                 s_ds, d_ds = src[name], self._file[name]
                 d_ds.resize(stop, axis=0)
@@ -222,10 +323,10 @@ class PatchStoreWriter:
                         d_ds.id.write_direct_chunk((start + i, *tail), chunk, mask)
                 else:
                     d_ds[start:stop] = s_ds[...]
-        for name, data in (("image_id", source.image_id), ("origin", source.origin)):
-            ds = self._file[name]
-            ds.resize(stop, axis=0)
-            ds[start:stop] = data
+            for name, data in (("image_id", source.image_id), ("origin", source.origin)):
+                ds = self._file[name]
+                ds.resize(stop, axis=0)
+                ds[start:stop] = data
         self._n = stop
         return n
 
@@ -248,10 +349,15 @@ class PatchStoreWriter:
             return self.path
         try:
             self._file.attrs["n_patches"] = self._n
+            for name in self._file:
+                self._file.attrs[f"sha256_{name}"] = dataset_digest(self._file[name])
             self._file.attrs["complete"] = True  # last write: readers refuse files without it
             self._file.close()
             self._file = None
             os.replace(self.tmp_path, self.path)
+        except OSError as err:
+            self._abort()
+            raise OSError(f"patch store {self.path}: finishing failed (disk full?): {err}") from None
         except BaseException:
             self._abort()
             raise
@@ -343,7 +449,12 @@ class PatchStore:
             raise ValueError(
                 f"{where}: inconsistent lengths lr {lr.shape}, hr {hr.shape}, image_id {ids.shape}, origin {org.shape}"
             )
-        scale = int(f.attrs["scale"])
+        try:
+            scale = int(f.attrs["scale"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: attr scale {_python_value(f.attrs['scale'])!r} is not an integer") from None
+        if scale < 1:
+            raise ValueError(f"{where}: attr scale {scale} is not positive")
         if (
             hr.shape[3] != 3
             or lr.shape[3] != 3
@@ -357,6 +468,43 @@ class PatchStore:
             raise ValueError(
                 f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)"
             )
+        # The small index arrays are read whole on every open: their checksums cost nothing.
+        for name in ("image_id", "origin"):
+            self._check_digest(f, name)
+        image_id, origin = ids[...], org[...]
+        if n and image_id.min() < 0:
+            raise ValueError(f"{where}: negative image_id {int(image_id.min())} (corrupt?)")
+        if "image_name" in f and n and image_id.max() >= f["image_name"].shape[0]:
+            raise ValueError(
+                f"{where}: image_id {int(image_id.max())} has no entry in image_name "
+                f"({f['image_name'].shape[0]} names)"
+            )
+        if n and origin.min() < -1:
+            raise ValueError(f"{where}: origin {int(origin.min())} below -1 (corrupt?)")
+
+    def _check_digest(self, f: h5py.File, name: str) -> bool:
+        """Compare dataset `name` with the checksum written at creation; False when the store
+        has none (written by an earlier version)."""
+        expected = f.attrs.get(f"sha256_{name}")
+        if expected is None:
+            return False
+        try:
+            actual = dataset_digest(f[name])
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"patch store {self.path}: dataset {name!r} cannot be read (corrupt?): {err}") from None
+        if actual != _python_value(expected):
+            raise ValueError(
+                f"patch store {self.path}: dataset {name!r} does not match the checksum written at "
+                "creation (corrupt file: recreate it)"
+            )
+        return True
+
+    def verify(self) -> list[str]:
+        """Compare every dataset with its checksum from creation (reads the whole file);
+        ValueError naming the first mismatch. Returns the names verified (empty for stores
+        written before checksums existed)."""
+        with h5py.File(self.path, "r") as f:
+            return [name for name in f if self._check_digest(f, name)]
 
     # -- lazy per-process handle -------------------------------------------------------------
     def _handle(self) -> h5py.File:

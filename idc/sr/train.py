@@ -476,6 +476,13 @@ def train_sr(
     if val_hr_dir is not None:
         pairs = pair_test_images(val_hr_dir, val_lr_dir, dataset.scale)
         val_images = [(name, *load_test_pair(hr, lr_, dataset.scale)) for name, hr, lr_ in pairs]
+    from idc.archs import resolve
+    from idc.archs.registry import default_kwarg
+
+    arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
+    upscale = arch_kwargs.get("upscale", default_kwarg(arch, "upscale"))
+    if upscale != dataset.scale:
+        raise ValueError(f"model {model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}")
     world = world_from_env()
     share = split_batch(batch_size, world)  # this rank's part of every step's batch
     torch_device = rank_device(resolve_device(device), world)

@@ -9,11 +9,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from idc.config import ConfigError, validate_config
+from idc.config import ConfigError, check_ratios, read_config_file, validate_config
 from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
 
 try:
+    # Snakemake's own reading keeps a duplicated key's last value: read strictly once more.
+    for _path in workflow.configfiles:
+        read_config_file(_path)
     validate_config(config)
     check_training_ranks(config)
 except (ConfigError, ValueError) as err:
@@ -94,10 +97,15 @@ def train_image_stems():
 
         return sorted(DEMO_TRAIN)
     from idc.data.images import list_images
+    from idc.names import check_name
 
-    # The same listing (and order) that gives the patch store its image ids.
+    # The same listing (and order) that gives the patch store its image ids; a stem names the
+    # image's condensation log, so it follows the rule of path components.
     try:
-        stems = [p.stem for p in list_images(train_hr_dir())]
+        stems = [
+            check_name(p.stem, f"training image {p}")
+            for p in list_images(train_hr_dir())
+        ]
     except (OSError, ValueError) as err:
         sys.exit(f"error: config key data.trainset.folder: {err}")
     if not stems:
@@ -109,6 +117,39 @@ def train_image_stems():
 
 IMAGES = train_image_stems()
 IMAGE_INDEX = {stem: i for i, stem in enumerate(IMAGES)}
+
+
+def train_patch_counts():
+    """Patches per training image when they can be known before cropping (images on disk:
+    a folder or a local DIV2K copy; headers only), else None."""
+    if TRAIN["source"] == "demo" or (
+        TRAIN["source"] == "div2k" and not TRAIN["div2k_local_dir"]
+    ):
+        return None
+    from idc.data.crop import image_patch_counts
+    from idc.data.images import list_images
+
+    key = "data.trainset." + (
+        "folder" if TRAIN["source"] == "folder" else "div2k_local_dir"
+    )
+    try:
+        crop = config["data"]["crop"]
+        return image_patch_counts(
+            list_images(train_hr_dir()),
+            scale=SCALE,
+            hr_size=crop["hr_size"],
+            step=crop["step"],
+            thresh=crop["thresh"],
+        )
+    except (OSError, ValueError) as err:
+        sys.exit(f"error: config key {key}: {err}")
+
+
+try:
+    # Each ratio must keep at least one patch: found here, not after the crop job ran.
+    check_ratios(config, train_patch_counts())
+except ConfigError as err:
+    sys.exit(f"error: {err}")
 
 
 # ---------------------------------------------------------------- test sets
@@ -164,7 +205,9 @@ def condense_key(dataset):
     up-sampler does not, so datasets differing only in up-sampler share one condensation.
     """
     spec = DATASETS[dataset]
-    return f"{spec['variant']}_r{spec['ratio']}_s{spec['replicate']}"
+    # Positional notation: str(1e-05) has an exponent, which the key's pattern does not allow.
+    ratio = np.format_float_positional(spec["ratio"], trim="-")
+    return f"{spec['variant']}_r{ratio}_s{spec['replicate']}"
 
 
 def condense_images(dataset):
