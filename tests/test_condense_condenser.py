@@ -239,7 +239,7 @@ def test_loss_falls_on_a_real_bsd100_image() -> None:
     real = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float() / 255.0  # 36 LR-sized patches
     cfg = CondenseConfig.from_dict(dict(steps=300, warmup=60, assign_interval=20, assign_times=5, channels=64,
                                         kernel=3, num_freqs=256, groups=4, log_every=10, checkpoint_every=0,
-                                        milestones=[250]))
+                                        milestones=[250], init="random"))  # from noise: the most to do
     # 4 synthetic patches as a share of a larger set would give (alone: floor(0.1 x 36) = 3)
     syn, log = condense_instance(real, TinyExtractor(channels=8, seed=1), cfg, seed=0, progress=False, n_synthetic=4)
     steps = {r["step"]: r for r in log["steps"]}

@@ -46,13 +46,16 @@ def test_n_synthetic_of_one_instance_follows_the_budget_rule() -> None:
 
 
 def test_variants_cover_the_tables_and_build() -> None:
-    expected = {"idc"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)} | {"x1", "x2", "x3"}
+    expected = ({"idc", "literal", "balanced"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
+                | {"x1", "x2", "x3"})
     assert set(VARIANTS) == expected
     for name in VARIANTS:
         CondenseConfig.from_dict({}, variant=name)
     assert CondenseConfig.from_dict({}, variant="a10").w_pair == 3_000_000
     assert CondenseConfig.from_dict({}, variant="v7").use_ins is False
     assert CondenseConfig.from_dict({}, variant="x2").feature_transform == "dct"
+    assert CondenseConfig.from_dict({}, variant="literal").init == "random" and CondenseConfig().init == "real"
+    assert CondenseConfig.from_dict({}, variant="balanced").w_pair == 3000.0
 
 
 def test_unknown_key_and_bad_values_are_named() -> None:

@@ -213,7 +213,7 @@ def _random_indices(study: dict[str, Any], paths: dict[str, Path], image_ids: li
 def _pair_count(store: Path, indices: Path | None) -> int:
     from idc.data.store import PatchStore
 
-    return int(len(np.load(indices))) if indices is not None else int(len(PatchStore(store).image_ids))
+    return int(len(np.load(indices))) if indices is not None else len(PatchStore(store))
 
 
 def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Path | None, replicate: int) -> dict:
@@ -258,7 +258,7 @@ def run_downstream(study: dict[str, Any], paths: dict[str, Path]) -> list[dict]:
         for name in ds["settings"]:
             store = _downstream_store(study, name, paths, image_ids)
             results.append(_train_and_test(study, f"idc-{name}", store, None, replicate))
-        n = len(PatchStore(_downstream_store(study, ds["settings"][0], paths, image_ids)).image_ids)
+        n = len(PatchStore(_downstream_store(study, ds["settings"][0], paths, image_ids)))  # pairs, not images
         idx = _random_indices(study, paths, image_ids, n, replicate)
         results.append(_train_and_test(study, "random", paths["store"], idx, replicate))
     return results
@@ -315,6 +315,10 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
             recs = [r for r in log["steps"] if DIAG_PREFIX + "mmd" in r]
             plateaus.append(plateau_step([r["step"] for r in recs], [r[DIAG_PREFIX + "mmd"] for r in recs]))
         row["mmd_plateau_step"] = int(np.median([p for p in plateaus if p is not None]))
+        # the distribution match reached by L_ins alone, before grouping and pairing take over
+        warm = [min((r for r in log["steps"] if DIAG_PREFIX + "mmd" in r),
+                    key=lambda r: abs(r["step"] - log["config"]["warmup"]))[DIAG_PREFIX + "mmd"] for log in logs]
+        row["mmd_warmup_end"] = float(np.mean(warm))
         row["steps"] = int(logs[0]["config"]["steps"])
         row["real_diversity"] = float(np.mean([log["diagnostics"]["reference"]["real_diversity"] for log in logs]))
         grads = {}
@@ -372,6 +376,9 @@ def plot_study_figures(study: dict[str, Any], fig_dir: Path) -> list[Path]:
     from idc.condense.diagnostics import DIAG_PREFIX
     from idc.report.figures import _new_figure, save_figure
 
+    from matplotlib import colormaps
+
+    colours = colormaps["tab20"]  # 20 distinct colours: one per setting
     fig_dir.mkdir(parents=True, exist_ok=True)
     runs = _runs(study)
     figure = _new_figure((1400, 900), 100)
@@ -388,8 +395,8 @@ def plot_study_figures(study: dict[str, Any], fig_dir: Path) -> list[Path]:
             steps = [r["step"] for r in logs[0]["steps"] if DIAG_PREFIX + key in r]
             values = np.mean([[r[DIAG_PREFIX + key] for r in log["steps"] if DIAG_PREFIX + key in r][:len(steps)]
                               for log in logs], axis=0)
-            axes.plot(steps, values, label=name, linewidth=1.2, color=f"C{k % 10}",
-                      linestyle="-" if k < 10 else "--")
+            axes.plot(steps, values, label=name, linewidth=1.2, color=colours(k % 20),
+                      linestyle="--" if k % 2 else "-")
         if key == "mmd":
             axes.set_yscale("log")
         if key == "diversity" and runs:
@@ -459,18 +466,19 @@ def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathL
              TEXT_INTRO.format(images=study["images"], folder=study["folder"].split("/shared/")[-1]), "",
              "## Diagnostics after condensation (mean over the study images)", "",
              "| setting | overrides | MMD² ↓ | colour mean gap ↓ | colour std gap ↓ | diversity | "
-             "nearest-real PSNR | coverage PSNR ↑ | MMD plateau step | s/image |",
-             "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: |"]
+             "nearest-real PSNR | coverage PSNR ↑ | MMD² at warm-up end | MMD plateau step | s/image |",
+             "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
     for row in rows:
         overrides = ", ".join(f"{k}={v}" for k, v in (study["settings"][row["setting"]] or {}).items()) or "(base)"
         lines.append(f"| {row['setting']} | {overrides} | {_fmt(row['mmd'], 4)} | {_fmt(row['colour_mean_gap'])} | "
                      f"{_fmt(row['colour_std_gap'])} | {_fmt(row['diversity'])} | {_fmt(row['nearest_psnr'], 2)} | "
-                     f"{_fmt(row['coverage_psnr'], 2)} | {row['mmd_plateau_step']} / {row['steps']} | "
+                     f"{_fmt(row['coverage_psnr'], 2)} | {_fmt(row['mmd_warmup_end'], 4)} | "
+                     f"{row['mmd_plateau_step']} / {row['steps']} | "
                      f"{_fmt(row['seconds'], 0)} |")
     ref = real_subset_reference(study)
     lines.append(f"| *{ref['n']} random real patches* | (selection, {ref['draws']} draws per image) | "
                  f"{_fmt(ref['mmd'], 4)} | {_fmt(ref['colour_mean_gap'])} | {_fmt(ref['colour_std_gap'])} | "
-                 f"{_fmt(ref['diversity'])} | (copies) | {_fmt(ref['coverage_psnr'], 2)} (held-out) | | |")
+                 f"{_fmt(ref['diversity'])} | (copies) | {_fmt(ref['coverage_psnr'], 2)} (held-out) | | | |")
     first = rows[0]
     lines += ["", f"Starting points (step 0, mean): noise MMD² {_fmt(first['mmd_initial'], 4)}, coverage "
               f"{_fmt(first['coverage_psnr_initial'], 2)} dB; the real patches' own diversity is "
@@ -516,4 +524,4 @@ MMD² on descriptors of a fixed random conv network, the RGB mean/std gap, diver
 RMS distance of the synthetic patches; the real patches' own value below the table), the PSNR of
 each synthetic patch to its nearest real patch, and coverage (each real patch to its nearest
 synthetic one). The MMD plateau step is the first logged step after which MMD² stays within 5% of
-its total change."""
+its total change; s/image is wall time with two study workers sharing two CPU cores with other work."""
