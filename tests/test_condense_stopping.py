@@ -96,3 +96,14 @@ def test_stopping_needs_the_diagnostics_and_booleans_must_be_booleans() -> None:
         CondenseConfig(stop_on_plateau=True, diagnostics=False)
     with pytest.raises(ValueError, match="use_pair='false' must be true or false"):
         CondenseConfig.from_dict({"use_pair": "false"})
+
+
+def test_logged_steps_show_rate_and_eta(caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="idc.condense.condenser"):
+        condense_instance(_real_patches(n=20), TinyExtractor(channels=8, seed=0), _cfg(steps=7, log_every=3),
+                          seed=0, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 3 and all("steps/s, eta " in line for line in lines)
+    assert lines[-1].startswith("step 6/7") and lines[-1].endswith("eta 0s")

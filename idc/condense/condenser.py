@@ -31,6 +31,7 @@ from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
                                  normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
                                  sample_frequencies, select_cf_stats)
+from idc.progress import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -680,8 +681,11 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 inst.records.append(record)
                 if on_log is not None:
                     on_log(i, record)
-                logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g%s", step, end,
-                            record["loss"], record["loss_ins"], record["loss_group"], record["loss_pair"], lr_now,
+                done = step + 1 - start_step  # steps of this process: the rate of a resumed run is its own
+                rate = done / max(1e-9, time.perf_counter() - t_start)
+                logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g, %.2f steps/s, eta %s%s",
+                            step, end, record["loss"], record["loss_ins"], record["loss_group"], record["loss_pair"],
+                            lr_now, rate, format_duration((end - step - 1) / max(rate, 1e-9)),
                             f" [instance {i}]" if len(insts) > 1 else "")
             if cfg.stop_on_plateau and plateau is None:
                 plateau = _pack_plateau(insts, cfg)

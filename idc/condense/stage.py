@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from idc.progress import ProgressLog
+
 from idc.condense.condenser import condense_instances, subseed
 from idc.condense.config import CondenseConfig
 
@@ -255,11 +257,11 @@ def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image
     dev = resolve_device(device)
     model = deterministic_inference(load_model(upsampler_path))
     lr_sets, hr_sets = [], []
-    for i, (syn, image_id) in enumerate(zip(synthetic, image_ids)):
+    progress = ProgressLog(logger, "up-sampled", total=len(synthetic), unit="instances")
+    for syn in synthetic:
         lr_sets.append(to_uint8(syn))
         hr_sets.append(upsample_patches(syn, model, batch_size=batch_size, device=dev))
-        if (i + 1) % 50 == 0 or i + 1 == len(synthetic):
-            logger.info("up-sampled %d/%d instances", i + 1, len(synthetic))
+        progress.update(1)
     return assemble_store(out_store, lr_sets, hr_sets, [int(i) for i in image_ids], source=source, seed=seed,
                           upsampler=str(upsampler_path))
 
