@@ -470,6 +470,8 @@ def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathL
              "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
     for row in rows:
         overrides = ", ".join(f"{k}={v}" for k, v in (study["settings"][row["setting"]] or {}).items()) or "(base)"
+        if row["images"] < int(study["images"]):
+            overrides += f" ({row['images']} of {study['images']} images)"
         lines.append(f"| {row['setting']} | {overrides} | {_fmt(row['mmd'], 4)} | {_fmt(row['colour_mean_gap'])} | "
                      f"{_fmt(row['colour_std_gap'])} | {_fmt(row['diversity'])} | {_fmt(row['nearest_psnr'], 2)} | "
                      f"{_fmt(row['coverage_psnr'], 2)} | {_fmt(row['mmd_warmup_end'], 4)} | "
