@@ -63,7 +63,9 @@ def test_demo_exports_its_condensed_set_with_a_card(demo_run):
         lr_ref, hr_ref = store.read(np.arange(n))
     assert card["method"] == "idc" and card["pairs"] == n and card["ratio"] == 0.1
     assert card["memorisation"]["n"] == n and card["seeds"]["master"] == 0
-    assert card["config"]["condense"]["steps"] == 60 and card["config"]["upsampler"]["arch"] == "mambairv2_light"
+    demo = yaml.safe_load((demo_run / "config" / "demo.yaml").read_text())
+    assert card["config"]["condense"]["steps"] == demo["condense"]["params"]["steps"]  # the resolved slice
+    assert card["config"]["condense"]["init"] == "real" and card["config"]["upsampler"]["arch"] == "mambairv2_light"
     names = [line.split(" ")[0] for line in (out / "meta_info.txt").read_text().splitlines()]
     assert len(names) == n and names == sorted(names)
     assert np.array_equal(np.asarray(Image.open(out / "HR" / names[-1])), hr_ref[-1])
