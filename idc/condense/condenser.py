@@ -31,6 +31,7 @@ from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
                                  normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
                                  sample_frequencies, select_cf_stats)
+from idc.condense.upsample import to_uint8
 from idc.progress import format_duration
 
 logger = logging.getLogger(__name__)
@@ -454,9 +455,7 @@ class _Instance:
     def take_snapshot(self, step: int) -> None:
         k = self.cfg.snapshot_patches
         if k:
-            with torch.no_grad():
-                x = self.pixels().detach()[:k].clamp(0, 1).float().cpu()
-            self.snapshots[int(step)] = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            self.snapshots[int(step)] = to_uint8(self.pixels()[:k])
 
     def losses(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None, is_event: bool,
                check_finite: Callable[[], None]) -> dict[str, torch.Tensor]:

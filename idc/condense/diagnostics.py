@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from idc.condense.memorisation import nearest_real_psnr
+from idc.condense.upsample import to_uint8
 
 DIAGNOSTIC_KEYS = ("mmd", "colour_mean_gap", "colour_std_gap", "diversity", "nearest_psnr", "coverage_psnr")
 DIAG_PREFIX = "diag_"  # step records carry the diagnostics flat, as diag_mmd, diag_diversity, ...
@@ -89,10 +90,6 @@ def mean_pairwise_rms(x: torch.Tensor) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
-    return (x.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def _finite_mean(values: np.ndarray, cap: float = 99.0) -> float:
     # an exact copy has infinite PSNR; cap it so means stay finite and comparable
     return float(np.mean(np.minimum(values, cap)))
@@ -117,7 +114,7 @@ class QualityMonitor:
         self.bandwidth = float(off.median()) if off.numel() and float(off.median()) > 0 else 1.0
         self.real_mean = real.mean((0, 2, 3)).double()
         self.real_std = real.std((0, 2, 3), unbiased=False).double()
-        self.real_u8 = _to_uint8_hwc(real)
+        self.real_u8 = to_uint8(real)
         self.real_diversity = mean_pairwise_rms(real)
 
     def record(self, synthetic: torch.Tensor) -> dict[str, float]:
@@ -132,7 +129,7 @@ class QualityMonitor:
                              f"{tuple(self.real.shape[1:])} differ in shape")
         if syn.shape[0] == 0:
             return {k: float("nan") for k in DIAGNOSTIC_KEYS}
-        syn_u8 = _to_uint8_hwc(syn)
+        syn_u8 = to_uint8(syn)
         nearest, _ = nearest_real_psnr(syn_u8, self.real_u8)
         coverage, _ = nearest_real_psnr(self.real_u8, syn_u8)
         return {

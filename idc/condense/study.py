@@ -23,13 +23,14 @@ import json
 import logging
 import math
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from idc.names import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ def load_study(path: str | os.PathLike) -> dict[str, Any]:
         study["reading"] = str((base / study["reading"]).resolve())
     if "testset" in study:
         study["testset"] = {k: str((base / v).resolve()) for k, v in study["testset"].items()}
-    # every setting must be a valid condensation config before any work starts
+    # every setting must be a valid condensation config and a folder name before any work starts
     for name in study["settings"]:
+        check_name(name, f"study {path}: setting")
         setting_config(study, name)
     for name in study.get("downstream", {}).get("settings", []):
         if name not in study["settings"]:
@@ -121,34 +123,21 @@ def study_image_ids(store_path: Path, count: int) -> list[int]:
 
 
 def _condense_one(job: tuple[dict[str, Any], str, int, str, str]) -> str:
-    """One (setting, image) condensation; a worker process's unit of work."""
+    """One (setting, image) condensation through the stage the workflow uses (same files, same
+    instance seed); a worker process's unit of work. Skipped when its log exists."""
     import torch
 
-    from idc.archs import deterministic_inference, load_model
-    from idc.condense.condenser import condense_instance, subseed
-    from idc.condense.stage import save_snapshots, save_synthetic, write_json
-    from idc.data.store import PatchStore
+    from idc.condense.stage import condense_image
 
     study, name, image_id, store_path, teacher_path = job
-    torch.set_num_threads(1)
     folder = Path(study["out"]) / "runs" / name
     log_path = folder / f"{image_id:04d}.json"
-    if log_path.is_file():
-        return str(log_path)
-    cfg = setting_config(study, name)
-    store = PatchStore(store_path)
-    real = torch.from_numpy(store.read_lr(store.indices_of_image(image_id))).permute(0, 3, 1, 2).float() / 255.0
-    extractor = deterministic_inference(load_model(teacher_path))
-    seed = subseed(int(study.get("seed", 0)), f"image-{image_id}")
-    t0 = time.perf_counter()
-    synthetic, log = condense_instance(real, extractor, cfg, seed=seed, progress=False)
-    snapshots = log.pop("snapshots", {})
-    log.update(setting=name, image_id=image_id, wall_seconds=round(time.perf_counter() - t0, 2))
-    save_synthetic(folder / f"{image_id:04d}.npy", synthetic)
-    if snapshots:
-        save_snapshots(folder / f"{image_id:04d}.snapshots.npz", snapshots)
-    write_json(log_path, log)  # last: its presence marks the run complete
-    logger.info("study: %s image %d done in %.0f s", name, image_id, log["wall_seconds"])
+    if not log_path.is_file():
+        torch.set_num_threads(1)
+        condense_image(store_path=store_path, image_id=image_id, extractor_path=teacher_path,
+                       out_path=folder / f"{image_id:04d}.npy", log_path=log_path,
+                       cfg=setting_config(study, name), seed=int(study.get("seed", 0)), device="cpu")
+        logger.info("study: %s image %d done", name, image_id)
     return str(log_path)
 
 
@@ -173,23 +162,17 @@ def run_condensations(study: dict[str, Any], paths: dict[str, Path]) -> list[str
 
 
 def _downstream_store(study: dict[str, Any], name: str, paths: dict[str, Path], image_ids: list[int]) -> Path:
-    """Synthetic LR of the study images, HR by the teacher, as one patch store."""
-    from idc.archs import deterministic_inference, load_model
-    from idc.condense.assemble import assemble_store
-    from idc.condense.stage import load_synthetic
-    from idc.condense.upsample import to_uint8, upsample_patches
+    """Synthetic LR of the study images, HR by the teacher, as one patch store (the workflow's
+    up-sampling stage)."""
+    from idc.condense.stage import upsample_and_assemble
 
     out = Path(study["out"]) / "downstream" / f"idc-{name}.h5"
-    if out.is_file():
-        return out
-    model = deterministic_inference(load_model(paths["teacher"]))
-    lr_sets, hr_sets = [], []
-    for i in image_ids:
-        syn = load_synthetic(Path(study["out"]) / "runs" / name / f"{i:04d}.npy")
-        lr_sets.append(to_uint8(syn))
-        hr_sets.append(upsample_patches(syn, model, batch_size=32, device="cpu"))
-    return assemble_store(out, lr_sets, hr_sets, image_ids, source=f"study {name}", seed=int(study.get("seed", 0)),
-                          upsampler=str(paths["teacher"]))
+    if not out.is_file():
+        runs = Path(study["out"]) / "runs" / name
+        upsample_and_assemble(synthetic_paths=[runs / f"{i:04d}.npy" for i in image_ids], image_ids=image_ids,
+                              upsampler_path=paths["teacher"], out_store=out, source=f"study {name}",
+                              seed=int(study.get("seed", 0)), device="cpu", batch_size=32)
+    return out
 
 
 def _random_indices(study: dict[str, Any], paths: dict[str, Path], image_ids: list[int], n: int,
@@ -219,6 +202,7 @@ def _pair_count(store: Path, indices: Path | None) -> int:
 def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Path | None, replicate: int) -> dict:
     import torch
 
+    from idc.condense.stage import write_json
     from idc.sr.test import evaluate_images, load_test_images, pair_test_images
     from idc.sr.train import train_sr
 
@@ -240,9 +224,7 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
                            device=torch.device("cpu"))
     result = {"label": label, "replicate": replicate, "psnr": float(np.mean([r["psnr"] for r in rows])),
               "ssim": float(np.mean([r["ssim"] for r in rows])), "pairs": _pair_count(store, indices)}
-    tmp = result_path.with_name("result.json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, result_path)
+    write_json(result_path, result)
     return result
 
 
@@ -306,7 +288,7 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
         if not logs:
             continue
         row: dict[str, Any] = {"setting": name, "images": len(logs),
-                               "seconds": float(np.mean([log["wall_seconds"] for log in logs]))}
+                               "seconds": float(np.mean([log["seconds"] for log in logs]))}
         for key in DIAGNOSTIC_KEYS:
             row[key] = float(np.mean([log["diagnostics"]["final"][key] for log in logs]))
             row[key + "_initial"] = float(np.mean([log["diagnostics"]["initial"][key] for log in logs]))
@@ -451,6 +433,8 @@ def plot_snapshot_grid(study: dict[str, Any], out_png: Path) -> Path:
 
 def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathLike,
                          fig_dir: str | os.PathLike | None = None) -> Path:
+    from idc.report.io import atomic_write_text
+
     study = load_study(study_path)
     doc_path = Path(doc_path)
     fig_dir = Path(fig_dir) if fig_dir is not None else doc_path.parent / "figures"
@@ -511,11 +495,7 @@ def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathL
     lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in rel] + [""]
     if study.get("reading") and Path(study["reading"]).is_file():
         lines += [Path(study["reading"]).read_text()]
-    doc_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc_path.with_name(doc_path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, doc_path)
-    return doc_path
+    return atomic_write_text(doc_path, "\n".join(lines) + "\n")
 
 
 TEXT_INTRO = """Every setting condenses the same {images} images (the first of `{folder}` in name order) from
