@@ -151,6 +151,8 @@ def _cross_check(config: dict) -> None:
     trainset = config["data"]["trainset"]
     if trainset["source"] == "folder" and not trainset.get("folder"):
         raise ConfigError("config key data.trainset.folder: required when data.trainset.source is folder")
+    if trainset["source"] == "demo" and trainset.get("images") is not None:
+        raise ConfigError("config key data.trainset.images: applies to sources folder and div2k, not demo")
     local = trainset.get("div2k_local_dir")
     if trainset["source"] == "div2k" and local and not Path(local).is_dir():
         raise ConfigError(f"config key data.trainset.div2k_local_dir: folder {local} does not exist")

@@ -122,6 +122,9 @@ BAD_CONFIGS = {
     "unknown budget rule": (lambda c: c["condense"]["params"].update(budget="fair"), "condense.params.budget"),
     "unknown IDC variant": (lambda c: c["datasets"]["idc"].update(variant="v9"), "datasets.idc.variant"),
     "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
+    "first-K images of the demo set": (lambda c: c["data"]["trainset"].update(images=3), "data.trainset.images"),
+    "first-K images zero": (lambda c: c["data"]["trainset"].update(source="folder", folder="/tmp", images=0),
+                            "data.trainset.images"),
     # names that become path components: one anchored rule (a trailing newline passes `$`)
     "run is ..": (lambda c: c.update(run=".."), "run"),
     "run is .": (lambda c: c.update(run="."), "run"),

@@ -102,3 +102,26 @@ def test_an_exported_selection_imported_back_is_trained_tested_and_tabled(demo_r
     row = table[(table["method"] == "random_ext") & (table["model"] == "edsr")]
     assert len(row) == 1 and 5 < row["psnr"].iloc[0] < 60
     assert "random_ext" in (work / "results/demo/tables/table1.md").read_text()
+
+
+def test_the_first_k_training_images_make_the_training_set(tmp_path):
+    """`data.trainset.images: K` keeps the first K photos of a folder in name order: K
+    condensation jobs per IDC dataset, and the crop job stores just those K (checked on the
+    store it writes)."""
+    work = copy_workflow(tmp_path / "wf")
+    hr = tmp_path / "photos"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("e", "a", "d", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(hr / f"{name}.png")
+
+    def first_three(config):
+        config["data"]["trainset"] = {"source": "folder", "folder": str(hr), "images": 3}
+
+    configfile = str(_demo_with(work, tmp_path, first_three))
+    jobs = planned_jobs(snakemake(["-n", "--configfile", configfile], cwd=work).stdout)
+    idc_sets = 1  # the demo's one IDC dataset condenses every kept image once
+    assert jobs["condense_image"] == 3 * idc_sets
+    snakemake(["results/demo/data/train_patches.h5", "--cores", "1", "--configfile", configfile], cwd=work)
+    with PatchStore(work / "results" / "demo" / "data" / "train_patches.h5") as store:
+        assert list(store.image_names) == ["a.png", "b.png", "c.png"]

@@ -77,16 +77,18 @@ def training_cost(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]
 
 
 def _image_count(config: dict[str, Any]) -> int:
-    source = config["data"]["trainset"]["source"]
-    if source == "div2k":
-        return 800
-    if source == "demo":
+    trainset = config["data"]["trainset"]
+    if trainset["source"] == "demo":
         from idc.data.demo import DEMO_TRAIN
 
         return len(DEMO_TRAIN)
-    from idc.data.images import list_images
+    if trainset["source"] == "div2k":
+        total = 800
+    else:
+        from idc.data.images import list_images
 
-    return len(list_images(config["data"]["trainset"]["folder"]))
+        total = len(list_images(trainset["folder"]))
+    return min(total, trainset.get("images") or total)
 
 
 def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables: list[str] | None = None) -> list[PlanRow]:

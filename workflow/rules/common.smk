@@ -88,24 +88,28 @@ def div2k_outputs():
     return outputs
 
 
+def train_hr_files():
+    """The training images on disk (folder or local DIV2K copy), in image-id order, cut to the
+    first `data.trainset.images` when that is set."""
+    from idc.data.images import list_images
+
+    return list_images(train_hr_dir())[: TRAIN["images"]]
+
+
 def train_image_stems():
     """Image names (file stems) of the training set, in the order that defines image ids."""
     if TRAIN["source"] == "div2k":
-        return [f"{i:04d}" for i in range(1, 801)]
+        return [f"{i:04d}" for i in range(1, 801)][: TRAIN["images"]]
     if TRAIN["source"] == "demo":
         from idc.data.demo import DEMO_TRAIN
 
         return sorted(DEMO_TRAIN)
-    from idc.data.images import list_images
     from idc.names import check_name
 
     # The same listing (and order) that gives the patch store its image ids; a stem names the
     # image's condensation log, so it follows the rule of path components.
     try:
-        stems = [
-            check_name(p.stem, f"training image {p}")
-            for p in list_images(train_hr_dir())
-        ]
+        stems = [check_name(p.stem, f"training image {p}") for p in train_hr_files()]
     except (OSError, ValueError) as err:
         sys.exit(f"error: config key data.trainset.folder: {err}")
     if not stems:
@@ -127,7 +131,6 @@ def train_patch_counts():
     ):
         return None
     from idc.data.crop import image_patch_counts
-    from idc.data.images import list_images
 
     key = "data.trainset." + (
         "folder" if TRAIN["source"] == "folder" else "div2k_local_dir"
@@ -135,7 +138,7 @@ def train_patch_counts():
     try:
         crop = config["data"]["crop"]
         return image_patch_counts(
-            list_images(train_hr_dir()),
+            train_hr_files(),
             scale=SCALE,
             hr_size=crop["hr_size"],
             step=crop["step"],

@@ -85,6 +85,7 @@ rule crop_patches:
         ),
         scale=SCALE,
         source=TRAIN["source"],
+        images=TRAIN["images"],
         impl=IMPL["data"],
     script:
         "../scripts/crop_patches.py"
