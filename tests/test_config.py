@@ -26,8 +26,7 @@ def test_shipped_configs_validate(name):
         assert table in config["tables"]
 
 
-@pytest.mark.parametrize("overlay, added_dataset", [("mini-teacher.yaml", "idc-t4x"),
-                                                     ("mini-herding.yaml", "herding-deepcore")])
+@pytest.mark.parametrize("overlay, added_dataset", [("mini-herding.yaml", "herding-deepcore")])
 def test_overlay_merged_into_mini_validates(overlay, added_dataset):
     """The supplementary overlays are given after mini.yaml; Snakemake merges them key by key."""
     from snakemake.utils import update_config

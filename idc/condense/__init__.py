@@ -2,7 +2,7 @@
 Random Local Fourier Features, then HR up-sampling by the teacher and assembly into a patch store.
 
 Public API:
-- `CondenseConfig`, `VARIANTS` (idc, v1-v7, a0-a11, x1-x3) in `idc.condense.config`;
+- `CondenseConfig`, `VARIANTS` (idc, literal, balanced, fresh, v1-v7, a0-a11, x1-x3) in `idc.condense.config`;
 - `condense_instance(real_lr, extractor, cfg, *, seed, device, progress, resume_path, on_log,
   n_synthetic)` in `idc.condense.condenser` (pure: tensors in, tensors + log out);
 - `allocate_synthetic(patch_counts, ratio, budget)` in `idc.condense.budget`: each image's number

@@ -311,6 +311,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The study's best setting: the pair term's weight lowered 100x so its pixel gradient is of the
     # order of the group term's (at w_pair = 300k it is ~85x larger and undoes the warm-up's match).
     "balanced": dict(w_pair=3000.0),
+    # Fresh frequencies at every step where the run's settings use a frequency pool (the check
+    # that the pool gives the same result within replicate spread, config/mini.yaml).
+    "fresh": dict(freq_pool=0),
     # v1: the original NCFD (global features; the Gaussian frequencies are the random projection).
     "v1": dict(feature_transform="gaussian", local_feature=False, unfold=False, use_group=False, use_pair=False),
     "v2": dict(unfold=False, use_group=False, use_pair=False),
