@@ -27,11 +27,12 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, record the exit
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch; print(torch.__version__, torch.version.cuda)" >> "$OUT/gpu.txt" 2>&1
-part tests 40 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py tests/test_archs_attention.py
-part condense_step 90 $PY bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --freq-reuse 10 --json
-part condense_instance ${CONDENSE_SECONDS:-100} $PY bench/gpu_condense_check.py 150
-# torch.compile with CUDA graphs (reduce-overhead) of the SDPA extractor, single instance + pack of 4.
-part condense_compiled 70 $PY bench/gpu_condense_check.py 150 --compile-mode reduce-overhead --fused-attention
+part tests 45 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py tests/test_archs_attention.py tests/test_condense_gpu_switches.py
+part condense_step 60 $PY bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --freq-reuse 10 --json
+part condense_instance ${CONDENSE_SECONDS:-130} $PY bench/gpu_condense_check.py 100
+# torch.compile with CUDA graphs (reduce-overhead) of the SDPA extractor with the whole GPU switch
+# set, single instance + pack of 4 (does packing gain once the per-instance kernels are fused?).
+part condense_compiled 65 $PY bench/gpu_condense_check.py 100 --compile-mode reduce-overhead --fused-attention --gpu-set
 part sr_train 70 $PY bench/gpu_sr_check.py --steps 25 --out "$OUT/sr_train.json"
 part scan 25 $PY bench/bench_scan.py --device cuda --json "$OUT/scan.json"
 part select 45 $PY bench/bench_select.py --devices cuda --json "$OUT/select.json"

@@ -1,4 +1,7 @@
-"""GPU smoke test of condense_instance at the paper scale (N=151, 64x64, SwinIR-light, defaults).
+"""GPU check of condense_instance at the paper scale (N=151, 64x64, SwinIR-light, defaults): every
+execution path (TF32, fused attention, channels-last, bf16 autocast, frequency pool, the whole GPU
+switch set, deterministic algorithms, the plain path) timed in one process, with the final
+held-out MMD of each beside that of another seed (the replicate spread).
 
 Runs a shortened schedule (warm-up and assignment events compressed into the first steps) so the
 timed steps include grouping, pairing and all three losses; checks determinism for one seed on the
@@ -23,6 +26,11 @@ from idc.condense.condenser import condense_instance, condense_instances  # noqa
 from idc.condense.config import CondenseConfig  # noqa: E402
 
 
+# The GPU switch set (config/gpu.yaml): every execution switch that keeps the result up to float
+# rounding, bf16 autocast of the extractor, and the frequency pool.
+GPU_SET = {"fused_attention": True, "allow_tf32": True, "channels_last": True, "autocast_bf16": True, "freq_pool": 16}
+
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -39,6 +47,7 @@ def main() -> int:
     ap.add_argument("--compile-mode", default=None,
                     help="only time the fast path (single and packed) with torch.compile in this mode")
     ap.add_argument("--fused-attention", action="store_true", help="with --compile-mode: compile the SDPA path")
+    ap.add_argument("--gpu-set", action="store_true", help="with --compile-mode: the whole GPU switch set as well")
     args = ap.parse_args()
     steps = args.steps
     dev = torch.device(args.device)
@@ -51,17 +60,23 @@ def main() -> int:
     if args.small:
         base.update(channels=32, num_freqs=64, groups=4, kernel=3, warmup=2, assign_interval=1, assign_times=3,
                     log_every=5, milestones=[steps - 2])
-    runs = [("fast", {}), ("fast_tf32", {"allow_tf32": True}), ("fast_fused_attention", {"fused_attention": True}),
+    runs = [("fast", {}), ("fast_seed1", {}), ("fast_tf32", {"allow_tf32": True}),
+            ("fast_fused_attention", {"fused_attention": True}),
             ("fast_fused_attention_tf32", {"fused_attention": True, "allow_tf32": True}),
+            ("fast_channels_last", {"channels_last": True}), ("fast_bf16", {"autocast_bf16": True}),
+            ("fast_pool16", {"freq_pool": 16}), ("gpu_set", GPU_SET), ("fast_deterministic", {"deterministic": True}),
             ("plain", {"fast_path": False})]
     if args.compile_mode:
         base.update(compile_extractor=True, compile_mode=args.compile_mode, fused_attention=args.fused_attention)
+        if args.gpu_set:
+            base.update(GPU_SET)
         runs = [("fast", {})]
     for name, extra in runs:
         cfg = CondenseConfig.from_dict({**base, **extra})
         sync(dev)
         t0 = time.perf_counter()
-        syn, log = condense_instance(real, ext, cfg, seed=0, device=dev, progress=False)
+        seed = 1 if name == "fast_seed1" else 0  # another seed: the replicate spread of the diagnostics
+        syn, log = condense_instance(real, ext, cfg, seed=seed, device=dev, progress=False)
         sync(dev)
         wall = time.perf_counter() - t0
         recs = log["steps"]
@@ -72,10 +87,14 @@ def main() -> int:
         out[name] = {"wall_s": round(wall, 2), "ms_per_step_settled": round(ms, 2),
                      "final": b, "paired": log["groups"]["paired"], "n_synthetic": log["n_synthetic"],
                      "synthetic_range": [float(syn.min()), float(syn.max())]}
+        out[name]["diag_mmd"] = b.get("diag_mmd")
         if name == "fast":
             syn_fast = syn
-        elif name.startswith("fast_"):
+        elif name.startswith("fast_") or name == "gpu_set":
             out[name]["max_abs_diff_vs_fast"] = float((syn - syn_fast).abs().max())
+        if name == "fast_deterministic":
+            again, _ = condense_instance(real, ext, cfg, seed=0, device=dev, progress=False)
+            out[name]["rerun_max_abs_diff"] = float((again - syn).abs().max())
         if name == "fast" and not args.compile_mode:
             ref = syn
             syn2, _ = condense_instance(real, ext, cfg, seed=0, device=dev, progress=False)

@@ -41,13 +41,28 @@ def condense_step_figures(data: dict) -> dict:
     return out
 
 
-def condense_instance_figures(data: dict) -> dict:
+def condense_instance_figures(data: dict, reference: dict | None = None) -> dict:
+    """Per path: ms/step after the last assignment event, its speed-up against the plain and the
+    fast path of the same process (or of `reference`, the condense_instance part of the same run,
+    for the compiled part), the final held-out MMD, and the differences to the fast path's patches.
+    `mmd_replicate_spread` is |MMD(seed 0) - MMD(seed 1)| of the fast path: the scale at which a
+    path's MMD counts as equal."""
+    ref = reference or data
+    plain = ref.get("plain", {}).get("ms_per_step_settled")
+    fast = ref.get("fast", {}).get("ms_per_step_settled")
     out = {}
     for name, rec in data.items():
         if isinstance(rec, dict) and "ms_per_step_settled" in rec:
+            ms = rec["ms_per_step_settled"]
             out[name] = {k: rec[k] for k in ("ms_per_step_settled", "ms_per_instance_step", "rerun_max_abs_diff",
                                              "resume_max_abs_diff", "max_abs_diff_vs_fast",
-                                             "max_abs_diff_vs_single") if k in rec}
+                                             "max_abs_diff_vs_single", "diag_mmd") if k in rec}
+            per_instance = rec.get("ms_per_instance_step", ms)
+            out[name]["speedup_vs_plain"] = round(plain / per_instance, 2) if plain else None
+            out[name]["speedup_vs_fast"] = round(fast / per_instance, 2) if fast else None
+    seeds = [data.get(k, {}).get("diag_mmd") for k in ("fast", "fast_seed1")]
+    if None not in seeds:
+        out["mmd_replicate_spread"] = abs(seeds[0] - seeds[1])
     return out
 
 
@@ -61,10 +76,12 @@ def summarise(out_dir: Path, status: dict) -> dict:
     step = _load(out_dir / "condense_step.out")
     if step:
         summary["condense_step"] = condense_step_figures(step)
-    for part in ("condense_instance", "condense_compiled"):
-        data = _load(out_dir / f"{part}.out")
-        if data:
-            summary[part] = condense_instance_figures(data)
+    single = _load(out_dir / "condense_instance.out")
+    if single:
+        summary["condense_instance"] = condense_instance_figures(single)
+    compiled = _load(out_dir / "condense_compiled.out")
+    if compiled:
+        summary["condense_compiled"] = condense_instance_figures(compiled, reference=single)
     return summary
 
 

@@ -216,3 +216,18 @@ def test_validation_does_not_share_state_between_calls():
     first = validate_config(copy.deepcopy(config))
     second = validate_config(copy.deepcopy(config))
     assert first == second
+
+
+def test_the_gpu_switch_set_merged_into_the_paper_config_validates():
+    """config/gpu.yaml is given after config.yaml; every key it sets is a condensation setting."""
+    from snakemake.utils import update_config
+
+    from idc.condense.config import CondenseConfig, resolve_condense_config
+
+    config = _read("config.yaml")
+    update_config(config, _read("gpu.yaml"))
+    config = validate_config(config)
+    resolved = CondenseConfig.from_dict(resolve_condense_config(config["condense"]["params"], variant="idc",
+                                                                ratio=0.1))
+    assert resolved.fused_attention and resolved.channels_last and resolved.compile_extractor
+    assert resolved.compile_mode == "reduce-overhead" and not resolved.autocast_bf16

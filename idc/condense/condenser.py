@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idc.archs.attention import set_fused_attention
 from idc.condense.config import CondenseConfig, split_execution_settings
 from idc.condense.diagnostics import QualityMonitor, summarise_diagnostics
+from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
 from idc.condense.features import LocalFeatures
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,
@@ -61,57 +61,6 @@ def defer_host_checks(device: torch.device) -> bool:
 def subseed(seed: int, name: str) -> int:
     """Independent, reproducible seeds for each random component of one instance."""
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# Extractor access
-# ----------------------------------------------------------------------------------------------
-class LayerTap:
-    """Captures the output of `module.layers[0]` (the first building block) as (N, C, H, W)."""
-
-    def __init__(self, extractor: nn.Module) -> None:
-        layers = getattr(extractor, "layers", None)
-        if layers is None or len(layers) == 0:
-            raise ValueError("condense config: feature_layer='first' needs an extractor with a `layers` list")
-        self.out: torch.Tensor | None = None
-        self._handle = layers[0].register_forward_hook(self._hook)
-
-    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        self.out = output[0] if isinstance(output, (tuple, list)) else output
-
-    def take(self, h: int, w: int) -> torch.Tensor:
-        out, self.out = self.out, None
-        if out is None:
-            raise RuntimeError("first-layer features were not captured (layers[0] not called by features())")
-        if out.ndim == 4:
-            return out[:, :, :h, :w]
-        if out.ndim == 3:  # token layout (N, L, C) of transformer blocks, possibly padded to a window
-            n, length, c = out.shape
-            side = math.isqrt(length)
-            if length == h * w:
-                hp, wp = h, w
-            elif side * side == length and side >= max(h, w):
-                hp = wp = side
-            else:
-                raise RuntimeError(f"cannot map {length} tokens of layers[0] onto a {h}x{w} feature map")
-            return out.transpose(1, 2).reshape(n, c, hp, wp)[:, :, :h, :w]
-        raise RuntimeError(f"unexpected layers[0] output shape {tuple(out.shape)}")
-
-    def close(self) -> None:
-        self._handle.remove()
-
-
-@torch.no_grad()
-def extract_features(extractor: nn.Module, x: torch.Tensor, batch: int, tap: LayerTap | None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    fs, gs = [], []
-    for start in range(0, x.shape[0], batch):
-        part = x[start:start + batch]
-        f = extractor.features(part)
-        fs.append(f)
-        if tap is not None:
-            gs.append(tap.take(f.shape[2], f.shape[3]))
-    return torch.cat(fs), (torch.cat(gs) if tap is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,45 +251,30 @@ def condense_instances(
                            resume_path, ", ".join(diff) or "seed, real patches or n_synthetic")
             checkpoint = None
 
-    tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    extractor = extractor.to(device).eval()
-    grad_flags = [p.requires_grad for p in extractor.parameters()]
-    for p in extractor.parameters():
-        p.requires_grad_(False)
-    # Real and synthetic features through the same attention path (set before any compile).
-    attention_flags = [(m, m.fused_attention) for m in extractor.modules() if hasattr(m, "fused_attention")]
-    set_fused_attention(extractor, cfg.fused_attention)
     tap = LayerTap(extractor) if (cfg.use_group and cfg.feature_layer == "first") else None
     try:
-        if device.type == "cuda" and cfg.allow_tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        with _StopRequest() as stop:
-            return _run(reals, extractor, cfg, seeds=seeds, n_synthetic=n_synthetic, device=device, tap=tap,
+        with frozen_extractor(extractor, cfg, device) as frozen, _StopRequest() as stop:
+            features = FeatureCall(frozen, cfg, device, tap)
+            return _run(reals, features, cfg, seeds=seeds, n_synthetic=n_synthetic, device=device,
                         progress=progress, resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
                         on_log=on_log, stop=stop)
     finally:
         if tap is not None:
             tap.close()
-        for p, flag in zip(extractor.parameters(), grad_flags):
-            p.requires_grad_(flag)
-        for module, flag in attention_flags:
-            module.fused_attention = flag
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_prev
 
 
 class _Instance:
     """Everything one instance owns: real side, filters, groups/pairs, parameters, log."""
 
-    def __init__(self, real_lr: torch.Tensor, extractor: nn.Module, cfg: CondenseConfig, *, seed: int,
-                 n_synthetic: int, device: torch.device, tap: LayerTap | None) -> None:
+    def __init__(self, real_lr: torch.Tensor, features: FeatureCall, cfg: CondenseConfig, *, seed: int,
+                 n_synthetic: int, device: torch.device) -> None:
         self.cfg, self.seed, self.device = cfg, int(seed), device
         self.n_real = real_lr.shape[0]
         self.n_syn = int(n_synthetic)
         real = real_lr.to(device=device, dtype=torch.float32)
 
         # ---- real side, once --------------------------------------------------------------------
-        f_real, g_real = extract_features(extractor, real, cfg.extract_batch, tap)
+        f_real, g_real = features.batched(real, cfg.extract_batch)
         self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=subseed(seed, "filters"), device=device)
         self.local.fit_real(f_real)
         with torch.no_grad():
@@ -349,7 +283,7 @@ class _Instance:
             self.real_samples_by_transform = [self.real_samples]
             if cfg.augment == "dihedral":
                 for d in range(1, 8):
-                    f_d, _ = extract_features(extractor, dihedral(real, d), cfg.extract_batch, None)
+                    f_d, _ = features.batched(dihedral(real, d), cfg.extract_batch)
                     self.real_samples_by_transform.append(normalise_samples(self.local.samples(f_d, real=True)))
         self.transform = 0
         self.aug_gen = torch.Generator().manual_seed(subseed(seed, "augment"))
@@ -565,13 +499,13 @@ class _Instance:
         return synthetic, log
 
 
-def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *, seeds: list[int],
-         n_synthetic: list[int], device: torch.device, tap: LayerTap | None, progress: bool, resume_path: Path | None,
+def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, *, seeds: list[int],
+         n_synthetic: list[int], device: torch.device, progress: bool, resume_path: Path | None,
          checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
          on_log: Callable[[int, dict[str, Any]], None] | None,
          stop: _StopRequest) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     t_start = time.perf_counter()
-    insts = [_Instance(r, extractor, cfg, seed=s, n_synthetic=n, device=device, tap=tap)
+    insts = [_Instance(r, features, cfg, seed=s, n_synthetic=n, device=device)
              for r, s, n in zip(reals, seeds, n_synthetic)]
     optimizer = torch.optim.Adam([p for inst in insts for p in inst.params], lr=cfg.lr,
                                  betas=tuple(cfg.adam_betas))
@@ -594,10 +528,6 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
             "optimizer": _to(optimizer.state_dict(), torch.device("cpu")),
             "seconds": seconds_before + time.perf_counter() - t_start,
         })
-
-    feat_fn = extractor.features
-    if cfg.compile_extractor and tap is None:
-        feat_fn = torch.compile(extractor.features, mode=cfg.compile_mode)
 
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_detail: dict[str, torch.Tensor] = {}
@@ -637,8 +567,7 @@ def _run(reals: list[torch.Tensor], extractor: nn.Module, cfg: CondenseConfig, *
                 inst.take_snapshot(step)
         views = [inst.view(step, is_event) for inst in insts]
         images = views[0] if len(insts) == 1 else torch.cat(views)
-        f_all = feat_fn(images)
-        g_all = tap.take(f_all.shape[2], f_all.shape[3]) if tap is not None else None
+        f_all, g_all = features(images)
         f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
         g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
         parts = [inst.losses(step, f, g, is_event, check_finite)

@@ -159,6 +159,17 @@ class CondenseConfig:
     # Window attention of the extractor through scaled_dot_product_attention (same result up to
     # float rounding; on CUDA the memory-efficient kernel with the bias as attn_mask).
     fused_attention: bool = False
+    # The extractor's forward pass under bf16 autocast (CUDA, or the CPU where it supports bf16);
+    # features return as float32 and the losses, their statistics and Adam stay in float32.
+    # Changes the numbers more than rounding: part of the result's definition, off by default.
+    autocast_bf16: bool = False
+    # Extractor weights and input patches in channels-last memory format (same result up to
+    # float rounding; faster convolutions on tensor-core GPUs).
+    channels_last: bool = False
+    # Deterministic algorithms (torch.use_deterministic_algorithms, cuDNN deterministic, a fixed
+    # cuBLAS workspace) for the run: on CUDA a rerun and a resumed run then give the same patches;
+    # an op without a deterministic kernel raises instead of silently differing.
+    deterministic: bool = False
     extract_batch: int = 32  # real patches per forward pass when extracting real features
     log_every: int = 100
     checkpoint_every: int = 1000
@@ -347,7 +358,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # and the workflow passes them outside the rule's params, so changing one reruns nothing.
 EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
                             "real_chunk", "fast_path", "fused_attention", "diagnostics", "log_grad_norms",
-                            "snapshot_patches"})
+                            "snapshot_patches", "channels_last", "deterministic"})
 
 
 def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
