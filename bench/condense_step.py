@@ -30,6 +30,7 @@ from idc.archs import set_fused_attention  # noqa: E402
 from idc.condense.condenser import subseed  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
 from idc.condense.features import LocalFeatures  # noqa: E402
+from idc.device import resolve_device  # noqa: E402
 from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors  # noqa: E402
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,  # noqa: E402
                                  normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warm = args.warmup if args.warmup is not None else (3 if gpu else 1)

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from idc.report.collect import collect_results, read_results_csv
-from idc.report.io import atomic_path, atomic_write_text
 from idc.report.formats import tex_escape
 from idc.report.layout import format_value
 from idc.report.render import rank_marks, render_table
@@ -426,19 +425,6 @@ def test_make_tables_rejects_bad_specs_before_writing(tmp_path, spec, message):
                              "title": "t"}, "bad": spec},
         )  # fmt: skip
     assert not out.exists()
-
-
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    target = tmp_path / "t.md"
-    atomic_write_text(target, "first")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
-    assert target.read_text() == "first"  # the old complete file survives
-    assert os.listdir(tmp_path) == ["t.md"]
-    atomic_write_text(target, "second")
-    assert target.read_text() == "second" and os.listdir(tmp_path) == ["t.md"]
 
 
 def test_make_tables_checks_every_entry(tmp_path):

@@ -131,7 +131,7 @@ def test_test_sr_writes_rows(shared_data, tmp_path):
     assert frame["image"].tolist()[-2:] == ["bridge", "comic"]
     assert np.isfinite(frame[["psnr", "ssim"]].to_numpy()).all()
     pd.testing.assert_frame_equal(pd.read_csv(out), frame)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_test_sr_bad_input(shared_data, tmp_path):

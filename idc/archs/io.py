@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from idc.archs.registry import ARCHITECTURES, build_model
+from idc.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +63,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Map
         metadata.update({str(k): str(v) for k, v in extra_metadata.items()})
     # safetensors refuses shared or non-contiguous storage: store independent contiguous copies.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.info("saved %s (%s, %d tensors) to %s", name, FORMAT_TAG, len(tensors), path)
     return path
 

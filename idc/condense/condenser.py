@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idc.atomic import atomic_path
 from idc.condense.config import CondenseConfig, split_execution_settings
 from idc.condense.diagnostics import QualityMonitor, summarise_diagnostics
 from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
@@ -93,14 +94,8 @@ def _fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor, n_synthe
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

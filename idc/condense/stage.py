@@ -18,40 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from idc.progress import ProgressLog
-
+from idc.atomic import atomic_open, atomic_write_text
 from idc.condense.condenser import condense_instances, subseed
 from idc.condense.config import CondenseConfig
+from idc.device import resolve_device
+from idc.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
-    _atomic_write_bytes(path, lambda fh: fh.write(json.dumps(obj, indent=1, sort_keys=False).encode()))
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False))
     return path
 
 
@@ -59,7 +37,8 @@ def save_synthetic(path: str | os.PathLike, synthetic: torch.Tensor) -> Path:
     """(n, 3, h, w) float32 in [0,1] as .npy, atomically."""
     path = Path(path)
     arr = np.ascontiguousarray(synthetic.detach().cpu().float().numpy())
-    _atomic_write_bytes(path, lambda fh: np.save(fh, arr))
+    with atomic_open(path) as fh:
+        np.save(fh, arr)
     return path
 
 
@@ -78,7 +57,8 @@ def save_snapshots(path: str | os.PathLike, snapshots: dict[int, np.ndarray],
     patches = (np.stack([snapshots[s] for s in steps]) if steps
                else np.zeros((0, 0, *patch_shape, 3), np.uint8))
     arrays = {"steps": np.asarray(steps, dtype=np.int64), "patches": patches.astype(np.uint8)}
-    _atomic_write_bytes(path, lambda fh: np.savez_compressed(fh, **arrays))
+    with atomic_open(path) as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 

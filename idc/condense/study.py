@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from idc.atomic import atomic_open, atomic_write_text
 from idc.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -186,10 +187,8 @@ def _random_indices(study: dict[str, Any], paths: dict[str, Path], image_ids: li
     pool = np.concatenate([store.indices_of_image(i) for i in image_ids])
     rng = np.random.default_rng([int(study.get("seed", 0)), 7, replicate])
     picks = np.sort(rng.choice(pool, size=n, replace=False)).astype(np.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npy")
-    np.save(tmp, picks)
-    os.replace(tmp, out)
+    with atomic_open(out) as handle:
+        np.save(handle, picks)
     return out
 
 
@@ -433,8 +432,6 @@ def plot_snapshot_grid(study: dict[str, Any], out_png: Path) -> Path:
 
 def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathLike,
                          fig_dir: str | os.PathLike | None = None) -> Path:
-    from idc.report.io import atomic_write_text
-
     study = load_study(study_path)
     doc_path = Path(doc_path)
     fig_dir = Path(fig_dir) if fig_dir is not None else doc_path.parent / "figures"

@@ -19,11 +19,11 @@ import shutil
 from pathlib import Path
 
 from idc import __version__
+from idc.atomic import remove_stale_temporaries, staging_folder
 from idc.data.crop import find_lr_file
 from idc.data.download import download, safe_extract
 from idc.data.images import image_size, list_images, read_image, write_png
 from idc.data.imresize import imresize_uint8, modcrop
-from idc.data.store import remove_stale_temporaries
 
 __all__ = ["KNOWN_TESTSETS", "prepare_testset", "find_image_dirs"]
 
@@ -120,10 +120,7 @@ def prepare_testset(
         raise ValueError(f"test set {name}: url {url} needs its sha256")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
-    work = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = staging_folder(out_dir)
     try:
         if url is not None:
             archive = download(url, work / "download" / Path(url.split("?")[0]).name, sha256=sha256)

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from idc.atomic import remove_stale_temporaries
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import imresize_uint8, modcrop
 from idc.data.store import (
     WRITE_MARGIN,
     PatchStoreWriter,
     check_free_space,
-    remove_stale_temporaries,
     write_patch_store,
 )
 from idc.progress import ProgressLog

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from idc.atomic import move_into_place, staging_folder
 from idc.data.images import image_size
 from idc.progress import ProgressLog
 
@@ -238,7 +239,7 @@ def download(
             raise ValueError(
                 f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {got} (file deleted)"
             )
-    os.replace(part, dest)
+    move_into_place(part, dest)  # synced first: a crash cannot leave a short file under dest
     return dest
 
 
@@ -333,10 +334,7 @@ def safe_extract(
         raise FileNotFoundError(f"archive not found: {archive}")
     if max_bytes is None:
         max_bytes = max(MAX_EXPANSION * archive.stat().st_size, MIN_EXTRACT_LIMIT)
-    tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = staging_folder(dest_dir)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:

@@ -29,12 +29,13 @@ import io
 import logging
 import os
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
+
+from idc.atomic import atomic_write_bytes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -183,7 +184,7 @@ def read_image(path: str | os.PathLike, *, keep_gray: bool = False) -> np.ndarra
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int = 6) -> Path:
-    """Write uint8 HxW or HxWx3 as PNG atomically (temporary file in the same folder, then rename).
+    """Write uint8 HxW or HxWx3 as PNG atomically (`idc.atomic`: temporary file, then rename).
 
     Parent folders are created. Returns the path written.
     """
@@ -195,20 +196,11 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
         raise ValueError(f"write_png: expected uint8, got {img.dtype} for {path}")
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
         raise ValueError(f"write_png: expected HxW or HxWx3, got shape {img.shape} for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img)).save(
         buf, format="PNG", compress_level=compress_level
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from idc.atomic import staging_folder
 from idc.data.download import sha256_file
 from idc.data.images import image_size, list_images, write_png
 from idc.data.store import PatchStore
@@ -115,14 +116,6 @@ def _software() -> dict[str, str]:
     return versions
 
 
-def _fresh_dir(out_dir: Path) -> Path:
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished folder into place; an older export is removed only after that."""
     old = None
@@ -172,7 +165,7 @@ def export_paired(
             image_names = named.image_names
     names = pair_names(store.image_id[indices], store.origin[indices], image_names)
     hr_rel, lr_rel = Path("HR"), Path("LR_bicubic") / f"X{scale}"
-    tmp = _fresh_dir(out_dir)
+    tmp = staging_folder(out_dir)
     try:
         (tmp / hr_rel).mkdir(parents=True)
         (tmp / lr_rel).mkdir(parents=True)

@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ import h5py
 import numpy as np
 
 from idc import __version__
+from idc.atomic import move_into_place, remove_stale_temporaries, temporary_path
 
 __all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION",
            "COMPRESSION"]
@@ -79,34 +79,6 @@ def _python_value(value: Any) -> Any:
     return value
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove what earlier, killed attempts at writing ``path`` left next to it (temporary files
-    and spool folders named with the pid of a process that no longer runs). Returns them."""
-    removed = []
-    own = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|spool)-(\d+)(?:-.*)?")
-    for stale in path.parent.iterdir():
-        match = own.fullmatch(stale.name)
-        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
-            continue
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-        removed.append(stale)
-        logger.info("removed %s left by an interrupted earlier attempt", stale)
-    return removed
-
-
 def check_free_space(path: Path, needed_bytes: int) -> None:
     """OSError naming the folder when it has less free space than ``needed_bytes`` (checked
     before a long write: a full disk half-way wastes the work and can crash HDF5)."""
@@ -142,7 +114,7 @@ class PatchStoreWriter:
     """Write a patch store incrementally; atomic on success.
 
     ``with PatchStoreWriter(path, scale=4, hr_size=256, step=128, source="DIV2K", seed=0) as w:
-    w.append(lr, hr, image_id, origin)``. Data goes to ``.<name>.tmp-<pid>`` in the same folder;
+    w.append(lr, hr, image_id, origin)``. Data goes to ``.<name>.tmp-<pid>-<token>`` in the same folder;
     a clean ``close()``/``__exit__`` writes ``complete=True`` and renames it to ``path``; an
     exception deletes the temporary file and leaves any previous ``path`` untouched.
     ``seed=None`` is recorded as -1.
@@ -173,7 +145,7 @@ class PatchStoreWriter:
         self.lr_size = self.hr_size // self.scale
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.path)
-        self.tmp_path = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+        self.tmp_path = temporary_path(self.path)
         self._file: h5py.File | None = None
         self._n = 0
         try:
@@ -354,7 +326,7 @@ class PatchStoreWriter:
             self._file.attrs["complete"] = True  # last write: readers refuse files without it
             self._file.close()
             self._file = None
-            os.replace(self.tmp_path, self.path)
+            move_into_place(self.tmp_path, self.path)
         except OSError as err:
             self._abort()
             raise OSError(f"patch store {self.path}: finishing failed (disk full?): {err}") from None

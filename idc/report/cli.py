@@ -40,7 +40,7 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from idc.report.io import atomic_write_text
+    from idc.atomic import atomic_write_text
     from idc.report.run_summary import summarise_run
 
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command)

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from idc import __version__
-from idc.report.io import atomic_path
+from idc.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from idc.atomic import atomic_write_text
 from idc.report.collect import (
     collect_results,
     normalise_results,
@@ -22,7 +23,6 @@ from idc.report.collect import (
     results_to_csv_text,
     validate_entries,
 )
-from idc.report.io import atomic_write_text
 from idc.report.paper_reference import PAPER_TABLES, paper_table
 from idc.report.render import (
     LAYOUTS,

@@ -11,8 +11,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from idc.atomic import atomic_write_text
 from idc.report.figures import plot_loss_curves, plot_progress_grid, plot_store_patches, plot_trajectory_files
-from idc.report.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

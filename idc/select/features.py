@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from idc.device import resolve_device
 from idc.progress import format_duration
-from idc.select.validation import resolve_device
 
 logger = logging.getLogger(__name__)
 

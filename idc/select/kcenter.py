@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from idc.device import resolve_device
 from idc.select.validation import (
     as_sorted_indices,
     check_selection_args,
-    resolve_device,
     resolve_dtype,
 )
 

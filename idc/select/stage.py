@@ -2,8 +2,7 @@
 
 The output `<out>.npy` holds the sorted int64 indices of the selected patches in the store;
 `<out>.json` beside it records the method, counts, seed, hyper-parameters, software versions and
-timings. Both files appear atomically (temporary name in the same folder, then `os.replace`),
-the sidecar first, so an index file under its final name always has its record.
+timings. Both files appear atomically (`idc.atomic`), the sidecar first, so an index file under its final name always has its record.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ import sklearn
 import torch
 
 from idc import __version__
+from idc.atomic import atomic_open, atomic_write_text
+from idc.device import resolve_device
 from idc.select.features import pixel_features, teacher_features
 from idc.select.protocol import n_for_ratio, select_in_splits
-from idc.select.validation import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +54,6 @@ def _read_all_lr(store: Any) -> np.ndarray:
         lr[start:stop] = store.read_lr(np.arange(start, stop))
         progress.update(stop - start)
     return lr
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def software_versions() -> dict[str, str]:
@@ -187,10 +176,8 @@ def select_baseline(
         },
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(
-        out_path.with_suffix(".json"),
-        lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()),
-    )
-    _write_atomic(out_path, lambda handle: np.save(handle, indices))
+    atomic_write_text(out_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    with atomic_open(out_path) as handle:
+        np.save(handle, indices)
     logger.info("%s: wrote %d indices to %s (%.1f s)", method, indices.size, out_path, record["seconds"]["total"])
     return out_path

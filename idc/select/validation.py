@@ -53,16 +53,6 @@ def check_selection_args(
     return int(n_candidates)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' (or None) means CUDA when present, else CPU; anything else is passed to torch."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
 def resolve_dtype(precision: str) -> torch.dtype:
     """Map the `precision` hyper-parameter ('float32' or 'float64') to a torch dtype."""
     dtypes = {"float32": torch.float32, "float64": torch.float64}

@@ -16,11 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from idc.atomic import TEMPORARY_GLOB, atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -40,28 +41,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename onto ``path``; no partial file survives an error."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(resume_dir: str | os.PathLike, payload: dict[str, Any], *, step: int, fingerprint: str) -> Path:
     """Write ``payload`` as the newest checkpoint of ``resume_dir`` and drop older ones."""
     resume_dir = Path(resume_dir)
     resume_dir.mkdir(parents=True, exist_ok=True)
     path = resume_dir / f"ckpt_{step:08d}.pt"
-    _write_atomic(path, lambda tmp: torch.save({"format": FORMAT_VERSION, **payload}, tmp))
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
     manifest = {"file": path.name, "sha256": _sha256(path), "step": step, "fingerprint": fingerprint}
-    _write_atomic(resume_dir / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    atomic_write_text(resume_dir / MANIFEST, json.dumps(manifest, indent=1))
     for old in resume_dir.glob("ckpt_*.pt"):
         if old.name != path.name:
             old.unlink(missing_ok=True)
@@ -111,7 +99,7 @@ def clear_checkpoints(resume_dir: str | os.PathLike) -> None:
     (resume_dir / MANIFEST).unlink(missing_ok=True)
     for path in resume_dir.glob("ckpt_*.pt"):
         path.unlink(missing_ok=True)
-    for path in resume_dir.glob(".*.tmp"):
+    for path in resume_dir.glob(TEMPORARY_GLOB):
         path.unlink(missing_ok=True)
     try:
         resume_dir.rmdir()

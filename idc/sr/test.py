@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -13,9 +12,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from idc.atomic import atomic_path
 from idc.data.crop import find_lr_file
 from idc.data.images import image_size, list_images, read_image
 from idc.data.imresize import modcrop
+from idc.device import resolve_device
 from idc.progress import ProgressLog
 from idc.sr.metrics import calculate_psnr, calculate_ssim
 
@@ -23,16 +24,6 @@ logger = logging.getLogger(__name__)
 
 # Fixed seed for inference: MambaIRv2 draws Gumbel noise in its routing even in eval mode.
 INFERENCE_SEED = 0
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return device
 
 
 def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -198,16 +189,8 @@ def load_test_images(
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def test_sr(

@@ -31,11 +31,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from idc.atomic import atomic_write_text
+from idc.device import resolve_device
 from idc.sr import checkpoint as ckpt
 from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
 from idc.sr.distributed import (World, all_max, all_mean, barrier, check_same, process_group, rank_device,
                                 split_batch, world_from_env)
-from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, resolve_device, write_csv_atomic
+from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, write_csv_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -383,16 +385,6 @@ def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def default_resume_dir(out_dir: str | os.PathLike) -> Path:
     """``<out_dir>.resume`` next to the output folder: outside the job's declared outputs, so
     Snakemake's removal of a failed job's outputs keeps it."""
@@ -609,23 +601,21 @@ def _train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(pd.DataFrame(state.trajectory, columns=["step", "psnr"]), out_dir / "trajectory.csv")
-    _write_json_atomic(
-        {
-            "seed": cfg.seed,
-            "versions": _software_versions(),
-            "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
-                         "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
-                         "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None,
-                         "ranks": world.size},
-            "n_patches": len(dataset),
-            "final_step": state.step,
-            "resumed_from_step": start_step or None,
-            "wall_time_s": state.wall_time,
-            "final_val_psnr": state.trajectory[-1][1] if state.trajectory else None,
-            "loss_curve": state.loss_curve,
-        },
-        out_dir / "train_log.json",
-    )
+    train_log = {
+        "seed": cfg.seed,
+        "versions": _software_versions(),
+        "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
+                     "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
+                     "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None,
+                     "ranks": world.size},
+        "n_patches": len(dataset),
+        "final_step": state.step,
+        "resumed_from_step": start_step or None,
+        "wall_time_s": state.wall_time,
+        "final_val_psnr": state.trajectory[-1][1] if state.trajectory else None,
+        "loss_curve": state.loss_curve,
+    }
+    atomic_write_text(out_dir / "train_log.json", json.dumps(train_log, indent=1, default=str))
     final = state.ema if state.ema is not None else state.model
     save_model(out_dir / "model.safetensors", final, arch, arch_kwargs)
     ckpt.clear_checkpoints(resume_dir)
