@@ -216,3 +216,14 @@ def test_validation_does_not_share_state_between_calls():
     first = validate_config(copy.deepcopy(config))
     second = validate_config(copy.deepcopy(config))
     assert first == second
+
+
+def test_schema_is_package_data():
+    """The schema is read through importlib.resources from the package (so an installed package
+    validates a config), pyproject.toml ships it, and the tree holds no second copy."""
+    from importlib import resources
+
+    resource = resources.files("idc").joinpath("schemas", "config.schema.yaml")
+    assert resource.is_file() and load_schema() == yaml.safe_load(resource.read_text())
+    assert '"idc" = ["schemas/config.schema.yaml"]' in (PROJECT_ROOT / "pyproject.toml").read_text()
+    assert not (PROJECT_ROOT / "workflow" / "schemas").exists()
