@@ -65,6 +65,16 @@ def load_schema(path: str | Path | None = None) -> dict:
     return yaml.safe_load(text)
 
 
+def schema_defaults(*where: str) -> dict[str, Any]:
+    """The `default` of each property of the schema node at `where` (e.g. "$defs",
+    "train_settings"): the one place those defaults are written, also for Python use of the
+    dataclasses built from a validated config."""
+    node = load_schema()
+    for key in where:
+        node = node[key]
+    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Validate `config` in place (filling defaults) and return it; raise ConfigError on the first
     problem, deepest first so the message names the most specific key."""
