@@ -44,8 +44,8 @@ def make_store(folder: Path, n: int, lr_size: int, scale: int, seed: int = 0) ->
 
 def bench_model(preset: str, store: Path, *, batch: int, gt_size: int, steps: int, device: torch.device,
                 workers: int, amp: bool) -> dict:
-    cfg = TrainConfig(model_name=preset, model_kwargs={}, steps=steps + 1, batch_size=batch, gt_size=gt_size,
-                      lr=2e-4, milestones=(250_000,), amp=amp)
+    cfg = TrainConfig(model_name=preset, steps=steps + 1, batch_size=batch, gt_size=gt_size, lr=2e-4,
+                      milestones=(250_000,), amp=amp)
     torch.manual_seed(cfg.seed)
     model = build_model(preset).to(device)
     amp_dtype = _amp_dtype(device, amp)

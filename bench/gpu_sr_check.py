@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.data.store import write_patch_store  # noqa: E402
-from idc.sr.train import TrainingInterrupted, train_sr  # noqa: E402
+from idc.sr.train import TrainConfig, TrainingInterrupted, train_sr  # noqa: E402
 
 LIGHT = ("edsr_baseline_x4", "swinir_light_x4", "mambairv2_light_x4")
 
@@ -44,9 +44,10 @@ def throughput(preset: str, store: Path, out: Path, steps: int, batch: int, devi
     stamps: list[float] = []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    train_sr(model_name=preset, store_path=store, out_dir=out, steps=steps, batch_size=batch, gt_size=256, lr=2e-4,
-             milestones=[steps // 2], ema_decay=0.999, val_every=10_000, checkpoint_every=10_000, seed=0,
-             num_workers=6, device=device, amp=True, log_every=max(steps // 4, 1),
+    cfg = TrainConfig(model_name=preset, steps=steps, batch_size=batch, gt_size=256, lr=2e-4,
+                      milestones=[steps // 2], ema_decay=0.999, val_every=10_000, checkpoint_every=10_000, seed=0,
+                      amp=True, log_every=max(steps // 4, 1))
+    train_sr(cfg, store_path=store, out_dir=out, num_workers=6, device=device,
              step_callback=lambda s: stamps.append(time.perf_counter()))
     warm = min(5, steps - 2)
     rate = (len(stamps) - 1 - warm) / (stamps[-1] - stamps[warm])
@@ -56,21 +57,21 @@ def throughput(preset: str, store: Path, out: Path, steps: int, batch: int, devi
 
 
 def resume_check(store: Path, root: Path, device: str, steps: int) -> dict:
-    kw = dict(model_name="edsr_baseline_x4", store_path=store, steps=steps, batch_size=16, gt_size=192, lr=2e-4,
-              milestones=[steps * 3 // 4], val_every=10_000, checkpoint_every=steps // 3, seed=1, num_workers=4,
-              device=device, amp=True,
-              log_every=10)
-    train_sr(out_dir=root / "full", **kw)
+    cfg = TrainConfig(model_name="edsr_baseline_x4", steps=steps, batch_size=16, gt_size=192, lr=2e-4,
+                      milestones=[steps * 3 // 4], val_every=10_000, checkpoint_every=steps // 3, seed=1, amp=True,
+                      log_every=10)
+    kw = dict(store_path=store, num_workers=4, device=device)
+    train_sr(cfg, out_dir=root / "full", **kw)
 
     def stop(step: int) -> None:
         if step == steps // 2:
             signal.raise_signal(signal.SIGUSR1)
 
     try:
-        train_sr(out_dir=root / "split", step_callback=stop, **kw)
+        train_sr(cfg, out_dir=root / "split", step_callback=stop, **kw)
     except TrainingInterrupted as err:
         interrupted_at = err.step
-    train_sr(out_dir=root / "split", **kw)
+    train_sr(cfg, out_dir=root / "split", **kw)
     a, b = load_file(str(root / "full" / "model.safetensors")), load_file(str(root / "split" / "model.safetensors"))
     diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     la = json.loads((root / "full" / "train_log.json").read_text())["loss_curve"]

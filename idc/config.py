@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from jsonschema import Draft202012Validator, validators
 
 from idc.names import name_problem
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so an installed package validates a config; the Snakefile
+# validates through this module, so the workflow reads the same file.
+SCHEMA_RESOURCE = resources.files("idc") / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -56,9 +59,20 @@ def _one_line(error) -> str:
     return f"config key {_key_path(error)}: {error.message}"
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+def load_schema(path: str | Path | None = None) -> dict:
+    """The configuration schema (a fresh copy): the package's own, or the file at `path`."""
+    text = SCHEMA_RESOURCE.read_text() if path is None else Path(path).read_text()
+    return yaml.safe_load(text)
+
+
+def schema_defaults(*where: str) -> dict[str, Any]:
+    """The `default` of each property of the schema node at `where` (e.g. "$defs",
+    "train_settings"): the one place those defaults are written, also for Python use of the
+    dataclasses built from a validated config."""
+    node = load_schema()
+    for key in where:
+        node = node[key]
+    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:

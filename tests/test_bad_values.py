@@ -262,13 +262,13 @@ def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
 
 
 def test_a_network_of_another_scale_is_refused_before_training(tmp_path):
-    from idc.sr.train import train_sr
+    from idc.sr.train import TrainConfig, train_sr
 
     rng = np.random.default_rng(0)
     store = write_patch_store(tmp_path / "x2.h5", rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
                               rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), np.zeros(4, np.int64),
                               np.zeros((4, 2), np.int64))
     with pytest.raises(ValueError, match=r"up-samples x4, the patch store .*x2.h5 is x2"):
-        train_sr(model_name="edsr_baseline_x4", store_path=store, out_dir=tmp_path / "out", steps=1, batch_size=1,
-                 gt_size=16, lr=1e-4, device="cpu")
+        train_sr(TrainConfig(model_name="edsr_baseline_x4", steps=1, batch_size=1, gt_size=16, lr=1e-4),
+                 store_path=store, out_dir=tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()

@@ -46,7 +46,7 @@ def test_n_synthetic_of_one_instance_follows_the_budget_rule() -> None:
 
 
 def test_variants_cover_the_tables_and_build() -> None:
-    expected = ({"idc", "literal", "balanced"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
+    expected = ({"idc", "literal", "balanced", "fresh"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
                 | {"x1", "x2", "x3"})
     assert set(VARIANTS) == expected
     for name in VARIANTS:
@@ -74,3 +74,22 @@ def test_unknown_key_and_bad_values_are_named() -> None:
 def test_round_trip() -> None:
     c = CondenseConfig.from_dict({"patch": 8}, variant="x3")
     assert CondenseConfig.from_dict(c.to_dict()) == c
+
+
+def test_cli_and_workflow_resolve_settings_and_variant_alike(monkeypatch) -> None:
+    """Defaults, then the run's settings, then the variant's own changes, through both entry
+    points: {patch: 4} with variant a2 is p = 8 from `python -m idc condense-image` and from the
+    workflow's resolution (and the variant's other settings are the run's)."""
+    import idc.condense.stage as stage
+    from idc.cli import main
+    from idc.condense.config import resolve_condense_config
+
+    given = {}
+    monkeypatch.setattr(stage, "condense_image", lambda **kw: given.update(kw))
+    assert main(["condense-image", "--store", "s.h5", "--image-id", "0", "--extractor", "e.safetensors",
+                 "--out", "o.npy", "--log", "o.json", "--set", "patch=4", "--set", "kernel=5",
+                 "--variant", "a2"]) == 0
+    cli = stage.config_from_dict(given["cfg"]).to_dict()
+    workflow = resolve_condense_config({"patch": 4, "kernel": 5}, variant="a2", ratio=0.1)
+    assert cli["patch"] == workflow["patch"] == 8 and cli["kernel"] == workflow["kernel"] == 5
+    assert cli == workflow

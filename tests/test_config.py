@@ -231,3 +231,14 @@ def test_the_gpu_switch_set_merged_into_the_paper_config_validates():
                                                                 ratio=0.1))
     assert resolved.fused_attention and resolved.channels_last and resolved.compile_extractor
     assert resolved.compile_mode == "reduce-overhead" and not resolved.autocast_bf16
+
+
+def test_schema_is_package_data():
+    """The schema is read through importlib.resources from the package (so an installed package
+    validates a config), pyproject.toml ships it, and the tree holds no second copy."""
+    from importlib import resources
+
+    resource = resources.files("idc").joinpath("schemas", "config.schema.yaml")
+    assert resource.is_file() and load_schema() == yaml.safe_load(resource.read_text())
+    assert '"idc" = ["schemas/config.schema.yaml"]' in (PROJECT_ROOT / "pyproject.toml").read_text()
+    assert not (PROJECT_ROOT / "workflow" / "schemas").exists()

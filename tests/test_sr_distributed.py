@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 
+from idc.sr.cli import train_arguments
 from idc.sr.data import StreamSampler
 from idc.sr.distributed import World, job_ranks, launch_training, split_batch, world_from_env
-from idc.sr.train import TrainingInterrupted, train_sr
-from tests.test_sr_train import _outputs, write_train_data
+from idc.sr.train import TrainingInterrupted
+from tests.test_sr_train import _outputs, _train, write_train_data
 
 TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
 
@@ -63,7 +64,7 @@ def _rank_main(rank: int, size: int, port: int, settings: dict, stop: tuple[int,
     torch.set_num_threads(1)
     callback = _raise_signal_at(stop[1]) if stop is not None and stop[0] == rank else None
     try:
-        train_sr(**settings, device="cpu", step_callback=callback)
+        _train({**settings, "device": "cpu", "step_callback": callback})
         results.put((rank, "done", None))
     except TrainingInterrupted as err:
         results.put((rank, "interrupted", err.step))
@@ -134,7 +135,7 @@ def test_world_and_ranks_from_settings():
 
 def test_two_ranks_with_half_batch_equal_one_process(data, tmp_path):
     single = tmp_path / "single"
-    train_sr(**_settings(data, single), device="cpu")
+    _train({**_settings(data, single), "device": "cpu"})
     double = tmp_path / "double"
     outcome = _run_ranks(_settings(data, double))
     assert outcome == {0: ("done", None), 1: ("done", None)}
@@ -145,7 +146,7 @@ def test_two_ranks_with_half_batch_equal_one_process(data, tmp_path):
     _assert_same_training(a, b, rtol=1e-5, atol=1e-6)
     # The comparison can fail: a different batch order (another seed) gives other weights.
     other = tmp_path / "other"
-    train_sr(**_settings(data, other, seed=4), device="cpu")
+    _train({**_settings(data, other, seed=4), "device": "cpu"})
     with pytest.raises(AssertionError):
         _assert_same_training(a, _outputs(other), rtol=1e-5, atol=1e-6)
 
@@ -169,7 +170,7 @@ def test_two_rank_run_stopped_on_one_rank_resumes_with_any_rank_count(data, tmp_
     # Stopped with two ranks, finished by one process.
     mixed = tmp_path / "mixed"
     assert _run_ranks(_settings(data, mixed), stop=(0, 5)) == {0: ("interrupted", 5), 1: ("interrupted", 5)}
-    train_sr(**_settings(data, mixed), device="cpu")
+    _train({**_settings(data, mixed), "device": "cpu"})
     assert _outputs(mixed)[2]["resumed_from_step"] == 5
     _assert_same_training(_outputs(reference), _outputs(mixed), rtol=1e-5, atol=1e-6)
 
@@ -178,9 +179,9 @@ def test_two_rank_run_stopped_on_one_rank_resumes_with_any_rank_count(data, tmp_
 def test_torchrun_launch_equals_one_process(data, tmp_path):
     """The launcher the workflow uses: torchrun, two gloo ranks, logs gathered by the caller."""
     single = tmp_path / "single"
-    train_sr(**_settings(data, single), device="cpu")
+    _train({**_settings(data, single), "device": "cpu"})
     launched = tmp_path / "launched"
-    rc = launch_training({**_settings(data, launched), "device": "cpu"}, ranks=2)
+    rc = launch_training(*train_arguments({**_settings(data, launched), "device": "cpu"}), ranks=2)
     assert rc == 0
     _assert_same_training(_outputs(single), _outputs(launched), rtol=1e-5, atol=1e-6)
 
@@ -223,3 +224,26 @@ def test_stop_signal_to_the_launcher_checkpoints_all_ranks_and_the_rerun_resumes
     assert not out.exists()
     assert launch_training(settings, ranks=2, threads=2) == 0
     assert _outputs(out)[2]["resumed_from_step"] == manifest["step"]
+
+
+def test_launch_hands_the_ranks_the_same_config(data, tmp_path, monkeypatch, caplog):
+    """The file launch_training writes for the ranks gives back the caller's TrainConfig and run
+    arguments (the ranks build theirs from it through `python -m idc sr train`)."""
+    import dataclasses
+    import json
+    import logging
+    import sys
+
+    import idc.sr.distributed as distributed
+    from tests.conftest import PROJECT_ROOT
+
+    cfg, run = train_arguments({**_settings(data, tmp_path / "out"), "device": "cpu"})
+    check = ("import dataclasses, json, sys, yaml; from idc.sr.cli import train_arguments; "
+             "cfg, run = train_arguments(yaml.safe_load(open(sys.argv[1]))); "
+             "print('CFG', json.dumps(dataclasses.asdict(cfg), sort_keys=True)); print('RUN', sorted(run))")
+    monkeypatch.setattr(distributed, "torchrun_command", lambda path, ranks: [sys.executable, "-c", check, str(path)])
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
+    with caplog.at_level(logging.INFO, logger="idc.sr.distributed"):
+        assert launch_training(cfg, run, ranks=2) == 0
+    assert f"CFG {json.dumps(dataclasses.asdict(cfg), sort_keys=True)}" in caplog.text
+    assert f"RUN {sorted(run)}" in caplog.text

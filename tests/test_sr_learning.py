@@ -11,7 +11,7 @@ from idc.data.crop import crop_images_to_store
 from idc.data.imresize import imresize_uint8
 from idc.sr import test as sr_test
 from idc.sr.metrics import calculate_psnr
-from idc.sr.train import train_sr
+from idc.sr.train import TrainConfig, train_sr
 
 
 @pytest.mark.slow
@@ -25,12 +25,12 @@ def test_small_edsr_beats_bicubic_on_set5(shared_data, tmp_path):
                        for _, lr, hr in sr_test.load_test_images(pairs, 4)])
     assert bicubic == pytest.approx(28.42, abs=0.02)  # the published Set5 x4 bicubic figure
 
-    out = train_sr(
-        model_name="edsr", model_kwargs=dict(num_feat=32, num_block=4, upscale=4), store_path=store,
-        out_dir=tmp_path / "edsr", steps=700, batch_size=8, gt_size=64, lr=5e-4, milestones=[420, 595],
-        ema_decay=0.99, val_every=100, checkpoint_every=350, val_hr_dir=set5_hr, val_lr_dir=set5_lr,
+    cfg = TrainConfig(
+        model_name="edsr", model_kwargs=dict(num_feat=32, num_block=4, upscale=4), steps=700, batch_size=8,
+        gt_size=64, lr=5e-4, milestones=[420, 595], ema_decay=0.99, val_every=100, checkpoint_every=350,
         crop_border=4, seed=0, log_every=50,
     )
+    out = train_sr(cfg, store_path=store, out_dir=tmp_path / "edsr", val_hr_dir=set5_hr, val_lr_dir=set5_lr)
     trajectory = pd.read_csv(out / "trajectory.csv")
     scores = sr_test.test_sr(model_path=out / "model.safetensors", testsets={"Set5": (set5_hr, set5_lr)},
                              out_csv=tmp_path / "set5.csv", crop_border=4, device="cpu")

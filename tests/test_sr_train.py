@@ -15,6 +15,7 @@ from idc.data.images import write_png
 from idc.data.imresize import imresize_uint8
 from idc.data.store import write_patch_store
 from idc.sr.checkpoint import CorruptCheckpointError, read_manifest
+from idc.sr.cli import train_arguments
 from idc.sr.train import NonFiniteLossError, TrainingInterrupted, default_resume_dir, train_sr
 
 
@@ -62,6 +63,15 @@ def _settings(data, out_dir, **over):
     return settings
 
 
+def _train(settings):
+    """train_sr on a flat mapping of TrainConfig fields and its keyword arguments (the file format
+    of `python -m idc sr train`), plus an optional step_callback."""
+    settings = dict(settings)
+    step_callback = settings.pop("step_callback", None)
+    cfg, run = train_arguments(settings)
+    return train_sr(cfg, **run, step_callback=step_callback)
+
+
 def _signal_at(step_to_stop: int, signum: int = signal.SIGUSR1):
     def callback(step: int) -> None:
         if step == step_to_stop:
@@ -84,19 +94,19 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(data, tmp_path, model_
     def settings(out, **over):
         return _settings(data, out, model_name=model_name, model_kwargs=model_kwargs, ema_decay=ema_decay, **over)
 
-    full = train_sr(**settings(tmp_path / "full"))
+    full = _train(settings(tmp_path / "full"))
     w_full, traj_full, log_full = _outputs(full)
 
     out = tmp_path / "split"
     previous_handler = signal.getsignal(signal.SIGUSR1)
     with pytest.raises(TrainingInterrupted) as info:
-        train_sr(**settings(out, step_callback=_signal_at(3)))
+        _train(settings(out, step_callback=_signal_at(3)))
     assert info.value.step == 3 and "SIGUSR1" in str(info.value)
     assert signal.getsignal(signal.SIGUSR1) is previous_handler, "handler not restored"
     assert not out.exists() or not any(out.iterdir()), "an interrupted run must not write outputs"
     assert read_manifest(default_resume_dir(out))["step"] == 3
 
-    train_sr(**settings(out))
+    _train(settings(out))
     w_split, traj_split, log_split = _outputs(out)
     assert log_split["resumed_from_step"] == 3 and log_full["resumed_from_step"] is None
     assert w_full.keys() == w_split.keys()
@@ -113,11 +123,11 @@ def test_sigterm_during_first_step_and_periodic_checkpoint(data, tmp_path):
     out = tmp_path / "run"
     resume = tmp_path / "elsewhere" / "resume"
     with pytest.raises(TrainingInterrupted):
-        train_sr(**_settings(data, out, resume_dir=resume, step_callback=_signal_at(5, signal.SIGTERM)))
+        _train(_settings(data, out, resume_dir=resume, step_callback=_signal_at(5, signal.SIGTERM)))
     # Stopped at 5 after the periodic checkpoint at 4: the newest is 5 and only one file is kept.
     assert read_manifest(resume)["step"] == 5
     assert len(list(resume.glob("ckpt_*.pt"))) == 1
-    train_sr(**_settings(data, out, resume_dir=resume))
+    _train(_settings(data, out, resume_dir=resume))
     _, traj, log = _outputs(out)
     assert log["final_step"] == 6 and log["resumed_from_step"] == 5
     assert traj["step"].tolist() == [2, 4, 6]
@@ -126,25 +136,25 @@ def test_sigterm_during_first_step_and_periodic_checkpoint(data, tmp_path):
 def test_corrupt_checkpoint_is_an_error_not_a_restart(data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
-        train_sr(**_settings(data, out, step_callback=_signal_at(2)))
+        _train(_settings(data, out, step_callback=_signal_at(2)))
     resume = default_resume_dir(out)
     ckpt_file = next(resume.glob("ckpt_*.pt"))
     ckpt_file.write_bytes(ckpt_file.read_bytes()[:1000])  # truncated
     with pytest.raises(CorruptCheckpointError, match="truncated or corrupt"):
-        train_sr(**_settings(data, out))
+        _train(_settings(data, out))
     ckpt_file.unlink()
     with pytest.raises(CorruptCheckpointError, match="missing"):
-        train_sr(**_settings(data, out))
+        _train(_settings(data, out))
     (resume / "manifest.json").write_text("{not json")
     with pytest.raises(CorruptCheckpointError, match="unreadable"):
-        train_sr(**_settings(data, out))
+        _train(_settings(data, out))
 
 
 def test_checkpoint_of_other_settings_is_discarded(data, tmp_path, caplog):
     out = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
-        train_sr(**_settings(data, out, step_callback=_signal_at(2)))
-    train_sr(**_settings(data, out, lr=5e-4))
+        _train(_settings(data, out, step_callback=_signal_at(2)))
+    _train(_settings(data, out, lr=5e-4))
     assert "other settings" in caplog.text
     assert json.loads((out / "train_log.json").read_text())["resumed_from_step"] is None
 
@@ -153,13 +163,13 @@ def test_non_finite_loss_stops_with_the_step(data, tmp_path):
     done = []
     # A learning rate this large overflows the weights after the first update.
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* at step (\d+)") as info:
-        train_sr(**_settings(data, tmp_path / "run", lr=1e30, step_callback=done.append))
+        _train(_settings(data, tmp_path / "run", lr=1e30, step_callback=done.append))
     assert f"at step {done[-1] + 1}" in str(info.value)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_outputs_and_log(data, tmp_path):
-    out = train_sr(**_settings(data, tmp_path / "run", val_hr_dir=None, val_lr_dir=None, steps=2))
+    out = _train(_settings(data, tmp_path / "run", val_hr_dir=None, val_lr_dir=None, steps=2))
     _, traj, log = _outputs(out)
     assert list(traj.columns) == ["step", "psnr"] and traj.empty
     assert log["seed"] == 7 and log["final_step"] == 2 and "torch" in log["versions"]
@@ -191,7 +201,7 @@ def test_bad_settings_fail_before_training(data, tmp_path, override, error, mess
     if "resume_dir" in override:
         override = {"resume_dir": tmp_path / "run" / "resume"}
     with pytest.raises(error, match=message):
-        train_sr(**_settings(data, tmp_path / "run", **override))
+        _train(_settings(data, tmp_path / "run", **override))
     assert not (tmp_path / "run").exists()
 
 
@@ -214,12 +224,12 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(data, tmp_path, monk
     monkeypatch.setattr(ckpt_module.torch, "save", failing_save)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space"):
-        train_sr(**_settings(data, out, checkpoint_every=2))
+        _train(_settings(data, out, checkpoint_every=2))
     resume = default_resume_dir(out)
     assert read_manifest(resume)["step"] == 2
     assert sorted(p.name for p in resume.iterdir()) == ["ckpt_00000002.pt", "manifest.json"]
     monkeypatch.setattr(ckpt_module.torch, "save", real_save)
-    train_sr(**_settings(data, out, checkpoint_every=2))
+    _train(_settings(data, out, checkpoint_every=2))
     assert json.loads((out / "train_log.json").read_text())["resumed_from_step"] == 2
 
 
@@ -228,10 +238,10 @@ def test_cuda_training_with_autocast_and_resume(data, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     settings = dict(device="cuda", amp=True, model_name="swinir", model_kwargs=TINY_SWINIR)
-    full = train_sr(**_settings(data, tmp_path / "full", **settings))
+    full = _train(_settings(data, tmp_path / "full", **settings))
     with pytest.raises(TrainingInterrupted):
-        train_sr(**_settings(data, tmp_path / "split", step_callback=_signal_at(3), **settings))
-    split = train_sr(**_settings(data, tmp_path / "split", **settings))
+        _train(_settings(data, tmp_path / "split", step_callback=_signal_at(3), **settings))
+    split = _train(_settings(data, tmp_path / "split", **settings))
     (w_full, traj_full, log_full), (w_split, traj_split, _) = _outputs(full), _outputs(split)
     assert log_full["settings"]["amp_dtype"] in ("torch.bfloat16", "torch.float16")
     assert np.isfinite([v for _, v in log_full["loss_curve"]]).all()
@@ -239,3 +249,29 @@ def test_cuda_training_with_autocast_and_resume(data, tmp_path):
     for key in w_full:
         assert torch.allclose(w_full[key], w_split[key], atol=1e-3), key
     assert np.allclose(traj_full["psnr"], traj_split["psnr"], atol=0.05)
+
+
+def test_train_config_defaults_are_the_schema_defaults():
+    """The schema owns the defaults: every training setting and the validation metric's, with no
+    second list in train_sr's signature; a validated config's network builds the config whole."""
+    import dataclasses
+    import inspect
+
+    from idc.config import load_config, load_schema
+    from idc.sr.train import TrainConfig
+    from tests.conftest import PROJECT_ROOT
+
+    schema = load_schema()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    recipe = schema["$defs"]["train_settings"]["properties"]
+    metric = {k: schema["properties"]["test"]["properties"][k] for k in ("crop_border", "test_y_channel")}
+    for key, spec in {**recipe, **metric}.items():
+        value = defaults[key]
+        assert (list(value) if isinstance(value, tuple) else value) == spec["default"], key
+    assert not set(inspect.signature(train_sr).parameters) & set(defaults)
+    config = load_config(PROJECT_ROOT / "config" / "demo.yaml")
+    name, spec = next(iter(config["models"].items()))
+    cfg = TrainConfig.for_network(spec, seed=5, metric=config["test"])
+    assert (cfg.model_name, cfg.seed, cfg.crop_border) == (spec["arch"], 5, config["test"]["crop_border"])
+    assert {k: getattr(cfg, k) for k in recipe} == {k: tuple(v) if isinstance(v, list) else v
+                                                    for k, v in spec["train"].items()}

@@ -248,13 +248,17 @@ class CondenseConfig:
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None, *, variant: str | None = None) -> "CondenseConfig":
-        """Defaults, then the named variant's overrides, then `d`; unknown keys raise ValueError."""
-        values: dict[str, Any] = {}
+        """Defaults, then `d`, then the named variant's own changes; unknown keys raise ValueError.
+
+        The one order of every entry point (the workflow through `resolve_condense_config`,
+        `python -m idc condense-image` through `idc.condense.stage.config_from_dict`, the settings
+        study): `d` holds a run's settings for every variant, and a variant keeps its meaning on
+        top of them (a2 has p = 8 whatever `d` says)."""
+        values: dict[str, Any] = dict(d or {})
         if variant is not None:
             if variant not in VARIANTS:
                 raise ValueError(f"condense config: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
             values.update(VARIANTS[variant])
-        values.update(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -371,8 +375,5 @@ def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], di
 def resolve_condense_config(params: dict[str, Any] | None, *, variant: str, ratio: float) -> dict[str, Any]:
     """The settings of one condensation run of the workflow: paper defaults, then the run's
     `condense.params` (which apply to every variant), then the variant's own changes, then the
-    dataset's ratio. A variant therefore keeps its meaning at any scale (a2 always has p = 8)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"condense config: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    values = {**(params or {}), **VARIANTS[variant], "ratio": ratio}
-    return CondenseConfig.from_dict(values).to_dict()
+    dataset's ratio (no variant sets one), in the order of `CondenseConfig.from_dict`."""
+    return CondenseConfig.from_dict({**(params or {}), "ratio": ratio}, variant=variant).to_dict()

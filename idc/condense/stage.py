@@ -91,7 +91,8 @@ def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
 
 
 def config_from_dict(cfg: dict[str, Any] | CondenseConfig) -> CondenseConfig:
-    """A CondenseConfig from a dict that may name a `variant` (its overrides apply first)."""
+    """A CondenseConfig from a dict that may name a `variant` (its changes apply on top of the
+    dict's other settings, as in the workflow)."""
     if isinstance(cfg, CondenseConfig):
         return cfg
     d = dict(cfg or {})

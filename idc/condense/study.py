@@ -96,7 +96,7 @@ def setting_config(study: dict[str, Any], name: str) -> dict[str, Any]:
 def _prepare(study: dict[str, Any]) -> dict[str, Path]:
     """Patch store of every photo in the folder, and the extractor teacher trained on it."""
     from idc.data.crop import crop_images_to_store
-    from idc.sr.train import train_sr
+    from idc.sr.train import TrainConfig, train_sr
 
     out = Path(study["out"])
     store = out / "data" / "train_patches.h5"
@@ -108,9 +108,8 @@ def _prepare(study: dict[str, Any]) -> dict[str, Path]:
     if not (teacher_dir / "model.safetensors").is_file():
         t = study["teacher"]
         val = study.get("testset", {})
-        train_sr(model_name=t["arch"], model_kwargs=t["kwargs"], store_path=store, out_dir=teacher_dir,
-                 seed=int(study.get("seed", 0)), device="cpu", val_hr_dir=val.get("hr"), val_lr_dir=val.get("lr"),
-                 **t["train"])
+        train_sr(TrainConfig.for_network(t, seed=int(study.get("seed", 0))), store_path=store, out_dir=teacher_dir,
+                 device="cpu", val_hr_dir=val.get("hr"), val_lr_dir=val.get("lr"))
     return {"store": store, "teacher": teacher_dir / "model.safetensors"}
 
 
@@ -203,7 +202,7 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
 
     from idc.condense.stage import write_json
     from idc.sr.test import evaluate_images, load_test_images, pair_test_images
-    from idc.sr.train import train_sr
+    from idc.sr.train import TrainConfig, train_sr
 
     ds = study["downstream"]
     out_dir = Path(study["out"]) / "downstream" / "sr" / f"{label}-r{replicate}"
@@ -212,8 +211,8 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
         return json.loads(result_path.read_text())
     torch.set_num_threads(max(1, int(study.get("workers", 1))))
     model = ds["model"]
-    train_sr(model_name=model["arch"], model_kwargs=model["kwargs"], store_path=store, out_dir=out_dir,
-             indices_path=indices, seed=1000 + replicate, device="cpu", **model["train"])
+    train_sr(TrainConfig.for_network(model, seed=1000 + replicate), store_path=store, out_dir=out_dir,
+             indices_path=indices, device="cpu")
     from idc.archs import load_model
 
     net = load_model(out_dir / "model.safetensors").eval()

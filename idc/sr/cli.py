@@ -1,13 +1,16 @@
 """SR training and testing: ``python -m idc sr train|test CONFIG [--set KEY=VALUE ...]``.
 
-CONFIG is a YAML or JSON mapping whose keys are the keyword arguments of
-:func:`idc.sr.train.train_sr` or :func:`idc.sr.test.test_sr` (for ``test``, ``testsets`` maps a
-name to ``[hr_dir, lr_dir]``). ``--set`` overrides or adds single keys, the value read as YAML.
+CONFIG is a YAML or JSON mapping. For ``train`` its keys are the fields of
+:class:`idc.sr.train.TrainConfig` (omitted ones take the config schema's defaults) and the keyword
+arguments of :func:`idc.sr.train.train_sr` (where files go, device, workers); for ``test`` the
+keyword arguments of :func:`idc.sr.test.test_sr` (``testsets`` maps a name to
+``[hr_dir, lr_dir]``). ``--set`` overrides or adds single keys, the value read as YAML.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import sys
@@ -48,25 +51,38 @@ def load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     return config
 
 
-def check_keys(config: dict[str, Any], func: Callable[..., Any]) -> None:
-    """Unknown keys and missing required ones give a ValueError naming them."""
-    params = inspect.signature(func).parameters
-    allowed = set(params) - _NOT_FROM_CONFIG
-    unknown = sorted(set(config) - allowed)
+def check_keys(config: dict[str, Any], func: Callable[..., Any], *, also: dict[str, bool] | None = None) -> None:
+    """Keys that are no keyword-only argument of `func` (nor in `also`: further names mapped to
+    whether they are required), and missing required ones, give a ValueError naming them."""
+    params = {n: p.default is inspect.Parameter.empty for n, p in inspect.signature(func).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_FROM_CONFIG}
+    params.update(also or {})
+    unknown = sorted(set(config) - set(params))
     if unknown:
-        raise ValueError(f"unknown {func.__name__} setting(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in config]
+        raise ValueError(f"unknown {func.__name__} setting(s) {unknown}; allowed: {sorted(params)}")
+    missing = [n for n, required in params.items() if required and n not in config]
     if missing:
         raise ValueError(f"missing {func.__name__} setting(s) {missing}")
+
+
+def train_arguments(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A flat ``sr train`` mapping (also what :func:`idc.sr.distributed.launch_training` hands
+    each rank) as (TrainConfig of its fields, the other keyword arguments of train_sr)."""
+    from idc.sr.train import TrainConfig, train_sr
+
+    fields = {f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+              for f in dataclasses.fields(TrainConfig)}
+    check_keys(config, train_sr, also=fields)
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in fields})
+    return cfg, {k: v for k, v in config.items() if k not in fields}
 
 
 def _train(args: argparse.Namespace) -> int:
     from idc.sr.train import NonFiniteLossError, TrainingInterrupted, train_sr
 
-    config = load_config(args.config, args.set)
-    check_keys(config, train_sr)
+    cfg, run = train_arguments(load_config(args.config, args.set))
     try:
-        train_sr(**config)
+        train_sr(cfg, **run)
     except TrainingInterrupted as err:
         logger.error("%s", err)
         return _SIGNAL_EXIT_BASE + err.signum

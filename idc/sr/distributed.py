@@ -16,6 +16,7 @@ validates and writes checkpoints, trajectories and the model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -27,10 +28,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:  # idc.sr.train imports this module
+    from idc.sr.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +185,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def launch_training(settings: Mapping[str, Any], ranks: int, *, threads: int | None = None) -> int:
-    """Run :func:`idc.sr.train.train_sr` with ``settings`` under torchrun with ``ranks`` processes
+def launch_training(cfg: TrainConfig, run: Mapping[str, Any], ranks: int, *, threads: int | None = None) -> int:
+    """Run :func:`idc.sr.train.train_sr` ``(cfg, **run)`` under torchrun with ``ranks`` processes
     and return its exit status; every line the ranks print is logged here. ``threads``: the job's
     CPU cores (default: all of this machine's), shared out as each rank's intra-op threads.
 
@@ -195,7 +199,8 @@ def launch_training(settings: Mapping[str, Any], ranks: int, *, threads: int | N
         raise ValueError(f"ranks must be >= 1, got {ranks}")
     fd, config_path = tempfile.mkstemp(prefix="idc-train-", suffix=".yaml")
     with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(_plain(settings), fh)
+        # The flat file of `python -m idc sr train` (idc.sr.cli.train_arguments splits it again).
+        yaml.safe_dump(_plain({**dataclasses.asdict(cfg), **run}), fh)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Each rank gets its share of the job's CPUs for its intra-op threads.
     env["OMP_NUM_THREADS"] = str(max(1, (threads or os.cpu_count() or 1) // ranks))

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from idc.atomic import atomic_write_text
+from idc.config import schema_defaults
 from idc.device import resolve_device
 from idc.sr import checkpoint as ckpt
 from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
@@ -58,27 +59,49 @@ class TrainingInterrupted(RuntimeError):
         super().__init__(f"{name} received: checkpointed at step {step} in {resume_dir}; rerun to continue")
 
 
+# The configuration schema owns the defaults: of the training recipe (`train_settings`) and of the
+# validation metric (the `test` section). Fields that are no workflow setting have their own.
+_RECIPE = schema_defaults("$defs", "train_settings")
+_METRIC = schema_defaults("properties", "test")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings that define a training run (everything except where files go and worker counts)."""
+    """Settings that define a training run (everything except where files go and worker counts).
+
+    Built from a validated config with :meth:`for_network`; its defaults are the schema's."""
 
     model_name: str
-    model_kwargs: dict[str, Any]
-    steps: int
-    batch_size: int
-    gt_size: int
-    lr: float
-    betas: tuple[float, float] = (0.9, 0.99)
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.5
-    ema_decay: float = 0.0
-    val_every: int = 1000
-    checkpoint_every: int = 1000
-    crop_border: int = 2
-    test_y_channel: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    steps: int = _RECIPE["steps"]
+    batch_size: int = _RECIPE["batch_size"]
+    gt_size: int = _RECIPE["gt_size"]
+    lr: float = _RECIPE["lr"]
+    betas: tuple[float, float] = tuple(_RECIPE["betas"])
+    milestones: tuple[int, ...] = tuple(_RECIPE["milestones"])
+    gamma: float = _RECIPE["gamma"]
+    ema_decay: float = _RECIPE["ema_decay"]
+    val_every: int = _RECIPE["val_every"]
+    checkpoint_every: int = _RECIPE["checkpoint_every"]
+    crop_border: int = _METRIC["crop_border"]
+    test_y_channel: bool = _METRIC["test_y_channel"]
     seed: int = 0
-    amp: bool = True
-    log_every: int = 100
+    amp: bool = _RECIPE["amp"]
+    log_every: int = 100  # steps per point of the loss curve in train_log.json
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; the run's identity (the checkpoint fingerprint) is the same either way.
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs or {}))
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    @classmethod
+    def for_network(cls, spec: Mapping[str, Any], *, seed: int, metric: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The run of one network of a validated config: `spec` an entry of `teachers`/`models`
+        (`arch`, `kwargs`, `train`), `metric` the `test` section (its crop_border, test_y_channel)."""
+        metric = {k: v for k, v in (metric or {}).items() if k in ("crop_border", "test_y_channel")}
+        return cls(model_name=spec["arch"], model_kwargs=spec.get("kwargs") or {}, seed=seed,
+                   **dict(spec.get("train") or {}), **metric)
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range setting."""
@@ -393,57 +416,34 @@ def default_resume_dir(out_dir: str | os.PathLike) -> Path:
 
 
 def train_sr(
+    cfg: TrainConfig,
     *,
-    model_name: str,
-    model_kwargs: Mapping[str, Any] | None = None,
     store_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     indices_path: str | os.PathLike | None = None,
-    steps: int,
-    batch_size: int,
-    gt_size: int,
-    lr: float,
-    betas: Sequence[float] = (0.9, 0.99),
-    milestones: Sequence[int] = (),
-    gamma: float = 0.5,
-    ema_decay: float = 0.0,
-    val_every: int = 1000,
-    checkpoint_every: int = 1000,
     val_hr_dir: str | os.PathLike | None = None,
     val_lr_dir: str | os.PathLike | None = None,
-    crop_border: int = 2,
-    test_y_channel: bool = True,
-    seed: int = 0,
     num_workers: int = 0,
     resume_dir: str | os.PathLike | None = None,
     device: str = "auto",
-    amp: bool = True,
-    log_every: int = 100,
     step_callback: Callable[[int], None] | None = None,
 ) -> Path:
-    """Train ``model_name`` (an ``idc.archs`` architecture or preset) on a patch store.
+    """Train ``cfg.model_name`` (an ``idc.archs`` architecture or preset) on a patch store.
 
-    Writes ``out_dir/model.safetensors`` (EMA weights when ``ema_decay`` > 0),
-    ``out_dir/trajectory.csv`` (``step, psnr``: validation Y/RGB PSNR every ``val_every`` steps and
-    at the end; header only without a validation set) and ``out_dir/train_log.json``; returns
+    Writes ``out_dir/model.safetensors`` (EMA weights when ``cfg.ema_decay`` > 0),
+    ``out_dir/trajectory.csv`` (``step, psnr``: validation Y/RGB PSNR every ``cfg.val_every`` steps
+    and at the end; header only without a validation set) and ``out_dir/train_log.json``; returns
     ``out_dir``. Checkpoints go to ``resume_dir`` (default :func:`default_resume_dir`) every
-    ``checkpoint_every`` steps and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised); a rerun
-    continues from there and the directory is removed once the outputs are complete. A checkpoint
-    of a run with other settings is discarded with a warning; a damaged one raises
-    CorruptCheckpointError. ``log_every``: steps per point of the loss curve in train_log.json.
-    ``step_callback(step)`` is called after every step.
+    ``cfg.checkpoint_every`` steps and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised); a
+    rerun continues from there and the directory is removed once the outputs are complete. A
+    checkpoint of a run with other settings is discarded with a warning; a damaged one raises
+    CorruptCheckpointError. ``step_callback(step)`` is called after every step.
 
     Started by torchrun (``WORLD_SIZE`` > 1 in the environment, see :mod:`idc.sr.distributed`),
     each rank trains on ``batch_size / WORLD_SIZE`` samples of every step (its own slice of the
     batch order) with DistributedDataParallel; only rank 0 validates and writes files. A checkpoint
     resumes with any rank count.
     """
-    cfg = TrainConfig(
-        model_name=model_name, model_kwargs=dict(model_kwargs or {}), steps=steps, batch_size=batch_size,
-        gt_size=gt_size, lr=lr, betas=tuple(betas), milestones=tuple(milestones), gamma=gamma,
-        ema_decay=ema_decay, val_every=val_every, checkpoint_every=checkpoint_every, crop_border=crop_border,
-        test_y_channel=test_y_channel, seed=seed, amp=amp, log_every=log_every,
-    )
     cfg.validate()
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
@@ -461,7 +461,7 @@ def train_sr(
 
         indices_path = Path(indices_path)
         indices = load_indices(indices_path, len(PatchStore(store_path)))
-    dataset = PatchPairDataset(store_path, gt_size, seed=seed, indices=indices)
+    dataset = PatchPairDataset(store_path, cfg.gt_size, seed=cfg.seed, indices=indices)
     if (val_hr_dir is None) != (val_lr_dir is None):
         raise ValueError("give both val_hr_dir and val_lr_dir, or neither")
     val_images = None
@@ -471,14 +471,14 @@ def train_sr(
     from idc.archs import resolve
     from idc.archs.registry import default_kwarg
 
-    arch, arch_kwargs = resolve(model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
+    arch, arch_kwargs = resolve(cfg.model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
     upscale = arch_kwargs.get("upscale", default_kwarg(arch, "upscale"))
     if upscale != dataset.scale:
-        raise ValueError(f"model {model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}")
+        raise ValueError(f"model {cfg.model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}")
     world = world_from_env()
-    share = split_batch(batch_size, world)  # this rank's part of every step's batch
+    share = split_batch(cfg.batch_size, world)  # this rank's part of every step's batch
     torch_device = rank_device(resolve_device(device), world)
-    amp_dtype = _amp_dtype(torch_device, amp)
+    amp_dtype = _amp_dtype(torch_device, cfg.amp)
     with process_group(world, torch_device):
         return _train(
             cfg, world=world, share=share, torch_device=torch_device, amp_dtype=amp_dtype, dataset=dataset,
