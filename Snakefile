@@ -1,5 +1,11 @@
 # idc-workflow: Instance Data Condensation for image super-resolution, end to end.
 # Wiring only: configuration, rule files and the default target. All logic lives in idc/.
+#
+# workflow/rules/<package>.smk holds the rules whose scripts call idc.<package>: data.smk (idc.data:
+# images, test sets, patch store, export and import of paired folders), sr.smk (idc.sr: teachers,
+# evaluated SR networks), condense.smk (idc.condense), select.smk (idc.select: the selection
+# baselines), report.smk (idc.report). common.smk holds what is not a rule: validation, paths, and
+# the get_* functions that compute a rule's input or params.
 
 from snakemake.utils import min_version
 
@@ -18,12 +24,10 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/teachers.smk"
+include: "workflow/rules/sr.smk"
 include: "workflow/rules/condense.smk"
-include: "workflow/rules/baselines.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/export.smk"
 
 
 rule all:

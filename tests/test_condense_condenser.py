@@ -24,13 +24,17 @@ def tiny_cfg(variant: str | None = None, **kw) -> CondenseConfig:
     return CondenseConfig.from_dict({**TINY, **kw}, variant=variant)
 
 
-@pytest.fixture(scope="module")
-def real() -> torch.Tensor:
+def real_patches() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     base = torch.rand(1, 3, 16, 16, generator=g)
     # 12 overlapping 8x8 crops of one smooth random "image" (an instance)
     crops = [base[0, :, i:i + 8, j:j + 8] for i in range(0, 9, 4) for j in range(0, 9, 2)][:12]
     return torch.stack(crops)
+
+
+@pytest.fixture(scope="module")
+def real() -> torch.Tensor:
+    return real_patches()
 
 
 def run(real, cfg, seed=0, **kw):

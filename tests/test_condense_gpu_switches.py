@@ -14,7 +14,12 @@ from idc.condense.condenser import CondensationInterrupted, condense_instance
 from idc.condense.config import CondenseConfig, split_execution_settings
 from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
 from idc.condense.tiny_extractor import TinyExtractor
-from tests.test_condense_condenser import TINY, real  # noqa: F401  (fixture)
+from tests.test_condense_condenser import TINY, real_patches
+
+
+@pytest.fixture(scope="module")
+def real() -> torch.Tensor:
+    return real_patches()
 
 
 TINY_LR = CondenseConfig().lr

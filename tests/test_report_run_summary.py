@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from idc.report.run_summary import stage_wall_times, summarise_run
+from idc.report.results import stage_wall_times, summarise_run
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -14,7 +14,7 @@ from tests.conftest import PROJECT_ROOT
 
 
 def test_schema_choices_are_the_renderer_choices():
-    from idc.report.render import LAYOUTS, MARKINGS, METRICS_LAYOUTS
+    from idc.report.tables import LAYOUTS, MARKINGS, METRICS_LAYOUTS
 
     table = load_schema()["$defs"]["table"]["properties"]
     assert tuple(table["layout"]["enum"]) == LAYOUTS

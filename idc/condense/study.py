@@ -354,14 +354,14 @@ def _fmt(v: float, digits: int = 3) -> str:
 def plot_study_figures(study: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Diagnostic curves per setting (mean over images), and patch grids over steps."""
     from idc.condense.diagnostics import DIAG_PREFIX
-    from idc.report.figures import _new_figure, save_figure
+    from idc.report.figures import new_figure, save_figure
 
     from matplotlib import colormaps
 
     colours = colormaps["tab20"]  # 20 distinct colours: one per setting
     fig_dir.mkdir(parents=True, exist_ok=True)
     runs = _runs(study)
-    figure = _new_figure((1400, 900), 100)
+    figure = new_figure((1400, 900), 100)
     keys = ["mmd", "colour_mean_gap", "diversity", "coverage_psnr"]
     titles = {"mmd": "MMD$^2$ (random-conv descriptors), lower is closer",
               "colour_mean_gap": "colour mean gap (pixels in [0,1])",
@@ -398,7 +398,7 @@ def plot_snapshot_grid(study: dict[str, Any], out_png: Path) -> Path:
     then the image's real patches."""
     from idc.condense.stage import load_snapshots
     from idc.data.store import PatchStore
-    from idc.report.figures import _new_figure, save_figure
+    from idc.report.figures import new_figure, save_figure
 
     out = Path(study["out"])
     store = PatchStore(out / "data" / "train_patches.h5")
@@ -410,7 +410,7 @@ def plot_snapshot_grid(study: dict[str, Any], out_png: Path) -> Path:
     steps = grids[names[0]][0]
     k = grids[names[0]][1].shape[1]
     real = store.read_lr(store.indices_of_image(image_id))[:k]
-    figure = _new_figure((180 * (len(steps) + 1), 110 * (len(names)) + 60), 100)
+    figure = new_figure((180 * (len(steps) + 1), 110 * (len(names)) + 60), 100)
     axes = figure.subplots(len(names), len(steps) + 1, squeeze=False)
     for r, name in enumerate(names):
         s, patches = grids[name]

@@ -1,7 +1,11 @@
-"""Report stage: result tables laid out like the paper (CSV, Markdown, LaTeX) and figures.
+"""Report stage: result tables laid out like the paper (CSV, Markdown, LaTeX, HTML) and figures.
 
-Entry points: `idc.report.tables.make_tables` (the workflow's table rule), with table specs
-from `idc.report.specs.paper_table_specs`; `collect_results` / `render_table` / `write_table`
-in `idc.report.tables`; the plotting functions of `idc.report.figures`. Published numbers:
-`idc.report.paper_reference`.
+- `results`: per-image test scores gathered into one long-format frame; a finished run's record.
+- `tables`: what a table shows (`TableSpec`), its layout and text; `make_tables` is the
+  workflow's table rule.
+- `paper_reference`: the paper's published numbers (`paper_tables.txt`), for comparison rows.
+- `figures`: patch grids, validation trajectories, loss curves; `plot_workflow_figures` is the
+  workflow's figure rule.
+- `cli`: `python -m idc tables | figures | run-summary`.
+- `io`: atomic writes of every output.
 """

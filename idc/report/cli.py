@@ -18,10 +18,18 @@ import json
 from pathlib import Path
 
 from idc.report import figures
-from idc.report.collect import collect_results, read_results_csv
+from idc.atomic import atomic_write_text
 from idc.report.paper_reference import PAPER_TABLES
-from idc.report.render import LAYOUTS, MARKINGS, METRICS_LAYOUTS
-from idc.report.tables import TableSpec, make_tables, render_spec, select_results, write_rendered
+from idc.report.results import collect_results, read_results_csv, summarise_run
+from idc.report.tables import (
+    LAYOUTS,
+    MARKINGS,
+    METRICS_LAYOUTS,
+    TableSpec,
+    make_tables,
+    render_table,
+    write_table,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,9 +48,6 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from idc.atomic import atomic_write_text
-    from idc.report.run_summary import summarise_run
-
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command)
     if args.out:
         atomic_write_text(args.out, text + "\n")
@@ -118,7 +123,7 @@ def _run_tables(args: argparse.Namespace) -> int:
             "reference": args.reference,
         },
     )
-    write_rendered(select_results(results, spec), render_spec(results, spec), args.out)
+    write_table(render_table(results, spec), args.out)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Figures: synthetic LR/HR patches per instance, validation trajectories, condensation losses.
+"""Figures: synthetic LR/HR patches per instance, validation trajectories, condensation losses,
+and `plot_workflow_figures`, the workflow's figure set.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend state) at
 a fixed pixel size (no tight bounding box), and written atomically.
@@ -13,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import h5py
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from idc import __version__
-from idc.atomic import atomic_path
+from idc.atomic import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ WEIGHTED_LABELS = {"w_loss_ins": "$w_{ins} L_{ins}$", "w_loss_group": "$w_{group
 MAX_LABELLED_CURVES = 10
 
 
-def _new_figure(size_px: tuple[int, int], dpi: int) -> Figure:
+def new_figure(size_px: tuple[int, int], dpi: int) -> Figure:
+    """An empty figure of `size_px` pixels on its own Agg canvas."""
     width, height = (int(v) for v in size_px)
     if width < 16 or height < 16 or dpi <= 0:
         raise ValueError(
@@ -113,7 +116,7 @@ def plot_patch_grid(
     width, height = patch_grid_size(
         n, hr is not None, columns=columns, cell_px=cell_px, title_px=title_px
     )
-    figure = _new_figure((width, height), dpi)
+    figure = new_figure((width, height), dpi)
     caption = f"{title}\n{n} of {lr.shape[0]} patches, LR {lr.shape[1]}x{lr.shape[2]}"
     if hr is not None:
         caption += f" (top) / HR {hr.shape[1]}x{hr.shape[2]} (below)"
@@ -139,8 +142,6 @@ def read_store_patches(
     store_path: str | os.PathLike[str], image_id: int, *, max_patches: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """LR and HR patches of one instance (`image_id`) from an HDF5 patch store."""
-    import h5py
-
     path = Path(store_path)
     if not path.is_file():
         raise FileNotFoundError(f"patch store not found: {path}")
@@ -186,7 +187,7 @@ def plot_progress_grid(
     columns = max(p.shape[0] for _, p in checked)
     title_px = 40
     width, height = label_px + columns * cell_px, title_px + len(checked) * cell_px
-    figure = _new_figure((width, height), dpi)
+    figure = new_figure((width, height), dpi)
     figure.text(0.5, 1 - 4 / height, title, ha="center", va="top", fontsize=9)
     pad = 0.03
     for r, (label, patches) in enumerate(checked):
@@ -241,7 +242,7 @@ def plot_trajectories(
     if not curves:
         raise ValueError("no trajectories to plot")
     checked = {label: _check_curve(label, frame, value) for label, frame in curves.items()}
-    figure = _new_figure(size_px, dpi)
+    figure = new_figure(size_px, dpi)
     axes = figure.add_subplot()
     for label, curve in checked.items():
         (line,) = axes.plot(curve["step"], curve[value], label=label, linewidth=1.5)
@@ -346,7 +347,7 @@ def plot_loss_curves(
     if not paths:
         raise ValueError("no condensation log of an image with synthetic patches to plot")
     logs = {p: read_condense_log(p) for p in paths}  # every file checked before drawing
-    figure = _new_figure(size_px, dpi)
+    figure = new_figure(size_px, dpi)
     panels = figure.subplots(2, 2, sharex=True)
     many = len(logs) > MAX_LABELLED_CURVES
     weighted_axes = panels.flat[0]
@@ -391,3 +392,67 @@ def plot_loss_curves(
     figure.suptitle(title + suffix)
     figure.subplots_adjust(left=0.08, right=0.97, bottom=0.08, top=0.9, hspace=0.25, wspace=0.2)
     return save_figure(figure, out_png, dpi)
+
+
+# ---------------------------------------------------------------- the workflow's figure set
+
+
+def plot_workflow_figures(
+    *,
+    out_dir: str | os.PathLike[str],
+    trajectories: Mapping[tuple[str, str], str | os.PathLike[str]],
+    synthetic_stores: Sequence[str | os.PathLike[str]],
+    condense_logs: Sequence[str | os.PathLike[str]],
+    title: str,
+    snapshots: Sequence[str | os.PathLike[str]] = (),
+    real_store: str | os.PathLike[str] | None = None,
+    instances_per_store: int = 3,
+    idc_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Write every figure into `out_dir` (the IDC ones, whose number depends on the data, into
+    `idc_dir` when given: a folder the workflow report shows whole), then `done.txt` listing
+    them (written last, so its presence means the set is complete)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    idc_dir = Path(idc_dir) if idc_dir is not None else out_dir
+    idc_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    curves = {f"{dataset} / {model}": path for (dataset, model), path in trajectories.items()}
+    written.append(plot_trajectory_files(curves, out_dir / "trajectories.png", title))
+    for store in synthetic_stores:
+        with h5py.File(store, "r") as fh:
+            image_ids = np.unique(fh["image_id"][()])[:instances_per_store]
+        name = Path(store).stem
+        for image_id in image_ids:
+            out = idc_dir / f"patches_{name}_{int(image_id):04d}.png"
+            written.append(plot_store_patches(store, int(image_id), out, title=f"{name}: image {int(image_id)}"))
+    if condense_logs:
+        written.append(plot_loss_curves(condense_logs, idc_dir / "condense_losses.png"))
+    for path in snapshots:
+        written.extend(plot_progress_files(path, real_store, idc_dir))
+    logger.info("wrote %d figures to %s", len(written), out_dir)
+    names = [p.relative_to(out_dir).as_posix() if p.is_relative_to(out_dir) else str(p) for p in written]
+    atomic_write_text(out_dir / "done.txt", "\n".join(names) + "\n")
+    return written
+
+
+def plot_progress_files(snapshot_file: str | os.PathLike[str], real_store: str | os.PathLike[str] | None,
+                        out_dir: Path) -> list[Path]:
+    """`progress_<condense key>_<image>.png`: an instance's synthetic patches at each snapshot step
+    and, in the last row, as many of its real patches (an instance's log names its image id)."""
+    from idc.condense.stage import load_snapshots
+
+    path = Path(snapshot_file)
+    steps, patches = load_snapshots(path)
+    if len(steps) == 0:
+        return []  # snapshots switched off for this run
+    rows = [(f"step {int(s)}", p) for s, p in zip(steps, patches)]
+    log = json.loads(path.with_name(path.name.replace(".snapshots.npz", ".json")).read_text())
+    image_id = int(log["image_id"])
+    if real_store is not None:
+        with h5py.File(real_store, "r") as fh:
+            where = np.flatnonzero(fh["image_id"][()] == image_id)[: patches.shape[1]]
+            rows.append(("real", fh["lr"][where]))
+    name = f"progress_{path.parent.name}_{path.name.replace('.snapshots.npz', '')}.png"
+    title = f"{path.parent.name}, image {log['image_id']}: synthetic LR patches during condensation"
+    return [plot_progress_grid(rows, out_dir / name, title)]

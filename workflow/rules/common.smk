@@ -48,7 +48,7 @@ IMPORTED_TEACHERS = [k for k, t in config["teachers"].items() if t.get("weights"
 TRAINED_TEACHERS = [k for k in config["teachers"] if k not in IMPORTED_TEACHERS]
 
 
-def network_spec(section, name):
+def get_network_spec(section, name):
     """What defines a trained network: architecture, constructor and training recipe."""
     spec = config[section][name]
     return canonical({k: spec[k] for k in ("arch", "kwargs", "train")})
@@ -161,7 +161,7 @@ def testset_dir(name):
     return f"{RESULTS}/data/testsets/{name}"
 
 
-def testset_sources(name):
+def get_testset_sources(name):
     spec = config["data"]["testsets"][name]
     if spec["source"] == "demo":
         return {"hr": f"{RESULTS}/data/demo/test/HR", "lr": None}
@@ -218,7 +218,7 @@ def condense_images(dataset):
     return IMAGES if k is None else IMAGES[:k]
 
 
-def condense_params(wildcards):
+def get_condense_params(wildcards):
     """The resolved condensation settings of one run (variant overrides on top of config) that
     define its result; execution settings (fast path, logging, compilation) are left out, so a
     change to them reruns nothing. The job script takes those from the config itself.
@@ -256,7 +256,7 @@ def sr_dir(dataset, model):
     return f"{RESULTS}/sr/{dataset}/{model}"
 
 
-def table_pairs(table):
+def get_table_pairs(table):
     spec = config["tables"][table]
     return [(d, m) for d in spec["datasets"] for m in spec["models"]]
 
@@ -298,7 +298,7 @@ def job_resources(spec):
     }
 
 
-def selection_inputs(wc):
+def get_selection_inputs(wc):
     inputs = {"store": STORE}
     method = DATASETS[wc.dataset]["method"]
     if (
@@ -309,7 +309,7 @@ def selection_inputs(wc):
     return inputs
 
 
-def selection_params(wc):
+def get_selection_params(wc):
     spec = DATASETS[wc.dataset]
     cfg = {**config["baselines"], **spec["selection"]}  # the dataset's own settings win
     params = {
@@ -328,7 +328,7 @@ def selection_params(wc):
     return params
 
 
-def sr_train_inputs(wc):
+def get_sr_train_inputs(wc):
     inputs = dict(dataset_store(wc.dataset))
     if config["data"]["validation"]:
         inputs["val"] = validation_dir()
@@ -340,8 +340,8 @@ FIGURE_INSTANCES = (
 )
 
 
-def figure_inputs(wildcards):
-    pairs = sorted({p for t in config["targets"] for p in table_pairs(t)})
+def get_figure_inputs(wildcards):
+    pairs = sorted({p for t in config["targets"] for p in get_table_pairs(t)})
     idc = sorted({d for d, _ in pairs if d in IDC_DATASETS})
     return {
         "trajectories": [f"{sr_dir(d, m)}/trajectory.csv" for d, m in pairs],
@@ -383,7 +383,7 @@ def export_dir(dataset):
     return f"{RESULTS}/export/{dataset}"
 
 
-def export_inputs(wc):
+def get_export_inputs(wc):
     inputs = {**dataset_store(wc.dataset), "real": STORE}
     if DATASETS[wc.dataset]["method"] == "idc":
         inputs["memorisation"] = f"{RESULTS}/datasets/{wc.dataset}.memorisation.json"
@@ -392,7 +392,7 @@ def export_inputs(wc):
     return inputs
 
 
-def export_card(wc):
+def get_export_card(wc):
     """What the card says about how the set was made: its config slice and seeds."""
     from idc.data.paired import licence_of
 
@@ -401,14 +401,16 @@ def export_card(wc):
     made_by = {"dataset": canonical(spec)}
     seeds = {"master": config["seed"], "replicate": replicate}
     if method in SELECTION_METHODS:
-        made_by["selection"] = selection_params(wc)
+        made_by["selection"] = get_selection_params(wc)
         seeds["selection"] = derived_seed(3, replicate, method)
     if method == "idc":
-        made_by["condense"] = condense_params(
+        made_by["condense"] = get_condense_params(
             SimpleNamespace(ckey=condense_key(wc.dataset))
         )
-        made_by["extractor"] = network_spec("teachers", config["condense"]["extractor"])
-        made_by["upsampler"] = network_spec("teachers", spec["upsampler"])
+        made_by["extractor"] = get_network_spec(
+            "teachers", config["condense"]["extractor"]
+        )
+        made_by["upsampler"] = get_network_spec("teachers", spec["upsampler"])
         seeds["condense_image"] = {
             s: derived_seed(2, replicate, IMAGE_INDEX[s])
             for s in condense_images(wc.dataset)
@@ -447,7 +449,7 @@ def export_card(wc):
 SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 
 
-def folder_inputs(wc):
+def get_folder_inputs(wc):
     spec = DATASETS[wc.dataset]
     inputs = {"hr": spec["hr"]}
     for key in ("lr", "meta_info"):
@@ -456,7 +458,7 @@ def folder_inputs(wc):
     return inputs
 
 
-def folder_crop(wc):
+def get_folder_crop(wc):
     spec, crop = DATASETS[wc.dataset], config["data"]["crop"]
     return {
         "hr_size": spec.get("hr_size") or crop["hr_size"],

@@ -1,5 +1,5 @@
-# IDC: one condensation job per training image (GPU), then HR up-sampling of the synthetic LR
-# patches with an up-sampler teacher and assembly into one patch store per dataset.
+# IDC (idc.condense): one condensation job per training image (GPU), then HR up-sampling of the
+# synthetic LR patches with an up-sampler teacher and assembly into one patch store per dataset.
 
 
 rule condense_image:
@@ -22,7 +22,7 @@ rule condense_image:
     resources:
         **job_resources(config["condense"]),
     params:
-        cfg=condense_params,
+        cfg=get_condense_params,
         image_id=lambda wc: IMAGE_INDEX[wc.image],
         seed=lambda wc: derived_seed(
             2, parse_condense_key(wc.ckey)[2], IMAGE_INDEX[wc.image]

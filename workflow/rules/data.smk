@@ -1,5 +1,7 @@
-# Data stage: training images (DIV2K download, a local folder, or the embedded demo photos),
-# benchmark test sets, and the HDF5 patch store of HR/LR crops.
+# Data (idc.data): training images (DIV2K download, a local folder, or the embedded demo photos),
+# benchmark test sets, the HDF5 patch store of HR/LR crops; and datasets as products: any dataset
+# of the run exported as paired PNG folders (BasicSR layout) with a dataset card, and paired
+# folders made elsewhere imported as a dataset (method folder).
 
 
 rule download_div2k:
@@ -42,7 +44,9 @@ rule build_demo_images:
 
 rule prepare_testset:
     input:
-        unpack(lambda wc: {k: v for k, v in testset_sources(wc.testset).items() if v}),
+        unpack(
+            lambda wc: {k: v for k, v in get_testset_sources(wc.testset).items() if v}
+        ),
     output:
         directory(f"{RESULTS}/data/testsets/{{testset}}"),
     log:
@@ -89,3 +93,57 @@ rule crop_patches:
         impl=IMPL["data"],
     script:
         "../scripts/crop_patches.py"
+
+
+# ---------------------------------------------------------------- datasets exported and imported
+
+
+rule export_dataset:
+    input:
+        unpack(get_export_inputs),
+    output:
+        folder=directory(f"{RESULTS}/export/{{dataset}}"),
+    log:
+        f"{RESULTS}/logs/export_dataset/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/export_dataset/{{dataset}}.tsv"
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=cpus(1),
+        mem_mb=mem(4000),
+        runtime=240,
+    params:
+        card=get_export_card,
+        scale=SCALE,
+        impl=IMPL["export"],
+    script:
+        "../scripts/export_dataset.py"
+
+
+rule import_folder:
+    input:
+        unpack(get_folder_inputs),
+    output:
+        store=f"{RESULTS}/datasets/{{dataset}}.h5",
+    log:
+        f"{RESULTS}/logs/import_folder/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/import_folder/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=_alternatives(FOLDER_DATASETS),
+    conda:
+        "../../envs/idc.yaml"
+    threads: cpus(config["data"]["crop"]["workers"])
+    resources:
+        gpu=0,
+        cpus_per_task=cpus(config["data"]["crop"]["workers"]),
+        mem_mb=mem(16000),
+        runtime=240,
+    params:
+        crop=get_folder_crop,
+        scale=SCALE,
+        impl=IMPL["data"],
+    script:
+        "../scripts/import_folder.py"

@@ -1,10 +1,10 @@
-# The paper's tables (CSV long format, Markdown, LaTeX) and figures, and the HTML report.
+# Report (idc.report): the paper's tables (CSV long format, Markdown, LaTeX, HTML) and figures.
 
 
 rule make_table:
     input:
         metrics=lambda wc: [
-            f"{sr_dir(d, m)}/metrics.csv" for d, m in table_pairs(wc.table)
+            f"{sr_dir(d, m)}/metrics.csv" for d, m in get_table_pairs(wc.table)
         ],
     output:
         csv=report(
@@ -30,7 +30,7 @@ rule make_table:
         runtime=10,
     params:
         spec=lambda wc: canonical(config["tables"][wc.table]),
-        pairs=lambda wc: table_pairs(wc.table),
+        pairs=lambda wc: get_table_pairs(wc.table),
         impl=IMPL["report"],
     script:
         "../scripts/make_table.py"
@@ -38,7 +38,7 @@ rule make_table:
 
 rule plot_figures:
     input:
-        unpack(figure_inputs),
+        unpack(get_figure_inputs),
     output:
         done=f"{RESULTS}/figures/done.txt",
         trajectories=report(
@@ -62,7 +62,9 @@ rule plot_figures:
         mem_mb=mem(4000),
         runtime=10,
     params:
-        pairs=lambda wc: sorted({p for t in config["targets"] for p in table_pairs(t)}),
+        pairs=lambda wc: sorted(
+            {p for t in config["targets"] for p in get_table_pairs(t)}
+        ),
         validation=config["data"]["validation"],
         impl=IMPL["report"],
     script:

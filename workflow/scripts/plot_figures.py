@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from idc.joblog import job_logging
-from idc.report.workflow_figures import plot_workflow_figures
+from idc.report.figures import plot_workflow_figures
 
 with job_logging(snakemake.log[0]):
     plot_workflow_figures(

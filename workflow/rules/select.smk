@@ -1,10 +1,10 @@
-# Selection baselines on the real LR patches (Random, Herding, K-Center Greedy, DCSR): an index
-# array into the whole patch store per dataset.
+# Selection baselines (idc.select) on the real LR patches (Random, Herding, K-Center Greedy, DCSR):
+# an index array into the whole patch store per dataset.
 
 
 rule select_baseline:
     input:
-        unpack(selection_inputs),
+        unpack(get_selection_inputs),
     output:
         indices=f"{RESULTS}/datasets/{{dataset}}.idx.npy",
     log:
@@ -28,7 +28,7 @@ rule select_baseline:
         mem_mb=mem(32000),
         runtime=120,
     params:
-        selection=selection_params,
+        selection=get_selection_params,
         seed=lambda wc: derived_seed(
             3, DATASETS[wc.dataset]["replicate"], DATASETS[wc.dataset]["method"]
         ),
