@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from idc.condense.config import CondenseConfig
-from idc.condense.study import load_study, paper_schedule, plateau_step, setting_config
+from idc.condense.diagnostics import settling_step as plateau_step
+from idc.condense.study import load_study, paper_schedule, setting_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_SET5 = PROJECT / ".." / "shared" / "data" / "Set5"

@@ -163,3 +163,18 @@ def summarise_diagnostics(records: list[dict[str, Any]]) -> dict[str, Any]:
             best[key] = {"value": v, "step": s}
     return {"initial": {"step": rows[0]["step"], **rows[0]["diag"]},
             "final": {"step": rows[-1]["step"], **rows[-1]["diag"]}, "best": best}
+
+
+def settling_step(steps: list[int], values: list[float], *, tolerance: float = 0.05) -> int | None:
+    """First logged step from which the curve stays within `tolerance` of its total change
+    (|v - v_final| <= tolerance * |v_0 - v_final|): where it stops moving. None without data."""
+    if not values:
+        return None
+    v0, vf = values[0], values[-1]
+    span = abs(v0 - vf)
+    if span == 0:
+        return steps[0]
+    for k in range(len(values)):
+        if all(abs(v - vf) <= tolerance * span for v in values[k:]):
+            return steps[k]
+    return steps[-1]

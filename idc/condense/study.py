@@ -262,24 +262,9 @@ def _runs(study: dict[str, Any]) -> dict[str, list[dict]]:
     return logs
 
 
-def plateau_step(steps: list[int], values: list[float], *, tolerance: float = 0.05) -> int | None:
-    """First logged step from which the curve stays within `tolerance` of its total change
-    (|v - v_final| <= tolerance * |v_0 - v_final|): where it stops moving. None without data."""
-    if not values:
-        return None
-    v0, vf = values[0], values[-1]
-    span = abs(v0 - vf)
-    if span == 0:
-        return steps[0]
-    for k in range(len(values)):
-        if all(abs(v - vf) <= tolerance * span for v in values[k:]):
-            return steps[k]
-    return steps[-1]
-
-
 def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per setting: final diagnostics (mean over the study images), plateau steps."""
-    from idc.condense.diagnostics import DIAG_PREFIX, DIAGNOSTIC_KEYS
+    from idc.condense.diagnostics import DIAG_PREFIX, DIAGNOSTIC_KEYS, settling_step
 
     rows = []
     for name, logs in _runs(study).items():
@@ -293,7 +278,7 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
         plateaus = []
         for log in logs:
             recs = [r for r in log["steps"] if DIAG_PREFIX + "mmd" in r]
-            plateaus.append(plateau_step([r["step"] for r in recs], [r[DIAG_PREFIX + "mmd"] for r in recs]))
+            plateaus.append(settling_step([r["step"] for r in recs], [r[DIAG_PREFIX + "mmd"] for r in recs]))
         row["mmd_plateau_step"] = int(np.median([p for p in plateaus if p is not None]))
         # the distribution match reached by L_ins alone, before grouping and pairing take over
         warm = [min((r for r in log["steps"] if DIAG_PREFIX + "mmd" in r),

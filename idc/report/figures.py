@@ -456,3 +456,30 @@ def plot_progress_files(snapshot_file: str | os.PathLike[str], real_store: str |
     name = f"progress_{path.parent.name}_{path.name.replace('.snapshots.npz', '')}.png"
     title = f"{path.parent.name}, image {log['image_id']}: synthetic LR patches during condensation"
     return [plot_progress_grid(rows, out_dir / name, title)]
+
+
+def plot_condensation_convergence(runs: Mapping[str, Sequence[Mapping]], out_png: str | os.PathLike[str],
+                                  *, dpi: int = 110) -> Path:
+    """Mean held-out MMD² and mean instance loss over the images of each condensation folder,
+    against the step, with the warm-up end and the learning-rate decays marked."""
+    from idc.report.results import mean_curves
+
+    fig = new_figure((1400, 520), dpi)
+    ax_mmd, ax_loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    cfg = None
+    for name, logs in runs.items():
+        steps, mmd = mean_curves(list(logs))
+        ax_mmd.plot(steps, mmd, label=name, linewidth=1.2)
+        steps, loss = mean_curves(list(logs), key="loss_ins")
+        ax_loss.plot(steps, loss, label=name, linewidth=1.2)
+        cfg = logs[0]["config"]
+    if cfg is not None:
+        for ax in (ax_mmd, ax_loss):
+            ax.axvline(cfg["warmup"], color="0.6", linestyle="--", linewidth=0.8)
+            for m in cfg["milestones"]:
+                ax.axvline(m, color="0.8", linestyle=":", linewidth=0.8)
+    ax_mmd.set(title="held-out MMD² (mean over images)", xlabel="step", yscale="log")
+    ax_loss.set(title="instance loss $L_{ins}$ (mean over images)", xlabel="step", yscale="log")
+    ax_mmd.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, out_png, dpi)

@@ -6,7 +6,10 @@ SR testing writes one `metrics.csv` per (method, model) with a row per test imag
 the paper and BasicSR's test scripts.
 
 The run record (`summarise_run`) holds the run's tables, the command and commit, the wall time
-per stage (from Snakemake's `benchmark:` files), the seeds and the memorisation summary.
+per stage (from Snakemake's `benchmark:` files), the seeds, the memorisation summary, and how far
+each condensation went: the held-out diagnostics of every image's log (`condense/<key>/<image>.json`)
+summarised per condensation folder, which shows whether condensation reached a plateau and lets
+two settings of one run be compared image by image.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
+
+from idc.condense.diagnostics import DIAG_PREFIX, DIAGNOSTIC_KEYS, settling_step
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +166,92 @@ def results_to_csv_text(frame: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- the record of a finished run
 
 
+# ---------------------------------------------------------------- condensation convergence
+MMD = DIAG_PREFIX + "mmd"
+
+
+def read_condensation_logs(results_dir: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """condensation folder name -> the per-image logs in image-name order (snapshots excluded)."""
+    root = Path(results_dir) / "condense"
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()):
+        logs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        if logs:
+            runs[folder.name] = logs
+    return runs
+
+
+def _diag_curve(log: dict[str, Any], key: str = MMD) -> tuple[list[int], list[float]]:
+    recs = [r for r in log["steps"] if key in r]
+    return [r["step"] for r in recs], [float(r[key]) for r in recs]
+
+
+def _at_step(log: dict[str, Any], step: int, key: str = MMD) -> float:
+    steps, values = _diag_curve(log, key)
+    return values[int(np.argmin(np.abs(np.asarray(steps) - step)))]
+
+
+def convergence_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per condensation folder: images, configured steps, the mean (and spread over images) of the
+    final diagnostics, MMD² at the start, at the end of the warm-up and at the first lr decay, the
+    median step from which MMD² stays within 5% of its total change, the relative change of MMD²
+    over the decay phase (first milestone to the end: near 0 on a plateau), seconds per image."""
+    rows = []
+    for name, logs in runs.items():
+        cfg = logs[0]["config"]
+        end = int(logs[0].get("stopping", {}).get("end_step", cfg["steps"]))
+        first_decay = (cfg["milestones"] or [end])[0]
+        row: dict[str, Any] = {"run": name, "images": len(logs), "steps": end,
+                               "seconds": float(np.mean([log["seconds"] for log in logs]))}
+        for key in DIAGNOSTIC_KEYS:
+            finals = [log["diagnostics"]["final"][key] for log in logs]
+            row[key] = float(np.mean(finals))
+            row[key + "_std"] = float(np.std(finals))
+        row["mmd_initial"] = float(np.mean([log["diagnostics"]["initial"]["mmd"] for log in logs]))
+        row["mmd_warmup_end"] = float(np.mean([_at_step(log, cfg["warmup"]) for log in logs]))
+        row["mmd_first_decay"] = float(np.mean([_at_step(log, first_decay) for log in logs]))
+        row["decay_phase_change"] = (row["mmd"] - row["mmd_first_decay"]) / row["mmd_first_decay"]
+        settled = [settling_step(*_diag_curve(log)) for log in logs]
+        row["mmd_settling_step"] = int(np.median([s for s in settled if s is not None]))
+        rows.append(row)
+    return rows
+
+
+def paired_mmd_difference(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, float] | None:
+    """Mean and spread of the per-image difference of final MMD² between two condensation folders
+    over the images both hold (None when either is missing)."""
+    if a not in runs or b not in runs:
+        return None
+    by_image = {log["image_id"]: log["diagnostics"]["final"]["mmd"] for log in runs[b]}
+    diffs = [log["diagnostics"]["final"]["mmd"] - by_image[log["image_id"]] for log in runs[a]
+             if log["image_id"] in by_image]
+    if not diffs:
+        return None
+    return {"mean": float(np.mean(diffs)), "mean_abs": float(np.mean(np.abs(diffs))),
+            "std": float(np.std(diffs)), "images": len(diffs)}
+
+
+def mean_curves(logs: list[dict[str, Any]], key: str = MMD) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, mean over images) of one diagnostic or loss at the logged steps all images share."""
+    curves = [dict(zip(*_diag_curve(log, key))) for log in logs]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    return np.asarray(steps), np.asarray([np.mean([c[s] for c in curves]) for s in steps])
+
+
+def convergence_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| condensation | images | steps | MMD² start | at warm-up end | at 1st lr decay | final (± sd over images) "
+             "| change after 1st decay | settles at step | colour mean gap | coverage PSNR | diversity | s/image |",
+             "| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
+    for r in rows:
+        lines.append(f"| `{r['run']}` | {r['images']} | {r['steps']} | {r['mmd_initial']:.4f} | "
+                     f"{r['mmd_warmup_end']:.4f} | {r['mmd_first_decay']:.4f} | {r['mmd']:.4f} ± {r['mmd_std']:.4f} | "
+                     f"{100 * r['decay_phase_change']:+.1f}% | {r['mmd_settling_step']} | "
+                     f"{r['colour_mean_gap']:.3f} | {r['coverage_psnr']:.2f} | {r['diversity']:.3f} | "
+                     f"{r['seconds']:.0f} |")
+    return lines
+
+
+# ---------------------------------------------------------------- the run record
 def stage_wall_times(results_dir: Path) -> dict[str, tuple[int, float]]:
     """rule -> (jobs, summed wall seconds) from `benchmarks/<rule>[/...].tsv`."""
     totals: dict[str, list[float]] = defaultdict(list)
@@ -181,7 +274,10 @@ def _commit(repo: Path) -> str:
         return "unknown"
 
 
-def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".") -> str:
+def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
+                  figures_dir: str | Path | None = None) -> str:
+    """The Markdown record of a finished run; with `figures_dir`, the condensation convergence
+    figure is written there and linked (relative to the folder holding `figures_dir`)."""
     results_dir, repo = Path(results_dir), Path(repo)
     config = yaml.safe_load(Path(configfile).read_text())
     lines = [f"## Run `{config['run']}`", "", f"- command: `{command}`", f"- commit: `{_commit(repo)}`",
@@ -196,6 +292,15 @@ def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: s
             lines.append(f"| {rule} | {jobs} | {seconds / 60:.1f} |")
         total = sum(s for _, s in times.values())
         lines += [f"| **all benchmarked jobs** | {sum(j for j, _ in times.values())} | {total / 60:.1f} |", ""]
+    runs = read_condensation_logs(results_dir) if (results_dir / "condense").is_dir() else {}
+    if runs:
+        lines += ["### Condensation convergence (held-out diagnostics, mean over the images)", "",
+                  *convergence_markdown(convergence_rows(runs)), ""]
+        if figures_dir is not None:
+            from idc.report.figures import plot_condensation_convergence
+
+            png = plot_condensation_convergence(runs, Path(figures_dir) / "condense_convergence.png")
+            lines += [f"![condensation convergence]({Path(figures_dir).name}/{png.name})", ""]
     memo = sorted((results_dir / "datasets").glob("*.memorisation.json"))
     if memo:
         lines += ["### Memorisation (PSNR of each synthetic LR patch to its nearest real LR patch of the same image)",
