@@ -43,6 +43,11 @@ class StopFlag:
                               signal.Signals(signum).name)
         self.signum = signum
 
+    @property
+    def name(self) -> str | None:
+        """The signal's name (SIGTERM, SIGUSR1), None before one arrived."""
+        return None if self.signum is None else signal.Signals(self.signum).name
+
 
 @contextlib.contextmanager
 def stop_signals(signals: Sequence[int] = STOP_SIGNALS, *, log: logging.Logger | None = None) -> Iterator[StopFlag]:

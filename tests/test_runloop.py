@@ -22,7 +22,7 @@ def test_stop_signal_becomes_a_flag_and_the_previous_handler_returns() -> None:
             assert isinstance(flag, StopFlag) and flag.signum is None
             os.kill(os.getpid(), signal.SIGUSR1)
             os.kill(os.getpid(), signal.SIGTERM)
-            assert flag.signum == signal.SIGUSR1  # the first signal counts; the process lives on
+            assert flag.signum == signal.SIGUSR1 and flag.name == "SIGUSR1"  # the first one counts
             assert seen == []
         os.kill(os.getpid(), signal.SIGUSR1)
         assert seen == [signal.SIGUSR1]  # the handler from before the block is back
