@@ -86,3 +86,17 @@ def test_non_finite_loss_error_is_a_floating_point_error() -> None:
     with pytest.raises(FloatingPointError, match="at step 3") as info:
         raise NonFiniteLossError("loss nan at step 3", step=3)
     assert info.value.step == 3
+
+
+def test_both_loops_raise_the_shared_classes() -> None:
+    from idc import runloop
+    from idc.condense import condenser
+    from idc.sr import train
+
+    assert issubclass(condenser.NonFiniteLossError, runloop.NonFiniteLossError)
+    assert train.NonFiniteLossError is runloop.NonFiniteLossError
+    assert issubclass(condenser.CondensationInterrupted, runloop.RunInterrupted)
+    assert issubclass(train.TrainingInterrupted, runloop.RunInterrupted)
+    err = condenser.NonFiniteLossError(7, "loss=nan")
+    assert err.step == 7 and str(err) == ("non-finite condensation loss at step 7 (loss=nan); "
+                                          "lower the learning rate or check the inputs")

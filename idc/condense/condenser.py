@@ -157,28 +157,31 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
          checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
          on_log: Callable[[int, dict[str, Any]], None] | None,
          stop: StopFlag) -> list[tuple[torch.Tensor, dict[str, Any]]]:
-    """The optimisation loop: Algorithm 1 of the paper, for all packed instances at once.
+    """The optimisation loop: Algorithm 1 of the paper (x_c the real patches of instance c, y_c
+    its synthetic ones), for all packed instances at once.
 
-    Algorithm 1                                    here
-    for each instance c:                           one `Instance` per instance, all in one loop
-      initialise x̂_c, |x̂_c| = r|x_c|              Instance(): `_init_synthetic` (cfg.init: real
-                                                   patches plus noise by default), n_synthetic
-      features f(x_c) of the real patches          Instance(): once, with their Random Local
-                                                   Fourier features, samples and k-means groups
-      for i in num_iters:                          `while step < end`: end = cfg.steps, or the
-                                                   held-out plateau (cfg.stop_on_plateau)
-        features f(x̂_c); RLFF; unfold into         `features(images)` (one extractor call for the
-          local patches                            pack), then Instance.losses
-        if i in warm up: L = w_ins L_ins           Instance.losses: not `grouped` before cfg.warmup
-        else: if i in assigning:                   `is_event` (cfg.assignment_steps): the event in
-                increase grouping, pairing         Instance.losses (ProgressiveAssigner.run_event)
-              L = w_ins L_ins + w_group L_group    Instance.losses: its `total`
-                  + w_pair L_pair
-        x̂_c <- x̂_c - eta grad L                   `optimizer.step()` (Adam; eta from cfg.lr_at)
-      x̂_c^HR = f(x̂_c) up-sampled                  not here: idc.condense.stage / upsample
-    Around it: a stop signal or every cfg.checkpoint_every steps -> checkpoint; every
-    cfg.log_every steps -> one record per instance (losses, lr, diagnostics); a non-finite loss
-    -> NonFiniteLossError naming the first bad step.
+    Algorithm 1                                 here
+    for each instance c:                        one `Instance` per instance, all in one loop
+      randomly initialise y_c, |y_c| = r|x_c|   Instance(): n_synthetic patches from
+                                                `_init_synthetic` (cfg.init: distinct random
+                                                real patches by default)
+      extract the features f(x_c)               Instance(): once, with their Random Local
+                                                Fourier features, samples and k-means groups
+      for i in num_iters:                       `while step < end`: end from cfg.schedule (the
+                                                held-out plateau if cfg.stop_on_plateau)
+        extract f(y_c); Random Local Fourier    `features(images)`: one extractor call for
+          features; unfold into local patches   the pack, then Instance.losses
+        if i in warm up: L = w_ins L_ins        Instance.losses: not `grouped` before cfg.warmup
+        else:
+          if i in assigning: increase           `is_event` (cfg.assignment_steps): the event
+            grouping, increase pairing          in Instance.losses (ProgressiveAssigner)
+          L = w_ins L_ins + w_group L_group     Instance.losses: its `total`
+              + w_pair L_pair
+        y_c <- y_c - eta grad L                 `optimizer.step()` (Adam; eta = cfg.lr_at(step))
+      y_c^HR = f(y_c) up-sampled                not here: idc.condense.stage
+    Around it: a stop signal, and every cfg.checkpoint_every steps -> checkpoint; every
+    cfg.log_every steps -> one record per instance (losses, lr, diagnostics); a non-finite
+    loss -> NonFiniteLossError naming the first bad step.
     """
     t_start = time.perf_counter()
     insts = [Instance(r, features, cfg, seed=s, n_synthetic=n, device=device)
