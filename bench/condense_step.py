@@ -27,7 +27,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.archs import set_fused_attention  # noqa: E402
-from idc.condense.condenser import subseed  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
 from idc.condense.features import LocalFeatures  # noqa: E402
 from idc.device import resolve_device  # noqa: E402
@@ -35,6 +34,7 @@ from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors
 from idc.condense.losses import (instance_and_group_losses, instance_and_group_losses_looped,  # noqa: E402
                                  normalise_samples, pair_loss, pair_loss_looped, real_cf_stats,
                                  sample_frequencies)
+from idc.runloop import derive_seed  # noqa: E402
 
 SCALES = {
     "paper": dict(n_real=151, size=64, channels=256, num_freqs=1024, groups=16, kernel=7, patch=4),
@@ -71,7 +71,7 @@ class Bench:
         cfg = self.cfg
         with torch.no_grad():
             f_real = torch.cat([self.ext.features(self.real[i:i + 32]) for i in range(0, len(self.real), 32)])
-        self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=subseed(seed, "filters"), device=device)
+        self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=derive_seed(seed, "filters"), device=device)
         self.local.fit_real(f_real)
         with torch.no_grad():
             self.real_samples = normalise_samples(self.local.samples(f_real, real=True))

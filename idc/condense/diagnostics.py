@@ -178,3 +178,21 @@ def settling_step(steps: list[int], values: list[float], *, tolerance: float = 0
         if all(abs(v - vf) <= tolerance * span for v in values[k:]):
             return steps[k]
     return steps[-1]
+
+
+def plateau_step(records: list[dict[str, Any]], *, after: int, patience: int, tolerance: float,
+                 key: str = "diag_mmd") -> int | None:
+    """The step after the first logged step (>= `after`) at which `patience` logged values in a row
+    have not improved the best value so far by more than `tolerance` (relative); None if never."""
+    best, since = math.inf, 0
+    for record in records:
+        if record["step"] < after or key not in record or not math.isfinite(record[key]):
+            continue
+        value = record[key]
+        if value < best * (1.0 - tolerance) or best == math.inf:
+            best, since = min(best, value), 0
+        else:
+            best, since = min(best, value), since + 1
+            if since >= patience:
+                return record["step"] + 1
+    return None

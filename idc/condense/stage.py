@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from idc.atomic import atomic_open, atomic_write_text
-from idc.condense.condenser import condense_instances, subseed
+from idc.condense.condenser import condense_instances
 from idc.condense.config import CondenseConfig
 from idc.device import resolve_device
 from idc.progress import ProgressLog
+from idc.runloop import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     budget = {"rule": config.budget, "ratio": float(config.ratio), "store_patches": len(store),
               "store_images": len(allocation), "store_total": int(sum(allocation.values()))}
     counts = [allocation[int(i)] for i in image_ids]
-    seeds = [subseed(seed, f"image-{int(i)}") for i in image_ids]
+    seeds = [derive_seed(seed, f"image-{int(i)}") for i in image_ids]
     reals = []
     for image_id, n_syn in zip(image_ids, counts):
         idx = store.indices_of_image(int(image_id))

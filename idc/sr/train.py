@@ -7,7 +7,6 @@ I/O; :func:`train_sr` wires it to the patch store, the validation images, checkp
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -16,9 +15,8 @@ import math
 import os
 import platform
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ from torch.utils.data import DataLoader
 from idc.atomic import atomic_write_text
 from idc.config import schema_defaults
 from idc.device import resolve_device
+from idc.runloop import (NonFiniteLossError, RunInterrupted, file_identity, fingerprint_digest, ignore_stop_signals,
+                         stop_signals)
 from idc.sr import checkpoint as ckpt
 from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
 from idc.sr.distributed import (World, all_max, all_mean, barrier, check_same, process_group, rank_device,
@@ -42,15 +42,10 @@ from idc.sr.test import evaluate_images, load_test_pair, pair_test_images, write
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 PROGRESS_EVERY_S = 30.0
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(RunInterrupted):
     """A stop signal arrived; the state was checkpointed and a rerun will continue from it."""
 
     def __init__(self, signum: int, step: int, resume_dir: Path) -> None:
@@ -193,7 +188,7 @@ def train_step(
     loss = F.l1_loss(sr.float(), gt)
     value = float(average(loss.detach()) if average is not None else loss.detach())
     if not math.isfinite(value):
-        raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step}; training stopped")
+        raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step}; training stopped", step=step)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
@@ -333,45 +328,6 @@ def payload_to_state(payload: Mapping[str, Any], state: TrainState, device: torc
 
 
 # ---------------------------------------------------------------------------------------------
-# Signals
-
-
-class StopFlag:
-    """Records the first stop signal; the training loop polls it at step boundaries."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            logger.warning("%s received: will checkpoint and stop after the current step", signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def stop_signal_handlers(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[StopFlag]:
-    """Install handlers that set a StopFlag (main thread only), restoring the old ones on exit."""
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        logger.debug("not in the main thread: stop signals are not intercepted")
-        yield flag
-        return
-    previous = {s: signal.signal(s, flag) for s in signals}
-    try:
-        yield flag
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    # Loader workers must outlive a stop signal sent to the whole process group, so the main
-    # process can finish its step and checkpoint; they are shut down with the loader.
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
-
-
-# ---------------------------------------------------------------------------------------------
 # Orchestration with files
 
 
@@ -386,20 +342,15 @@ def _software_versions() -> dict[str, str]:
     return versions
 
 
-def _file_identity(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def _fingerprint(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[str, str] | None) -> str:
     """Identity of a run: a checkpoint is resumed only by a run with the same fingerprint."""
     ident = {
         "config": asdict(cfg),
-        "store": _file_identity(store),
+        "store": file_identity(store),
         "indices": hashlib.sha256(indices.read_bytes()).hexdigest() if indices is not None else None,
         "validation": val,
     }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+    return fingerprint_digest(ident)
 
 
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -555,7 +506,7 @@ def _train(
                               shards=(world.rank, world.size, share)),
         num_workers=num_workers,
         pin_memory=torch_device.type == "cuda",
-        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
         # The loader's own seed draw must not consume the global RNG that the model uses.
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -574,7 +525,7 @@ def _train(
         payload["wall_time"] = st.wall_time + time.perf_counter() - session_start
         ckpt.save_checkpoint(resume_dir, payload, step=st.step, fingerprint=fingerprint)
 
-    with stop_signal_handlers() as flag:
+    with stop_signals(log=logger) as flag:
 
         def stop_requested() -> int | None:
             # A signal may reach only some ranks: all stop at the same step when any got one.

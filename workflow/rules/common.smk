@@ -3,13 +3,13 @@
 import json
 import re
 import sys
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from idc.config import ConfigError, check_ratios, read_config_file, validate_config
+from idc.runloop import derive_seed
 from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
 
@@ -33,8 +33,7 @@ STORE = f"{RESULTS}/data/train_patches.h5"
 
 def derived_seed(*keys):
     """A seed for one job, derived from the master seed and the job's identity (ints or names)."""
-    entropy = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
-    return int(np.random.SeedSequence([config["seed"], *entropy]).generate_state(1)[0])
+    return derive_seed(config["seed"], *keys)
 
 
 def canonical(obj):
