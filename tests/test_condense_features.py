@@ -10,8 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from idc.condense.config import CondenseConfig
-from idc.condense.features import (LocalFeatures, dct_filters, fourier_filters, identity_filters,
-                                   partition, sample_filters, wavelet_filters)
+from idc.condense.features import (
+    LocalFeatures,
+    dct_filters,
+    fourier_filters,
+    identity_filters,
+    partition,
+    sample_filters,
+    wavelet_filters,
+)
 
 
 def explicit_dft_bank(c: int, k: int) -> np.ndarray:

@@ -32,6 +32,7 @@ def deterministic_inference(model):
         model.set_routing("argmax")
     return model
 
+
 __all__ = [
     "ARCHITECTURES",
     "MODEL_PRESETS",
