@@ -98,7 +98,9 @@ def main() -> None:
         tmp = Path(tmp_s)
         folder = _images_dir(args.images, tmp)
         files = list_images(folder)
-        pixels = sum(int(np.prod(read_image(f).shape[:2])) for f in files)  # also warms the page cache
+        pixels = sum(
+            int(np.prod(read_image(f).shape[:2])) for f in files
+        )  # also warms the page cache
         print(
             f"images: {folder} ({len(files)} files, {pixels / 1e6:.1f} MPixel); cpus: {os.cpu_count()}, "
             f"load average {os.getloadavg()[0]:.1f}"

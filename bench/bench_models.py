@@ -52,12 +52,8 @@ def steps_per_second(preset: str, batch: int, lr_size: int, steps: int, device: 
         step()
         times.append(time.perf_counter() - start)
     median = sorted(times)[len(times) // 2]
-    return {
-        "model": preset,
-        "params": sum(p.numel() for p in model.parameters()),
-        "seconds_per_step": median,
-        "steps_per_second": 1.0 / median,
-    }
+    return {"model": preset, "params": sum(p.numel() for p in model.parameters()),
+            "seconds_per_step": median, "steps_per_second": 1.0 / median}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,20 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(
-        f"training step (fwd + L1 bwd + Adam), batch {args.batch}, LR {args.lr_size}x{args.lr_size}, "
-        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}"
-    )
+    print(f"training step (fwd + L1 bwd + Adam), batch {args.batch}, LR {args.lr_size}x{args.lr_size}, "
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}")
     rows = []
     for preset in args.models:
         row = steps_per_second(preset, args.batch, args.lr_size, args.steps, args.device)
         rows.append(row)
-        print(
-            f"  {preset:22s} {row['params']:>11,d} params  {row['seconds_per_step']:8.2f} s/step  "
-            f"{row['steps_per_second']:8.3f} steps/s",
-            flush=True,
-        )
+        print(f"  {preset:22s} {row['params']:>11,d} params  {row['seconds_per_step']:8.2f} s/step  "
+              f"{row['steps_per_second']:8.3f} steps/s", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

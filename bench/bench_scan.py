@@ -36,13 +36,13 @@ def make_inputs(batch: int, dim: int, n: int, length: int, device: str, seed: in
         return torch.randn(*shape, generator=gen)
 
     tensors = [
-        randn(batch, dim, length),  # u
-        randn(batch, dim, length) * 0.5,  # delta (before bias + softplus)
+        randn(batch, dim, length),                                   # u
+        randn(batch, dim, length) * 0.5,                             # delta (before bias + softplus)
         -torch.arange(1, n + 1, dtype=torch.float32).repeat(dim, 1),  # A (S4D-real)
-        randn(batch, 1, n, length),  # B
-        randn(batch, 1, n, length),  # C
-        torch.ones(dim),  # D
-        torch.log(torch.expm1(torch.full((dim,), 0.01))),  # delta_bias: softplus -> 0.01
+        randn(batch, 1, n, length),                                  # B
+        randn(batch, 1, n, length),                                  # C
+        torch.ones(dim),                                             # D
+        torch.log(torch.expm1(torch.full((dim,), 0.01))),            # delta_bias: softplus -> 0.01
     ]
     return [t.to(device).requires_grad_(True) for t in tensors]
 
@@ -85,16 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
     inputs = make_inputs(args.batch, args.dim, args.state, args.length, args.device)
     shape = f"B={args.batch} D={args.dim} N={args.state} L={args.length}"
-    print(
-        f"selective scan forward+backward, {shape}, device {args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-    )
+    print(f"selective scan forward+backward, {shape}, device {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     results: dict[str, float] = {}
     results["vectorised"] = time_fwd_bwd(selective_scan_vectorised, inputs, args.repeats)
     if args.device.startswith("cuda") and cuda_kernel() is not None:
-        results["cuda_kernel"] = time_fwd_bwd(
-            lambda *a, **k: selective_scan(*a, impl="cuda", **k), inputs, args.repeats
-        )
+        results["cuda_kernel"] = time_fwd_bwd(lambda *a, **k: selective_scan(*a, impl="cuda", **k),
+                                              inputs, args.repeats)
     if not args.skip_sequential:
         results["sequential"] = time_fwd_bwd(selective_scan_sequential, inputs, max(1, args.repeats // 2))
     for name, seconds in results.items():
@@ -103,11 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"   speed-up vs sequential {results['sequential'] / seconds:6.1f}x"
         print(line)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"shape": shape, "device": args.device, "torch": torch.__version__, "seconds": results}, indent=2
-            )
-        )
+        args.json.write_text(json.dumps({"shape": shape, "device": args.device, "torch": torch.__version__,
+                                         "seconds": results}, indent=2))
     return 0
 
 

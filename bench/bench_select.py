@@ -48,37 +48,21 @@ def synthetic_patches(n: int, size: int, rng: np.random.Generator, chunk: int = 
         freq = rng.uniform(0.05, 1.5, size=(m, 1, 1)).astype(np.float32)
         stripes = rng.uniform(0, 60, size=(m, 1, 1)).astype(np.float32)
         noise = rng.uniform(0, 30, size=(m, 1, 1)).astype(np.float32)
-        gray = (
-            level
-            + stripes * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))
-            + noise * rng.standard_normal((m, size, size), dtype=np.float32)
-        )
+        gray = (level + stripes * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))
+                + noise * rng.standard_normal((m, size, size), dtype=np.float32))
         tint = rng.uniform(0.85, 1.15, size=(m, 1, 1, 3)).astype(np.float32)
         out[start : start + m] = np.clip(gray[..., None] * tint, 0, 255).astype(np.uint8)
     return out
 
 
-def time_selection(
-    method: str,
-    features: np.ndarray,
-    n_total: int,
-    args: argparse.Namespace,
-    images: np.ndarray | None = None,
-    device: str | None = None,
-) -> float:
+def time_selection(method: str, features: np.ndarray, n_total: int, args: argparse.Namespace,
+                   images: np.ndarray | None = None, device: str | None = None) -> float:
     hparams = {"device": device} if device is not None else {}
     if device is not None and device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
-    chosen = select_in_splits(
-        method,
-        features,
-        n_total,
-        rng=np.random.default_rng(args.seed),
-        n_splits=args.n_splits,
-        images=images,
-        **hparams,
-    )
+    chosen = select_in_splits(method, features, n_total, rng=np.random.default_rng(args.seed),
+                              n_splits=args.n_splits, images=images, **hparams)
     if device is not None and device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -103,9 +87,7 @@ def main() -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rng = np.random.default_rng(args.seed)
     machine = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
+        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
         "cpu_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -114,20 +96,11 @@ def main() -> int:
 
     def report(method: str, device: str, n: int, dim: int | str, seconds: float) -> None:
         n_total = n_for_ratio(n, args.ratio)
-        row = {
-            "method": method,
-            "device": device,
-            "N": n,
-            "D": dim,
-            "n": n_total,
-            "n_splits": args.n_splits,
-            "seconds": round(seconds, 3),
-        }
+        row = {"method": method, "device": device, "N": n, "D": dim, "n": n_total,
+               "n_splits": args.n_splits, "seconds": round(seconds, 3)}
         rows.append(row)
-        print(
-            f"{method:8s} {device:5s} N={n:7d} D={dim!s:>6s} n={n_total:6d} splits={args.n_splits:2d} {seconds:9.2f} s",
-            flush=True,
-        )
+        print(f"{method:8s} {device:5s} N={n:7d} D={dim!s:>6s} n={n_total:6d} splits={args.n_splits:2d} "
+              f"{seconds:9.2f} s", flush=True)
 
     n_total = n_for_ratio(args.n, args.ratio)
     features = mixture_features(args.n, args.dim, rng)
@@ -138,9 +111,7 @@ def main() -> int:
         elif method == "dcsr":
             images = synthetic_patches(args.n, args.patch, rng)
             empty = np.zeros((args.n, 0), dtype=np.float32)
-            report(
-                method, "cpu", args.n, f"{args.patch}px", time_selection(method, empty, n_total, args, images=images)
-            )
+            report(method, "cpu", args.n, f"{args.patch}px", time_selection(method, empty, n_total, args, images=images))
             del images
         else:
             report(method, "cpu", args.n, args.dim, time_selection(method, features, n_total, args))
@@ -151,13 +122,8 @@ def main() -> int:
         n_pixels_total = n_for_ratio(args.pixels_n, args.ratio)
         for method in [m for m in args.methods if m in DEVICE_METHODS]:
             for device in devices:
-                report(
-                    method,
-                    device,
-                    args.pixels_n,
-                    pixels.shape[1],
-                    time_selection(method, pixels, n_pixels_total, args, device=device),
-                )
+                report(method, device, args.pixels_n, pixels.shape[1],
+                       time_selection(method, pixels, n_pixels_total, args, device=device))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     return 0

@@ -42,24 +42,17 @@ def make_store(folder: Path, n: int, lr_size: int, scale: int, seed: int = 0) ->
     return write_patch_store(folder / "bench.h5", lr, hr, np.arange(n), np.zeros((n, 2), np.int64), source="bench")
 
 
-def bench_model(
-    preset: str, store: Path, *, batch: int, gt_size: int, steps: int, device: torch.device, workers: int, amp: bool
-) -> dict:
-    cfg = TrainConfig(
-        model_name=preset, steps=steps + 1, batch_size=batch, gt_size=gt_size, lr=2e-4, milestones=(250_000,), amp=amp
-    )
+def bench_model(preset: str, store: Path, *, batch: int, gt_size: int, steps: int, device: torch.device,
+                workers: int, amp: bool) -> dict:
+    cfg = TrainConfig(model_name=preset, steps=steps + 1, batch_size=batch, gt_size=gt_size, lr=2e-4,
+                      milestones=(250_000,), amp=amp)
     torch.manual_seed(cfg.seed)
     model = build_model(preset).to(device)
     amp_dtype = _amp_dtype(device, amp)
     state = build_state(model, cfg, amp_dtype=amp_dtype)
     dataset = PatchPairDataset(store, gt_size, seed=cfg.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=StreamSampler(len(dataset), cfg.seed),
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(0),
-    )
+    loader = DataLoader(dataset, batch_size=batch, sampler=StreamSampler(len(dataset), cfg.seed),
+                        num_workers=workers, generator=torch.Generator().manual_seed(0))
     batches = iter(loader)
     step_times, data_times = [], []
     model.train()
@@ -76,13 +69,8 @@ def bench_model(
             data_times.append(fetched - start)
     del batches
     median = float(np.median(step_times))
-    return {
-        "model": preset,
-        "params": sum(p.numel() for p in model.parameters()),
-        "seconds_per_step": median,
-        "steps_per_second": 1.0 / median,
-        "data_share": float(np.median(data_times)) / median,
-    }
+    return {"model": preset, "params": sum(p.numel() for p in model.parameters()), "seconds_per_step": median,
+            "steps_per_second": 1.0 / median, "data_share": float(np.median(data_times)) / median}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,33 +89,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     scale = 4
-    print(
-        f"train_sr step (store read + crop/flip + fwd + L1 bwd + Adam), batch {args.batch}, "
-        f"LR {args.lr_size}x{args.lr_size}, device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.workers} loader workers, "
-        f"{platform.processor() or platform.machine()}"
-    )
+    print(f"train_sr step (store read + crop/flip + fwd + L1 bwd + Adam), batch {args.batch}, "
+          f"LR {args.lr_size}x{args.lr_size}, device {device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {args.workers} loader workers, "
+          f"{platform.processor() or platform.machine()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # Stored patches 8 px larger than the crop so the random crop has room to move.
         store = make_store(Path(tmp), 16, args.lr_size + 8, scale)
         for preset in args.models:
-            row = bench_model(
-                preset,
-                store,
-                batch=args.batch,
-                gt_size=args.lr_size * scale,
-                steps=args.steps,
-                device=device,
-                workers=args.workers,
-                amp=args.amp,
-            )
+            row = bench_model(preset, store, batch=args.batch, gt_size=args.lr_size * scale, steps=args.steps,
+                              device=device, workers=args.workers, amp=args.amp)
             rows.append(row)
-            print(
-                f"  {preset:22s} {row['params']:>11,d} params  {row['seconds_per_step']:8.3f} s/step  "
-                f"{row['steps_per_second']:8.3f} steps/s  data {100 * row['data_share']:4.1f} %",
-                flush=True,
-            )
+            print(f"  {preset:22s} {row['params']:>11,d} params  {row['seconds_per_step']:8.3f} s/step  "
+                  f"{row['steps_per_second']:8.3f} steps/s  data {100 * row['data_share']:4.1f} %", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -30,26 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from idc.condense.condenser import condense_instance  # noqa: E402
 from idc.condense.study import paper_schedule  # noqa: E402
 
-MINI = dict(
-    num_freqs=256,
-    channels=64,
-    kernel=3,
-    groups=4,
-    log_every=25,
-    checkpoint_every=0,
-    snapshot_patches=0,
-    budget="ceil_per_image",
-)  # n = 4 of 35, as in the study
+MINI = dict(num_freqs=256, channels=64, kernel=3, groups=4, log_every=25, checkpoint_every=0, snapshot_patches=0,
+            budget="ceil_per_image")  # n = 4 of 35, as in the study
 # name -> (settings, steps). The first is the reference: the literal paper setting (noise start),
 # run long enough to converge at mini sizes (docs/condensation-study.md: 3,000 steps).
 PATHS = {
     "literal-3000": ({"init": "random"}, 3000),
     "real-balanced-1000": ({"init": "real", "w_pair": 3000.0}, 1000),
     "real-balanced-1000-pool": ({"init": "real", "w_pair": 3000.0, "freq_pool": 16}, 1000),
-    "real-balanced-3000-pool-plateau": (
-        {"init": "real", "w_pair": 3000.0, "freq_pool": 16, "stop_on_plateau": True},
-        3000,
-    ),
+    "real-balanced-3000-pool-plateau": ({"init": "real", "w_pair": 3000.0, "freq_pool": 16,
+                                         "stop_on_plateau": True}, 3000),
 }
 
 
@@ -78,20 +68,9 @@ def main() -> int:
         extractor = deterministic_inference(load_model(args.extractor))
     else:
         torch.manual_seed(0)
-        extractor = build_model(
-            "swinir",
-            upscale=4,
-            in_chans=3,
-            img_size=24,
-            window_size=8,
-            img_range=1.0,
-            depths=[2, 2],
-            embed_dim=24,
-            num_heads=[4, 4],
-            mlp_ratio=2.0,
-            upsampler="pixelshuffledirect",
-            resi_connection="1conv",
-        )
+        extractor = build_model("swinir", upscale=4, in_chans=3, img_size=24, window_size=8, img_range=1.0,
+                                depths=[2, 2], embed_dim=24, num_heads=[4, 4], mlp_ratio=2.0,
+                                upsampler="pixelshuffledirect", resi_connection="1conv")
     real = real_patches(Path(args.image), args.hr_size, args.crop_step)
     rows = []
     for name in args.paths.split(","):
@@ -102,28 +81,17 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         steps = log["stopping"]["end_step"]
         final = log["diagnostics"]["final"]
-        rows.append(
-            {
-                "path": name,
-                "seconds": round(seconds, 2),
-                "steps": steps,
-                "ms_per_step": round(1000 * seconds / max(1, steps), 2),
-                "plateau_step": log["stopping"]["plateau_step"],
-                **{k: round(final[k], 5) for k in ("mmd", "colour_mean_gap", "diversity", "coverage_psnr")},
-            }
-        )
+        rows.append({"path": name, "seconds": round(seconds, 2), "steps": steps,
+                     "ms_per_step": round(1000 * seconds / max(1, steps), 2),
+                     "plateau_step": log["stopping"]["plateau_step"],
+                     **{k: round(final[k], 5) for k in ("mmd", "colour_mean_gap", "diversity", "coverage_psnr")}})
     base = rows[0]
     for row in rows:
         row["speedup_per_image"] = round(base["seconds"] / row["seconds"], 2)
         row["speedup_per_step"] = round(base["ms_per_step"] / row["ms_per_step"], 2)
-    summary = {
-        "machine": platform.processor() or platform.machine(),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "image": Path(args.image).name,
-        "n_real": int(real.shape[0]),
-        "rows": rows,
-    }
+    summary = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+               "torch": torch.__version__, "image": Path(args.image).name, "n_real": int(real.shape[0]),
+               "rows": rows}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

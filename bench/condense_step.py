@@ -65,18 +65,9 @@ class Bench:
         self.device = device
         # ceil_per_image: n = ceil(0.1 N), the larger of the two counts an image of N patches can get
         # under the equal budget (floor or ceil of r N), as the timings in docs/performance.md use.
-        self.cfg = CondenseConfig.from_dict(
-            dict(
-                channels=s["channels"],
-                num_freqs=s["num_freqs"],
-                groups=s["groups"],
-                kernel=s["kernel"],
-                patch=s["patch"],
-                warmup=0,
-                assign_times=1,
-                budget="ceil_per_image",
-            )
-        )
+        self.cfg = CondenseConfig.from_dict(dict(channels=s["channels"], num_freqs=s["num_freqs"], groups=s["groups"],
+                                                 kernel=s["kernel"], patch=s["patch"], warmup=0, assign_times=1,
+                                                 budget="ceil_per_image"))
         g = torch.Generator().manual_seed(seed)
         self.real = torch.rand(s["n_real"], 3, s["size"], s["size"], generator=g).to(device)
         self.n_syn = self.cfg.n_synthetic(s["n_real"])
@@ -85,7 +76,7 @@ class Bench:
             p.requires_grad_(False)
         cfg = self.cfg
         with torch.no_grad():
-            f_real = torch.cat([self.ext.features(self.real[i : i + 32]) for i in range(0, len(self.real), 32)])
+            f_real = torch.cat([self.ext.features(self.real[i:i + 32]) for i in range(0, len(self.real), 32)])
         self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=derive_seed(seed, "filters"), device=device)
         self.local.fit_real(f_real)
         with torch.no_grad():
@@ -101,16 +92,9 @@ class Bench:
         self.shift_p = torch.nn.Parameter(torch.zeros(n_syn_patches, self.dim, device=device))
         self.opt = torch.optim.Adam([self.syn, self.scale_p, self.shift_p], lr=cfg.lr)
         # group everything, then pair everything (two assignment events)
-        self.assigner = ProgressiveAssigner(
-            groups=cfg.groups,
-            assign_times=1,
-            use_pair=True,
-            order="nearest",
-            pairing="hungarian",
-            real_labels=labels,
-            centroids=cent,
-            n_syn=n_syn_patches,
-        )
+        self.assigner = ProgressiveAssigner(groups=cfg.groups, assign_times=1, use_pair=True, order="nearest",
+                                            pairing="hungarian", real_labels=labels, centroids=cent,
+                                            n_syn=n_syn_patches)
         with torch.no_grad():
             sd, sp = patch_descriptors(self.ext.features(self.syn), cfg.patch)
         self.assigner.run_event(sd, sp, self.real_patch)
@@ -120,18 +104,11 @@ class Bench:
         self.freq_gen = torch.Generator(device=device).manual_seed(2)
         self.features = self.ext.features
         self.freq_reuse, self.calls, self.cached = 1, 0, None  # freq_resample_every of the fast path
-        self.info = {
-            "n_real": s["n_real"],
-            "n_synthetic": self.n_syn,
-            "size": s["size"],
-            "real_samples": int(self.real_flat.shape[0]),
-            "synthetic_samples": n_syn_patches * self.per_patch,
-            "dim": int(self.dim),
-            "num_freqs": cfg.num_freqs,
-            "groups": cfg.groups,
-            "extractor": type(self.ext).__name__,
-            "extractor_params": sum(p.numel() for p in self.ext.parameters()),
-        }
+        self.info = {"n_real": s["n_real"], "n_synthetic": self.n_syn, "size": s["size"],
+                     "real_samples": int(self.real_flat.shape[0]), "synthetic_samples": n_syn_patches * self.per_patch,
+                     "dim": int(self.dim), "num_freqs": cfg.num_freqs, "groups": cfg.groups,
+                     "extractor": type(self.ext).__name__,
+                     "extractor_params": sum(p.numel() for p in self.ext.parameters())}
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -160,19 +137,12 @@ class Bench:
             li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
             pl = pair_loss
         else:
-            li, lg = instance_and_group_losses_looped(
-                flat, self.syn_seg, self.real_flat, self.real_seg, t, cfg.groups, cfg.alpha, cfg.beta
-            )
+            li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                      cfg.groups, cfg.alpha, cfg.beta)
             pl = pair_loss_looped
         p = self.paired
-        lp, reg = pl(
-            self.real_samples[self.assigner.syn_pair[p]],
-            syn[p],
-            self.assigner.syn_group[p],
-            cfg.groups,
-            self.scale_p[p],
-            self.shift_p[p],
-        )
+        lp, reg = pl(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
+                     self.scale_p[p], self.shift_p[p])
         total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
         return total, {"loss_ins": li, "loss_group": lg, "loss_pair": lp}
 
@@ -229,20 +199,13 @@ class Bench:
                 li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
                 t0 = tick("loss_ins_group", t0)
             else:  # the real side is recomputed inside the per-group loop
-                li, lg = instance_and_group_losses_looped(
-                    flat, self.syn_seg, self.real_flat, self.real_seg, t, cfg.groups, cfg.alpha, cfg.beta
-                )
+                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
+                                                          cfg.groups, cfg.alpha, cfg.beta)
                 t0 = tick("loss_ins_group", t0)
             p = self.paired
             fn = pair_loss if fast else pair_loss_looped
-            lp, reg = fn(
-                self.real_samples[self.assigner.syn_pair[p]],
-                syn[p],
-                self.assigner.syn_group[p],
-                cfg.groups,
-                self.scale_p[p],
-                self.shift_p[p],
-            )
+            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
+                         self.scale_p[p], self.shift_p[p])
             t0 = tick("loss_pair", t0)
             total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
             self.opt.zero_grad(set_to_none=True)
@@ -298,18 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")
     ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
-    ap.add_argument(
-        "--freq-reuse",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also time the fast path drawing frequencies every K steps (freq_resample_every=K)",
-    )
-    ap.add_argument(
-        "--fused-attention",
-        action="store_true",
-        help="also time the fast path with the extractor's window attention through SDPA",
-    )
+    ap.add_argument("--freq-reuse", type=int, default=0, metavar="K",
+                    help="also time the fast path drawing frequencies every K steps (freq_resample_every=K)")
+    ap.add_argument("--fused-attention", action="store_true",
+                    help="also time the fast path with the extractor's window attention through SDPA")
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -322,28 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     warm = args.warmup if args.warmup is not None else (3 if gpu else 1)
     bench = Bench(args.scale, device, args.extractor)
     cpu_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    out = {
-        "scale": args.scale,
-        "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
-        "torch": torch.__version__,
-        **bench.info,
-        "timed_steps": steps,
-        "loss_relative_difference_fast_vs_plain": bench.check_equal(),
-        "paths": {},
-    }
+    out = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
+           "torch": torch.__version__, **bench.info, "timed_steps": steps,
+           "loss_relative_difference_fast_vs_plain": bench.check_equal(), "paths": {}}
     paths = [("fast", True)] if args.skip_plain else [("plain", False), ("fast", True)]
     for name, fast in paths:
-        out["paths"][name] = {
-            "ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
-            "losses_only_ms": bench.time_losses(fast, max(5, steps)),
-            "breakdown_ms": bench.breakdown(fast, max(1, steps // 2)),
-        }
+        out["paths"][name] = {"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
+                              "losses_only_ms": bench.time_losses(fast, max(5, steps)),
+                              "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}
     if args.tf32 and gpu:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        out["paths"]["fast_tf32"] = {
-            "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-            "breakdown_ms": bench.breakdown(True, max(1, steps // 2)),
-        }
+        out["paths"]["fast_tf32"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                     "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     if args.freq_reuse > 1:
         # Cached steps are cheaper than drawing ones: means over whole periods, for both paths.
@@ -352,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.freq_reuse, bench.calls, bench.cached = args.freq_reuse, 0, None
         out["paths"][f"fast_freq_reuse{args.freq_reuse}"] = {
             "ms_per_step": round(bench.time_steps(True, n, warm, mean=True), 3),
-            "fast_mean_ms_same_run": round(fast_mean, 3),
-        }
+            "fast_mean_ms_same_run": round(fast_mean, 3)}
         bench.freq_reuse = 1
     if args.fused_attention:
         gen = torch.Generator(device).manual_seed(9)
@@ -363,18 +307,14 @@ def main(argv: list[str] | None = None) -> int:
             set_fused_attention(bench.ext, True)
             _, fused = bench.losses(True, t)
         out["loss_relative_difference_fused_vs_explicit_attention"] = {
-            k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused
-        }
-        out["paths"]["fast_fused_attention"] = {
-            "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-            "breakdown_ms": bench.breakdown(True, max(1, steps // 2)),
-        }
+            k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused}
+        out["paths"]["fast_fused_attention"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
         if args.tf32 and gpu:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             out["paths"]["fast_fused_attention_tf32"] = {
                 "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                "breakdown_ms": bench.breakdown(True, max(1, steps // 2)),
-            }
+                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         set_fused_attention(bench.ext, False)
     if args.compile:
@@ -383,11 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         bench.step(True)
         bench.sync()
         compile_s = time.perf_counter() - t0
-        out["paths"]["fast_compiled"] = {
-            "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-            "compile_seconds": round(compile_s, 1),
-            "breakdown_ms": bench.breakdown(True, max(1, steps // 2)),
-        }
+        out["paths"]["fast_compiled"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                         "compile_seconds": round(compile_s, 1),
+                                         "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
     for v in out["paths"].values():
         v["steps_per_second"] = round(1000 / v["ms_per_step"], 2)
         v["minutes_per_20k_steps"] = round(v["ms_per_step"] * 20000 / 60000, 1)
@@ -398,13 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k}: {v}")
     tol = 1e-3
     bad = {k: v for k, v in out["loss_relative_difference_fast_vs_plain"].items() if v > tol}
-    bad.update(
-        {
-            f"{k} (fused attention)": v
-            for k, v in out.get("loss_relative_difference_fused_vs_explicit_attention", {}).items()
-            if v > tol
-        }
-    )
+    bad.update({f"{k} (fused attention)": v for k, v in
+                out.get("loss_relative_difference_fused_vs_explicit_attention", {}).items() if v > tol})
     if bad:
         print(f"fast and plain paths differ beyond {tol}: {bad}", file=sys.stderr)
         return 1

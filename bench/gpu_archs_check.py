@@ -25,10 +25,8 @@ from idc.archs.selective_scan import cuda_kernel, selective_scan  # noqa: E402
 
 def split(path: Path) -> tuple[dict, dict]:
     tensors = load_file(str(path))
-    return (
-        {k: v for k, v in tensors.items() if not k.startswith("__")},
-        {k: v for k, v in tensors.items() if k.startswith("__")},
-    )
+    return ({k: v for k, v in tensors.items() if not k.startswith("__")},
+            {k: v for k, v in tensors.items() if k.startswith("__")})
 
 
 def check_fixtures(fixtures: Path, device: str) -> bool:
@@ -67,10 +65,8 @@ def check_fixtures(fixtures: Path, device: str) -> bool:
         d_out = (out - extra["__output_B__"]).abs().max().item()
         good = same_routes and same_order and d_out < 1e-5
         ok &= good
-        print(
-            f"  mambairv2_light_x4 run B: routes equal {same_routes}, sort equal {same_order}, "
-            f"output {d_out:.2e} {'OK' if good else 'FAIL'} (scan: {'cuda kernel' if cuda_kernel() else 'vectorised'})"
-        )
+        print(f"  mambairv2_light_x4 run B: routes equal {same_routes}, sort equal {same_order}, "
+              f"output {d_out:.2e} {'OK' if good else 'FAIL'} (scan: {'cuda kernel' if cuda_kernel() else 'vectorised'})")
     return ok
 
 
@@ -78,15 +74,10 @@ def check_scan(device: str) -> bool:
     ok = True
     gen = torch.Generator().manual_seed(0)
     for b, d, n, length in ((2, 48, 8, 1024), (1, 16, 16, 333)):
-        tensors = [
-            torch.randn(b, d, length, generator=gen),
-            torch.randn(b, d, length, generator=gen) * 0.5,
-            -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1),
-            torch.randn(b, 1, n, length, generator=gen),
-            torch.randn(b, 1, n, length, generator=gen),
-            torch.randn(d, generator=gen),
-            torch.randn(d, generator=gen) * 0.5,
-        ]
+        tensors = [torch.randn(b, d, length, generator=gen), torch.randn(b, d, length, generator=gen) * 0.5,
+                   -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1),
+                   torch.randn(b, 1, n, length, generator=gen), torch.randn(b, 1, n, length, generator=gen),
+                   torch.randn(d, generator=gen), torch.randn(d, generator=gen) * 0.5]
         weight = torch.randn(b, d, length, generator=gen).to(device)
         results = {}
         impls = ["sequential", "vectorised"] + (["cuda"] if cuda_kernel() is not None else [])
@@ -103,10 +94,8 @@ def check_scan(device: str) -> bool:
             tol = 1e-5 if impl == "vectorised" else 1e-3
             good = d_out < tol and d_grad < tol
             ok &= good
-            print(
-                f"  scan {impl} vs sequential B={b} D={d} N={n} L={length}: rel output {d_out:.2e}, "
-                f"rel grads {d_grad:.2e} {'OK' if good else 'FAIL'}"
-            )
+            print(f"  scan {impl} vs sequential B={b} D={d} N={n} L={length}: rel output {d_out:.2e}, "
+                  f"rel grads {d_grad:.2e} {'OK' if good else 'FAIL'}")
     return ok
 
 

@@ -43,11 +43,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--small", action="store_true", help="reduced features (smoke test of this script on a CPU)")
     ap.add_argument("--pack", type=int, default=4, help="instances packed in one loop for the packed timing")
-    ap.add_argument(
-        "--compile-mode",
-        default=None,
-        help="only time the fast path (single and packed) with torch.compile in this mode",
-    )
+    ap.add_argument("--compile-mode", default=None,
+                    help="only time the fast path (single and packed) with torch.compile in this mode")
     ap.add_argument("--fused-attention", action="store_true", help="with --compile-mode: compile the SDPA path")
     ap.add_argument("--gpu-set", action="store_true", help="with --compile-mode: the whole GPU switch set as well")
     args = ap.parse_args()
@@ -60,30 +57,14 @@ def main() -> int:
     out: dict = {"device": name, "torch": torch.__version__, "steps": steps, "n_real": args.n_real, "size": args.size}
     base = dict(steps=steps, warmup=20, assign_interval=5, assign_times=25, log_every=50, milestones=[steps - 20])
     if args.small:
-        base.update(
-            channels=32,
-            num_freqs=64,
-            groups=4,
-            kernel=3,
-            warmup=2,
-            assign_interval=1,
-            assign_times=3,
-            log_every=5,
-            milestones=[steps - 2],
-        )
-    runs = [
-        ("fast", {}),
-        ("fast_seed1", {}),
-        ("fast_tf32", {"allow_tf32": True}),
-        ("fast_fused_attention", {"fused_attention": True}),
-        ("fast_fused_attention_tf32", {"fused_attention": True, "allow_tf32": True}),
-        ("fast_channels_last", {"channels_last": True}),
-        ("fast_bf16", {"autocast_bf16": True}),
-        ("fast_pool16", {"freq_pool": 16}),
-        ("gpu_set", GPU_SET),
-        ("fast_deterministic", {"deterministic": True}),
-        ("plain", {"fast_path": False}),
-    ]
+        base.update(channels=32, num_freqs=64, groups=4, kernel=3, warmup=2, assign_interval=1, assign_times=3,
+                    log_every=5, milestones=[steps - 2])
+    runs = [("fast", {}), ("fast_seed1", {}), ("fast_tf32", {"allow_tf32": True}),
+            ("fast_fused_attention", {"fused_attention": True}),
+            ("fast_fused_attention_tf32", {"fused_attention": True, "allow_tf32": True}),
+            ("fast_channels_last", {"channels_last": True}), ("fast_bf16", {"autocast_bf16": True}),
+            ("fast_pool16", {"freq_pool": 16}), ("gpu_set", GPU_SET), ("fast_deterministic", {"deterministic": True}),
+            ("plain", {"fast_path": False})]
     if args.compile_mode:
         base.update(compile_extractor=True, compile_mode=args.compile_mode, fused_attention=args.fused_attention)
         if args.gpu_set:
@@ -102,14 +83,9 @@ def main() -> int:
         settled = [r for r in recs if r["step"] >= cfg.assignment_steps()[-1]]
         a, b = settled[0], recs[-1]
         ms = (b["seconds"] - a["seconds"]) * 1000 / max(1, b["step"] - a["step"])
-        out[name] = {
-            "wall_s": round(wall, 2),
-            "ms_per_step_settled": round(ms, 2),
-            "final": b,
-            "paired": log["groups"]["paired"],
-            "n_synthetic": log["n_synthetic"],
-            "synthetic_range": [float(syn.min()), float(syn.max())],
-        }
+        out[name] = {"wall_s": round(wall, 2), "ms_per_step_settled": round(ms, 2),
+                     "final": b, "paired": log["groups"]["paired"], "n_synthetic": log["n_synthetic"],
+                     "synthetic_range": [float(syn.min()), float(syn.max())]}
         out[name]["diag_mmd"] = b.get("diag_mmd")
         if name == "fast":
             syn_fast = syn
@@ -134,9 +110,7 @@ def main() -> int:
                         raise Stop
 
                 try:
-                    condense_instance(
-                        real, ext, short, seed=0, device=dev, progress=False, resume_path=ck, on_log=crash
-                    )
+                    condense_instance(real, ext, short, seed=0, device=dev, progress=False, resume_path=ck, on_log=crash)
                 except Stop:
                     pass
                 syn3, log3 = condense_instance(real, ext, short, seed=0, device=dev, progress=False, resume_path=ck)
@@ -144,10 +118,8 @@ def main() -> int:
                 out["fast"]["resume_max_abs_diff"] = float((syn3 - ref).abs().max())
     if args.pack > 1:  # several instances in one loop: one extractor pass over all synthetic patches
         cfg = CondenseConfig.from_dict(base)
-        reals = [real] + [
-            torch.rand(args.n_real, 3, args.size, args.size, generator=torch.Generator().manual_seed(k))
-            for k in range(1, args.pack)
-        ]
+        reals = [real] + [torch.rand(args.n_real, 3, args.size, args.size, generator=torch.Generator().manual_seed(k))
+                          for k in range(1, args.pack)]
         sync(dev)
         t0 = time.perf_counter()
         res = condense_instances(reals, ext, cfg, seeds=list(range(args.pack)), device=dev, progress=False)
@@ -156,12 +128,10 @@ def main() -> int:
         settled = [r for r in recs if r["step"] >= cfg.assignment_steps()[-1]]
         a, b = settled[0], recs[-1]
         ms = (b["seconds"] - a["seconds"]) * 1000 / max(1, b["step"] - a["step"])
-        out[f"fast_pack{args.pack}"] = {
-            "wall_s": round(time.perf_counter() - t0, 2),
-            "ms_per_step_settled": round(ms, 2),
-            "ms_per_instance_step": round(ms / args.pack, 2),
-            "max_abs_diff_vs_single": float((res[0][0] - syn_fast).abs().max()),
-        }
+        out[f"fast_pack{args.pack}"] = {"wall_s": round(time.perf_counter() - t0, 2),
+                                        "ms_per_step_settled": round(ms, 2),
+                                        "ms_per_instance_step": round(ms / args.pack, 2),
+                                        "max_abs_diff_vs_single": float((res[0][0] - syn_fast).abs().max())}
     print(json.dumps(out, indent=1))
     return 0
 

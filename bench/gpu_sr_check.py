@@ -44,55 +44,22 @@ def throughput(preset: str, store: Path, out: Path, steps: int, batch: int, devi
     stamps: list[float] = []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    cfg = TrainConfig(
-        model_name=preset,
-        steps=steps,
-        batch_size=batch,
-        gt_size=256,
-        lr=2e-4,
-        milestones=[steps // 2],
-        ema_decay=0.999,
-        val_every=10_000,
-        checkpoint_every=10_000,
-        seed=0,
-        amp=True,
-        log_every=max(steps // 4, 1),
-    )
-    train_sr(
-        cfg,
-        store_path=store,
-        out_dir=out,
-        num_workers=6,
-        device=device,
-        step_callback=lambda s: stamps.append(time.perf_counter()),
-    )
+    cfg = TrainConfig(model_name=preset, steps=steps, batch_size=batch, gt_size=256, lr=2e-4,
+                      milestones=[steps // 2], ema_decay=0.999, val_every=10_000, checkpoint_every=10_000, seed=0,
+                      amp=True, log_every=max(steps // 4, 1))
+    train_sr(cfg, store_path=store, out_dir=out, num_workers=6, device=device,
+             step_callback=lambda s: stamps.append(time.perf_counter()))
     warm = min(5, steps - 2)
     rate = (len(stamps) - 1 - warm) / (stamps[-1] - stamps[warm])
     log = json.loads((out / "train_log.json").read_text())
-    return {
-        "model": preset,
-        "batch": batch,
-        "steps_per_s": rate,
-        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-        "last_loss": log["loss_curve"][-1][1],
-        "amp": log["settings"]["amp_dtype"],
-    }
+    return {"model": preset, "batch": batch, "steps_per_s": rate, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "last_loss": log["loss_curve"][-1][1], "amp": log["settings"]["amp_dtype"]}
 
 
 def resume_check(store: Path, root: Path, device: str, steps: int) -> dict:
-    cfg = TrainConfig(
-        model_name="edsr_baseline_x4",
-        steps=steps,
-        batch_size=16,
-        gt_size=192,
-        lr=2e-4,
-        milestones=[steps * 3 // 4],
-        val_every=10_000,
-        checkpoint_every=steps // 3,
-        seed=1,
-        amp=True,
-        log_every=10,
-    )
+    cfg = TrainConfig(model_name="edsr_baseline_x4", steps=steps, batch_size=16, gt_size=192, lr=2e-4,
+                      milestones=[steps * 3 // 4], val_every=10_000, checkpoint_every=steps // 3, seed=1, amp=True,
+                      log_every=10)
     kw = dict(store_path=store, num_workers=4, device=device)
     train_sr(cfg, out_dir=root / "full", **kw)
 
@@ -120,10 +87,8 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(LIGHT))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    results: dict = {
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-    }
+    results: dict = {"torch": torch.__version__,
+                     "gpu": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = make_store(root)

@@ -32,12 +32,9 @@ def condense_step_figures(data: dict) -> dict:
     out = {}
     for name, rec in paths.items():
         ms = rec["ms_per_step"]
-        out[name] = {
-            "ms_per_step": ms,
-            "steps_per_second": round(1000 / ms, 2),
-            "speedup_vs_plain": round(plain / ms, 2) if plain else None,
-            "extractor_fwd_bwd_ms": rec.get("breakdown_ms", {}).get("extractor_fwd_bwd_alone"),
-        }
+        out[name] = {"ms_per_step": ms, "steps_per_second": round(1000 / ms, 2),
+                     "speedup_vs_plain": round(plain / ms, 2) if plain else None,
+                     "extractor_fwd_bwd_ms": rec.get("breakdown_ms", {}).get("extractor_fwd_bwd_alone")}
     for key in ("loss_relative_difference_fast_vs_plain", "loss_relative_difference_fused_vs_explicit_attention"):
         if key in data:
             out[key] = max(data[key].values())
@@ -57,19 +54,9 @@ def condense_instance_figures(data: dict, reference: dict | None = None) -> dict
     for name, rec in data.items():
         if isinstance(rec, dict) and "ms_per_step_settled" in rec:
             ms = rec["ms_per_step_settled"]
-            out[name] = {
-                k: rec[k]
-                for k in (
-                    "ms_per_step_settled",
-                    "ms_per_instance_step",
-                    "rerun_max_abs_diff",
-                    "resume_max_abs_diff",
-                    "max_abs_diff_vs_fast",
-                    "max_abs_diff_vs_single",
-                    "diag_mmd",
-                )
-                if k in rec
-            }
+            out[name] = {k: rec[k] for k in ("ms_per_step_settled", "ms_per_instance_step", "rerun_max_abs_diff",
+                                             "resume_max_abs_diff", "max_abs_diff_vs_fast",
+                                             "max_abs_diff_vs_single", "diag_mmd") if k in rec}
             per_instance = rec.get("ms_per_instance_step", ms)
             out[name]["speedup_vs_plain"] = round(plain / per_instance, 2) if plain else None
             out[name]["speedup_vs_fast"] = round(fast / per_instance, 2) if fast else None

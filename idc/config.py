@@ -126,16 +126,13 @@ def _check_networks(config: dict) -> None:
     scale = config["scale"]
     crop = config["data"]["crop"]
     crops = {"data.crop": crop}
-    crops.update(
-        {f"datasets.{name}": spec for name, spec in config.get("datasets", {}).items() if spec["method"] == "folder"}
-    )  # imported folders are cropped by their own sizes
+    crops.update({f"datasets.{name}": spec for name, spec in config.get("datasets", {}).items()
+                  if spec["method"] == "folder"})  # imported folders are cropped by their own sizes
     for where, sizes in crops.items():
         for key in ("hr_size", "step"):
             if sizes.get(key) and sizes[key] % scale:
-                raise ConfigError(
-                    f"config key {where}.{key}: {sizes[key]} is not a multiple of scale {scale} "
-                    "(LR windows must fall on whole pixels)"
-                )
+                raise ConfigError(f"config key {where}.{key}: {sizes[key]} is not a multiple of scale {scale} "
+                                  "(LR windows must fall on whole pixels)")
     for section in ("teachers", "models"):
         for name, spec in config.get(section, {}).items():
             where = f"{section}.{name}"
@@ -145,18 +142,15 @@ def _check_networks(config: dict) -> None:
                 raise ConfigError(f"config key {where}.kwargs: {err}") from None
             upscale = kwargs.get("upscale", default_kwarg(spec["arch"], "upscale"))
             if upscale != scale:
-                raise ConfigError(
-                    f"config key {where}.kwargs.upscale: the network up-samples x{upscale}, the run's scale is {scale}"
-                )
+                raise ConfigError(f"config key {where}.kwargs.upscale: the network up-samples x{upscale}, "
+                                  f"the run's scale is {scale}")
             gt_size = spec["train"]["gt_size"]
             if not spec.get("weights"):
                 if gt_size % scale:
                     raise ConfigError(f"config key {where}.train.gt_size: {gt_size} is not a multiple of scale {scale}")
                 if gt_size > crop["hr_size"]:
-                    raise ConfigError(
-                        f"config key {where}.train.gt_size: {gt_size} is larger than the HR "
-                        f"patches (data.crop.hr_size {crop['hr_size']})"
-                    )
+                    raise ConfigError(f"config key {where}.train.gt_size: {gt_size} is larger than the HR "
+                                      f"patches (data.crop.hr_size {crop['hr_size']})")
 
 
 def _cross_check(config: dict) -> None:
@@ -179,15 +173,12 @@ def _cross_check(config: dict) -> None:
     for name, spec in datasets.items():
         for key in spec.get("selection") or {}:
             if not key.startswith(spec["method"] + "_"):
-                raise ConfigError(
-                    f"config key datasets.{name}.selection.{key}: not a setting of method {spec['method']!r}"
-                )
+                raise ConfigError(f"config key datasets.{name}.selection.{key}: not a setting of method "
+                                  f"{spec['method']!r}")
     for name, spec in models.items():
         if spec.get("weights"):
-            raise ConfigError(
-                f"config key models.{name}.weights: only teachers can start from released weights "
-                "(the evaluated models are trained on each dataset)"
-            )
+            raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "
+                              "(the evaluated models are trained on each dataset)")
     condense = config["condense"]
     needs_condense = any(d["method"] == "idc" for d in datasets.values())
     if needs_condense and condense["extractor"] not in teachers:
@@ -218,9 +209,7 @@ def _cross_check(config: dict) -> None:
             if "upsampler" not in spec:
                 raise ConfigError(f"config key datasets.{name}.upsampler: required for method idc")
             if spec["upsampler"] not in teachers:
-                raise ConfigError(
-                    f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers"
-                )
+                raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
     validation = config["data"].get("validation")
     if validation is not None and validation not in testsets:
         raise ConfigError(f"config key data.validation: {validation!r} is not a key of data.testsets")
@@ -279,10 +268,7 @@ def check_ratios(config: dict, patch_counts: list[int] | None) -> None:
 
     crop = config["data"]["crop"]
     paper_div2k = config["data"]["trainset"]["source"] == "div2k" and (
-        crop["hr_size"],
-        crop["step"],
-        crop["thresh"],
-    ) == (256, 128, 0)
+        crop["hr_size"], crop["step"], crop["thresh"]) == (256, 128, 0)
     for name, spec in config["datasets"].items():
         if "ratio" not in spec:  # whole, folder: no selection from the patches
             continue

@@ -32,17 +32,8 @@ class ProgressLog:
     ``clock`` is injectable so tests can check the period and the ETA without sleeping.
     """
 
-    def __init__(
-        self,
-        logger: logging.Logger,
-        desc: str,
-        total: int | None,
-        *,
-        unit: str = "items",
-        every_s: float = 30.0,
-        clock=time.monotonic,
-        start: int = 0,
-    ) -> None:
+    def __init__(self, logger: logging.Logger, desc: str, total: int | None, *, unit: str = "items",
+                 every_s: float = 30.0, clock=time.monotonic, start: int = 0) -> None:
         self.logger, self.desc, self.unit = logger, desc, unit
         self.total = None if total is None else int(total)  # None: unknown (no percentage, no ETA)
         self.every_s, self._clock = float(every_s), clock
@@ -63,14 +54,10 @@ class ProgressLog:
         elapsed = max(now - self.start, 1e-9)
         rate = (self.done - self._start_done) / elapsed
         if self.total is None:
-            return (
-                f"{self.desc}: {self.done} {self.unit}, {rate:.3g} {self.unit}/s, "
-                f"elapsed {format_duration(elapsed)}, eta ? (total unknown)"
-            )
+            return (f"{self.desc}: {self.done} {self.unit}, {rate:.3g} {self.unit}/s, "
+                    f"elapsed {format_duration(elapsed)}, eta ? (total unknown)")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta = format_duration(left) if left != float("inf") else "?"
-        return (
-            f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), "
-            f"{rate:.3g} {self.unit}/s, elapsed {format_duration(elapsed)}, eta {eta}"
-        )
+        return (f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), "
+                f"{rate:.3g} {self.unit}/s, elapsed {format_duration(elapsed)}, eta {eta}")

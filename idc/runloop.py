@@ -39,9 +39,8 @@ class StopFlag:
         if self.signum is not None:
             return
         if self._log is not None:
-            self._log.warning(
-                "%s received: will checkpoint and stop after the current step", signal.Signals(signum).name
-            )
+            self._log.warning("%s received: will checkpoint and stop after the current step",
+                              signal.Signals(signum).name)
         self.signum = signum
 
     @property

@@ -32,9 +32,8 @@ def find_chromium() -> str | None:
 class Browser:
     """``with Browser() as b: page = b.open(url)``; errors land in ``page.errors``."""
 
-    def __init__(
-        self, executable: str | None = None, width: int = 1400, height: int = 1000, timeout: float = 60.0
-    ) -> None:
+    def __init__(self, executable: str | None = None, width: int = 1400, height: int = 1000,
+                 timeout: float = 60.0) -> None:
         self.executable = executable or find_chromium()
         if not self.executable:
             raise FileNotFoundError("no chromium executable found (apt-get install chromium)")
@@ -51,23 +50,11 @@ class Browser:
             os.dup2(high_w, 4)
 
         self.proc = subprocess.Popen(
-            [
-                self.executable,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-extensions",
-                "--remote-debugging-pipe",
-                f"--user-data-dir={self._profile}",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=wire_fds,
-            pass_fds=(3, 4),  # kept open after wire_fds ran
+            [self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-extensions", "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
+             f"--window-size={width},{height}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=wire_fds, pass_fds=(3, 4),  # kept open after wire_fds ran
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -125,11 +112,9 @@ class Browser:
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
-        self.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
-            session=session,
-        )
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
+                  session=session)
         self.send("Page.navigate", {"url": url}, session=session)
         self.wait_event("Page.loadEventFired", session)
         page = Page(self, session)
@@ -173,11 +158,8 @@ class Page:
         self.evaluate(f"new Promise(r => setTimeout(r, {int(seconds * 1000)}))")
 
     def evaluate(self, expression: str) -> Any:
-        result = self.browser.send(
-            "Runtime.evaluate",
-            {"expression": expression, "returnByValue": True, "awaitPromise": True},
-            session=self.session,
-        )
+        result = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                        "awaitPromise": True}, session=self.session)
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")

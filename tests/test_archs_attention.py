@@ -12,7 +12,8 @@ from idc.archs.swinir import relative_position_index, shifted_window_mask
 
 def _inputs(dtype: torch.dtype, images: int = 2, windows: int = 4, heads: int = 3, n: int = 16, d: int = 8):
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(images * windows, heads, n, d, generator=g, dtype=dtype).requires_grad_() for _ in range(3))
+    q, k, v = (torch.randn(images * windows, heads, n, d, generator=g, dtype=dtype).requires_grad_()
+               for _ in range(3))
     table = (0.5 * torch.randn(49, heads, generator=g, dtype=dtype)).requires_grad_()
     return q, k, v, table
 
@@ -29,7 +30,7 @@ def test_fused_equals_explicit_values_and_gradients(dtype, tol, shifted) -> None
     outs, grads = [], []
     for fused in (False, True):
         bias = relative_bias(table, index, 16)
-        out = window_attention(q, k, v, bias, mask, 8**-0.5, fused=fused)
+        out = window_attention(q, k, v, bias, mask, 8 ** -0.5, fused=fused)
         weight = torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)
         grads.append(torch.autograd.grad((out * weight).sum(), (q, k, v, table)))
         outs.append(out.detach())
@@ -98,7 +99,7 @@ def test_cuda_fused_kernel_equals_explicit_with_bias_gradient(shifted) -> None:
     mask = shifted_window_mask(8, 8, 4, 2).cuda() if shifted else None
     results = []
     for fused in (False, True):
-        out = window_attention(q, k, v, relative_bias(table, index, 16), mask, 8**-0.5, fused=fused)
+        out = window_attention(q, k, v, relative_bias(table, index, 16), mask, 8 ** -0.5, fused=fused)
         results.append((out.detach(), torch.autograd.grad(out.square().sum(), (q, k, v, table))))
     (o0, g0), (o1, g1) = results
     assert (o0 - o1).abs().max().item() < 1e-4
@@ -111,10 +112,10 @@ def test_attention_dropout_only_in_training(fused) -> None:
     q, k, v, table = (t.detach() for t in _inputs(torch.float32))
     bias = relative_bias(table, relative_position_index(4, 4), 16)
     drop = torch.nn.Dropout(0.5)
-    plain = window_attention(q, k, v, bias, None, 8**-0.5, fused=fused)
+    plain = window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused)
     drop.eval()
-    assert torch.equal(window_attention(q, k, v, bias, None, 8**-0.5, fused=fused, dropout=drop), plain)
+    assert torch.equal(window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused, dropout=drop), plain)
     drop.train()
     torch.manual_seed(0)
-    dropped = window_attention(q, k, v, bias, None, 8**-0.5, fused=fused, dropout=drop)
+    dropped = window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused, dropout=drop)
     assert (dropped - plain).abs().max().item() > 1e-2

@@ -22,10 +22,7 @@ def _count_on_meta(name: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(
-    "preset, expected",
-    [("edsr_baseline_x4", 1_517_571), ("edsr_x4", 43_089_923)],
-)
+@pytest.mark.parametrize("preset, expected", [("edsr_baseline_x4", 1_517_571), ("edsr_x4", 43_089_923)])
 def test_edsr_parameter_counts(preset: str, expected: int) -> None:
     assert _count_on_meta(preset) == expected
 

@@ -8,18 +8,8 @@ from idc.archs import build_model, deterministic_inference
 def _tiny_mambairv2():
     torch.manual_seed(0)
     return build_model(
-        "mambairv2_light",
-        upscale=4,
-        img_size=16,
-        embed_dim=12,
-        d_state=4,
-        depths=[1],
-        num_heads=[2],
-        window_size=4,
-        inner_rank=8,
-        num_tokens=8,
-        mlp_ratio=1.0,
-        upsampler="pixelshuffledirect",
+        "mambairv2_light", upscale=4, img_size=16, embed_dim=12, d_state=4, depths=[1], num_heads=[2],
+        window_size=4, inner_rank=8, num_tokens=8, mlp_ratio=1.0, upsampler="pixelshuffledirect",
     )
 
 

@@ -90,11 +90,8 @@ def test_official_run_a_replayed(light_fixture) -> None:
     """Recorded noise + the official unstable sort's permutations reproduce the official output."""
     state, extra = light_fixture
     model = _loaded("mambairv2_light", state)
-    with (
-        torch.no_grad(),
-        model.injected_routing(extra["__gumbel_noise__"], extra["__sort_indices__"]),
-        model.recording_routing() as record,
-    ):
+    with torch.no_grad(), model.injected_routing(extra["__gumbel_noise__"], extra["__sort_indices__"]), \
+            model.recording_routing() as record:
         out = model(extra["__input__"])
     assert torch.equal(torch.stack([r["route_index"] for r in record]), extra["__route_index__"])
     assert _max_diff(out, extra["__output__"]) < 1e-5
@@ -109,11 +106,8 @@ def test_official_gumbel_mode_draws_the_official_noise(light_fixture) -> None:
     torch.manual_seed(1)
     x = torch.rand(1, 3, 24, 24)
     assert torch.equal(x, extra["__input__"])
-    with (
-        torch.no_grad(),
-        model.recording_routing() as record,
-        model.injected_routing(sort_indices=extra["__sort_indices__"]),
-    ):
+    with torch.no_grad(), model.recording_routing() as record, model.injected_routing(
+            sort_indices=extra["__sort_indices__"]):
         out = model(x)
     assert torch.equal(torch.stack([r["route_index"] for r in record]), extra["__route_index__"])
     assert _max_diff(out, extra["__output__"]) < 1e-5
@@ -135,21 +129,9 @@ def test_argmax_mode_is_run_c(light_fixture) -> None:
 
 def _tiny(**kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(
-        "mambairv2_light",
-        upscale=2,
-        img_size=16,
-        embed_dim=12,
-        d_state=4,
-        depths=[2],
-        num_heads=[2],
-        window_size=8,
-        inner_rank=8,
-        num_tokens=6,
-        mlp_ratio=1.0,
-        upsampler="pixelshuffledirect",
-        **kwargs,
-    ).eval()
+    return build_model("mambairv2_light", upscale=2, img_size=16, embed_dim=12, d_state=4, depths=[2],
+                       num_heads=[2], window_size=8, inner_rank=8, num_tokens=6, mlp_ratio=1.0,
+                       upsampler="pixelshuffledirect", **kwargs).eval()
 
 
 def test_routing_modes_seeded_and_deterministic() -> None:

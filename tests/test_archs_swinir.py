@@ -89,17 +89,8 @@ def test_reflect_padding_matches_torch_and_small_inputs_work() -> None:
     x = torch.rand(1, 3, 5, 6)
     assert torch.equal(pad_to_multiple(x, 8, "reflect"), torch.nn.functional.pad(x, (0, 2, 0, 3), mode="reflect"))
     torch.manual_seed(0)
-    model = build_model(
-        "swinir",
-        upscale=2,
-        img_size=16,
-        window_size=4,
-        depths=[2],
-        num_heads=[2],
-        embed_dim=8,
-        mlp_ratio=2,
-        upsampler="pixelshuffle",
-    ).eval()
+    model = build_model("swinir", upscale=2, img_size=16, window_size=4, depths=[2], num_heads=[2],
+                        embed_dim=8, mlp_ratio=2, upsampler="pixelshuffle").eval()
     y = model(torch.rand(2, 3, 7, 9))
     assert y.shape == (2, 3, 14, 18) and torch.isfinite(y).all()
     assert model.features(torch.rand(1, 3, 7, 9)).shape == (1, 8, 8, 12)

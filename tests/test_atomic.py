@@ -137,7 +137,6 @@ def test_atomic_open_refuses_modes_that_do_not_write_a_new_file(tmp_path):
 
 # One writer of each kind, through its public function: group-readable under umask 022.
 
-
 def test_selection_indices_and_record_are_group_readable(tmp_path, umask):
     from idc.data.store import write_patch_store
     from idc.select import select_baseline
@@ -146,24 +145,12 @@ def test_selection_indices_and_record_are_group_readable(tmp_path, umask):
     rng = np.random.default_rng(0)
     lr = rng.integers(0, 255, size=(20, 4, 4, 3), dtype=np.uint8)
     hr = np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2)
-    store = write_patch_store(
-        tmp_path / "patches.h5", lr, hr, np.arange(20) // 5, np.zeros((20, 2), int), scale=2, source="test"
-    )
-    out = select_baseline(
-        store_path=store,
-        method="random",
-        ratio=0.25,
-        out_path=tmp_path / "sel" / "r.idx.npy",
-        seed=0,
-        n_splits=1,
-        feature_source="pixels",
-        device="cpu",
-    )
+    store = write_patch_store(tmp_path / "patches.h5", lr, hr, np.arange(20) // 5, np.zeros((20, 2), int),
+                              scale=2, source="test")
+    out = select_baseline(store_path=store, method="random", ratio=0.25, out_path=tmp_path / "sel" / "r.idx.npy",
+                          seed=0, n_splits=1, feature_source="pixels", device="cpu")
     assert {p.name: _mode(p) for p in (store, out, out.with_suffix(".json"))} == {
-        "patches.h5": 0o644,
-        "r.idx.npy": 0o644,
-        "r.idx.json": 0o644,
-    }
+        "patches.h5": 0o644, "r.idx.npy": 0o644, "r.idx.json": 0o644}
     assert _only(out.parent) == ["r.idx.json", "r.idx.npy"]
 
 
@@ -221,10 +208,7 @@ def test_condensation_outputs_are_group_readable(tmp_path, umask):
     from idc.condense.stage import save_snapshots, save_synthetic, write_json
 
     umask(0o022)
-    written = [
-        save_synthetic(tmp_path / "a.npy", torch.zeros(1, 3, 2, 2)),
-        write_json(tmp_path / "a.json", {"n": 1}),
-        save_snapshots(tmp_path / "a.snapshots.npz", {}),
-    ]
+    written = [save_synthetic(tmp_path / "a.npy", torch.zeros(1, 3, 2, 2)), write_json(tmp_path / "a.json", {"n": 1}),
+               save_snapshots(tmp_path / "a.snapshots.npz", {})]
     assert [_mode(p) for p in written] == [0o644] * 3
     assert _only(tmp_path) == ["a.json", "a.npy", "a.snapshots.npz"]

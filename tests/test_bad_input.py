@@ -51,12 +51,8 @@ def test_bad_training_image_fails_fast_naming_the_file(tmp_path, case):
     _good_images(folder)
     make_bad(folder)
     config = _folder_config(work, folder)
-    proc = snakemake(
-        ["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(config)],
-        cwd=work,
-        check=False,
-        timeout=300,
-    )
+    proc = snakemake(["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(config)],
+                     cwd=work, check=False, timeout=300)
     assert proc.returncode != 0
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if culprit in line]
     assert errors, (proc.stdout + proc.stderr)[-3000:]

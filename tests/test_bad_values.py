@@ -26,7 +26,8 @@ def _demo() -> dict:
 
 
 def _idc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(), timeout=120)
+    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(),
+                          timeout=120)
 
 
 def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -40,17 +41,8 @@ def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 # ------------------------------------------------------------------ wrong results accepted silently
-@pytest.mark.parametrize(
-    "key, value",
-    [
-        ("use_pair", "false"),
-        ("use_group", "no"),
-        ("steps", 10.5),
-        ("steps", True),
-        ("lr", "1e-2"),
-        ("milestones", [1, "2"]),
-    ],
-)
+@pytest.mark.parametrize("key, value", [("use_pair", "false"), ("use_group", "no"), ("steps", 10.5),
+                                        ("steps", True), ("lr", "1e-2"), ("milestones", [1, "2"])])
 def test_condensation_settings_of_the_wrong_type_are_refused(key, value):
     config = _demo()
     config["condense"]["params"][key] = value
@@ -186,14 +178,10 @@ def _set_header_field(raw: bytearray, local_offset: int, central_offset: int, va
 ARCHIVES = {
     # 100 MB of zeros deflate to ~100 kB: beyond 20x the archive (and the 64 MB floor)
     "decompression bomb": (lambda: _zip({"HR/a.png": bytes(100 << 20)}), "more than the limit"),
-    "encrypted member": (
-        lambda: _zip({"HR/a.png": b"x" * 100}, lambda raw: _set_header_field(raw, 6, 8, 0x1)),
-        "encrypted member",
-    ),
-    "unsupported compression": (
-        lambda: _zip({"HR/a.png": b"x" * 100}, lambda raw: _set_header_field(raw, 8, 10, 9)),
-        "compression method 9",
-    ),
+    "encrypted member": (lambda: _zip({"HR/a.png": b"x" * 100},
+                                      lambda raw: _set_header_field(raw, 6, 8, 0x1)), "encrypted member"),
+    "unsupported compression": (lambda: _zip({"HR/a.png": b"x" * 100},
+                                             lambda raw: _set_header_field(raw, 8, 10, 9)), "compression method 9"),
     "file and folder clash": (lambda: _zip({"HR": b"x", "HR/a.png": b"y"}), "both a file and a folder"),
 }
 
@@ -206,15 +194,8 @@ def test_archive_problems_are_one_line_errors_before_extraction(tmp_path, case):
     data = make()
     archive = tmp_path / "set.zip"
     archive.write_bytes(data)
-    proc = _idc(
-        "prepare-testset",
-        "Set",
-        str(tmp_path / "out"),
-        "--url",
-        archive.as_uri(),
-        "--sha256",
-        hashlib.sha256(data).hexdigest(),
-    )
+    proc = _idc("prepare-testset", "Set", str(tmp_path / "out"), "--url", archive.as_uri(),
+                "--sha256", hashlib.sha256(data).hexdigest())
     _one_line(proc, "set.zip", reason)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.zip"]  # nothing extracted, no temporaries
 
@@ -262,24 +243,10 @@ def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
     # a constructor argument of the wrong type, and a zero-byte checkpoint
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    _one_line(
-        _idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model", "edsr_baseline_x4"),
-        "empty.pth",
-        "empty",
-    )
-    _one_line(
-        _idc(
-            "archs",
-            "import-weights",
-            str(empty),
-            str(tmp_path / "m.safetensors"),
-            "--model",
-            "edsr_baseline_x4",
-            "--set",
-            "num_feat=abc",
-        ),
-        "num_feat='abc'",
-    )
+    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+                   "edsr_baseline_x4"), "empty.pth", "empty")
+    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+                   "edsr_baseline_x4", "--set", "num_feat=abc"), "num_feat='abc'")
     # a model file whose metadata asks for 1e14 weights is refused without allocating them
     tiny = tmp_path / "tiny.safetensors"
     save_model(tiny, build_model("edsr", num_feat=4, num_block=1), "edsr", {"num_feat": 4, "num_block": 1})
@@ -287,11 +254,8 @@ def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
 
     from idc.archs.io import FORMAT_TAG, load_model
 
-    save_file(
-        load_file(tiny),
-        tiny,
-        metadata={"format": FORMAT_TAG, "arch": "edsr", "kwargs": '{"num_feat": 600000, "num_block": 1}'},
-    )
+    save_file(load_file(tiny), tiny, metadata={"format": FORMAT_TAG, "arch": "edsr",
+                                              "kwargs": '{"num_feat": 600000, "num_block": 1}'})
     with pytest.raises(ValueError, match=r"model file .*tiny.safetensors: .*more than the limit"):
         load_model(tiny)
     assert not list(tmp_path.glob(".*"))  # no temporaries left by any of them
@@ -301,18 +265,10 @@ def test_a_network_of_another_scale_is_refused_before_training(tmp_path):
     from idc.sr.train import TrainConfig, train_sr
 
     rng = np.random.default_rng(0)
-    store = write_patch_store(
-        tmp_path / "x2.h5",
-        rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
-        rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8),
-        np.zeros(4, np.int64),
-        np.zeros((4, 2), np.int64),
-    )
+    store = write_patch_store(tmp_path / "x2.h5", rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+                              rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), np.zeros(4, np.int64),
+                              np.zeros((4, 2), np.int64))
     with pytest.raises(ValueError, match=r"up-samples x4, the patch store .*x2.h5 is x2"):
-        train_sr(
-            TrainConfig(model_name="edsr_baseline_x4", steps=1, batch_size=1, gt_size=16, lr=1e-4),
-            store_path=store,
-            out_dir=tmp_path / "out",
-            device="cpu",
-        )
+        train_sr(TrainConfig(model_name="edsr_baseline_x4", steps=1, batch_size=1, gt_size=16, lr=1e-4),
+                 store_path=store, out_dir=tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()

@@ -111,10 +111,7 @@ def test_images_below_one_patch_and_the_old_rule() -> None:
     assert allocate_synthetic(counts, 0.1, "ceil_per_image").tolist() == [2, 2, 1, 1]
     assert allocate_synthetic([35] * 100, 0.1, "ceil_per_image").sum() == 400  # the earlier mini run
     assert describe_allocation(allocate_synthetic([35] * 100, 0.1)) == {
-        "total": 350,
-        "images": 100,
-        "histogram": {"3": 50, "4": 50},
-    }
+        "total": 350, "images": 100, "histogram": {"3": 50, "4": 50}}
 
 
 def test_bad_input_is_named() -> None:
@@ -142,9 +139,8 @@ def test_paper_config_gives_12076_idc_pairs() -> None:
 
     config = load_config(PROJECT_ROOT / "config" / "config.yaml")
     spec = config["datasets"]["idc"]
-    cfg = CondenseConfig.from_dict(
-        resolve_condense_config(config["condense"]["params"], variant=spec["variant"], ratio=spec["ratio"])
-    )
+    cfg = CondenseConfig.from_dict(resolve_condense_config(config["condense"]["params"], variant=spec["variant"],
+                                                           ratio=spec["ratio"]))
     assert cfg.budget == "equal"
     counts = np.array([len(a) for a in np.array_split(np.arange(DIV2K_TRAIN_PATCHES), 800)])
     assert sum(cfg.synthetic_counts(counts)) == 12_076
@@ -157,16 +153,8 @@ def _store_like_the_workflow(config: dict, hr_dir: Path, out: Path) -> Path:
     from idc.data.images import list_images
 
     first = config["data"]["trainset"].get("images")  # the workflow's cut to the first K photos
-    return crop_images_to_store(
-        hr_dir,
-        out,
-        scale=config["scale"],
-        hr_size=crop["hr_size"],
-        step=crop["step"],
-        thresh=crop["thresh"],
-        workers=1,
-        hr_files=list_images(hr_dir)[:first],
-    )
+    return crop_images_to_store(hr_dir, out, scale=config["scale"], hr_size=crop["hr_size"], step=crop["step"],
+                                thresh=crop["thresh"], workers=1, hr_files=list_images(hr_dir)[:first])
 
 
 @pytest.mark.parametrize("name", ["demo", "mini"])
@@ -188,21 +176,12 @@ def test_idc_and_random_get_equal_totals_on_the_shipped_stores(name, tmp_path) -
         hr_dir = shared_path("data", "BSD100", "HR")
     store = _store_like_the_workflow(config, hr_dir, tmp_path / "train.h5")
     idc, random = config["datasets"]["idc"], config["datasets"]["random"]
-    cfg = CondenseConfig.from_dict(
-        resolve_condense_config(config["condense"]["params"], variant=idc["variant"], ratio=idc["ratio"])
-    )
+    cfg = CondenseConfig.from_dict(resolve_condense_config(config["condense"]["params"], variant=idc["variant"],
+                                                           ratio=idc["ratio"]))
     shares = synthetic_allocation(store, cfg)
-    picked = np.load(
-        select_baseline(
-            store_path=store,
-            method="random",
-            ratio=random["ratio"],
-            out_path=tmp_path / "random.idx.npy",
-            seed=0,
-            n_splits=config["baselines"]["n_splits"],
-            device="cpu",
-        )
-    )
+    picked = np.load(select_baseline(store_path=store, method="random", ratio=random["ratio"],
+                                     out_path=tmp_path / "random.idx.npy", seed=0,
+                                     n_splits=config["baselines"]["n_splits"], device="cpu"))
     assert sum(shares.values()) == len(picked)
     if name == "mini":  # the first 10 BSD100 images of 35 patches: 35 pairs, 4 for the first 5
         assert len(picked) == 35 and [shares[i] for i in range(10)] == [4] * 5 + [3] * 5
@@ -214,26 +193,9 @@ def test_idc_and_random_get_equal_totals_on_the_shipped_stores(name, tmp_path) -
 def _tiny(**kw):
     from idc.condense.config import CondenseConfig
 
-    return CondenseConfig.from_dict(
-        {
-            **dict(
-                steps=8,
-                warmup=4,
-                assign_interval=1,
-                assign_times=2,
-                channels=8,
-                kernel=3,
-                num_freqs=16,
-                groups=2,
-                patch=4,
-                log_every=2,
-                checkpoint_every=0,
-                milestones=[6],
-                ratio=0.2,
-            ),
-            **kw,
-        }
-    )
+    return CondenseConfig.from_dict({**dict(steps=8, warmup=4, assign_interval=1, assign_times=2, channels=8,
+                                            kernel=3, num_freqs=16, groups=2, patch=4, log_every=2,
+                                            checkpoint_every=0, milestones=[6], ratio=0.2), **kw})
 
 
 def _real(n: int, seed: int = 0):

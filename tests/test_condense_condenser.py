@@ -15,21 +15,8 @@ from idc.condense.config import CondenseConfig
 from idc.condense.tiny_extractor import TinyExtractor
 
 # ratio 0.2: the 12 real patches below give floor(2.4) = 2 synthetic ones
-TINY = dict(
-    steps=24,
-    warmup=8,
-    assign_interval=3,
-    assign_times=3,
-    channels=16,
-    kernel=3,
-    num_freqs=32,
-    groups=3,
-    patch=4,
-    log_every=4,
-    checkpoint_every=0,
-    milestones=[16, 20],
-    ratio=0.2,
-)
+TINY = dict(steps=24, warmup=8, assign_interval=3, assign_times=3, channels=16, kernel=3, num_freqs=32,
+            groups=3, patch=4, log_every=4, checkpoint_every=0, milestones=[16, 20], ratio=0.2)
 
 
 def tiny_cfg(variant: str | None = None, **kw) -> CondenseConfig:
@@ -40,7 +27,7 @@ def real_patches() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     base = torch.rand(1, 3, 16, 16, generator=g)
     # 12 overlapping 8x8 crops of one smooth random "image" (an instance)
-    crops = [base[0, :, i : i + 8, j : j + 8] for i in range(0, 9, 4) for j in range(0, 9, 2)][:12]
+    crops = [base[0, :, i:i + 8, j:j + 8] for i in range(0, 9, 4) for j in range(0, 9, 2)][:12]
     return torch.stack(crops)
 
 
@@ -251,24 +238,11 @@ def test_loss_falls_on_a_real_bsd100_image() -> None:
     from tests.conftest import shared_path
 
     img = np.asarray(Image.open(shared_path("data", "BSD100", "HR", "img_001.png")).convert("RGB"))
-    patches = [img[i : i + 24, j : j + 24] for i in range(0, 24 * 6, 24) for j in range(0, 24 * 6, 24)]
+    patches = [img[i:i + 24, j:j + 24] for i in range(0, 24 * 6, 24) for j in range(0, 24 * 6, 24)]
     real = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float() / 255.0  # 36 LR-sized patches
-    cfg = CondenseConfig.from_dict(
-        dict(
-            steps=300,
-            warmup=60,
-            assign_interval=20,
-            assign_times=5,
-            channels=64,
-            kernel=3,
-            num_freqs=256,
-            groups=4,
-            log_every=10,
-            checkpoint_every=0,
-            milestones=[250],
-            init="random",
-        )
-    )  # from noise: the most to do
+    cfg = CondenseConfig.from_dict(dict(steps=300, warmup=60, assign_interval=20, assign_times=5, channels=64,
+                                        kernel=3, num_freqs=256, groups=4, log_every=10, checkpoint_every=0,
+                                        milestones=[250], init="random"))  # from noise: the most to do
     # 4 synthetic patches as a share of a larger set would give (alone: floor(0.1 x 36) = 3)
     syn, log = condense_instance(real, TinyExtractor(channels=8, seed=1), cfg, seed=0, progress=False, n_synthetic=4)
     steps = {r["step"]: r for r in log["steps"]}
@@ -297,12 +271,10 @@ def test_packed_instances_equal_separate_runs(real, tmp_path) -> None:
             raise _Stop
 
     with pytest.raises(_Stop):
-        condense_instances(
-            [real, other], TinyExtractor(channels=4), cfg, seeds=[0, 3], progress=False, resume_path=ckpt, on_log=crash
-        )
-    resumed = condense_instances(
-        [real, other], TinyExtractor(channels=4), cfg, seeds=[0, 3], progress=False, resume_path=ckpt
-    )
+        condense_instances([real, other], TinyExtractor(channels=4), cfg, seeds=[0, 3], progress=False,
+                           resume_path=ckpt, on_log=crash)
+    resumed = condense_instances([real, other], TinyExtractor(channels=4), cfg, seeds=[0, 3], progress=False,
+                                 resume_path=ckpt)
     for (a, _), (b, log) in zip(packed, resumed):
         assert torch.equal(a, b) and log["resumed_from_step"] == 15
     with pytest.raises(ValueError, match="equal patch sizes"):
@@ -317,9 +289,8 @@ def test_fused_attention_equals_explicit_and_leaves_the_extractor_as_it_was(real
     swinir = build_model("swinir_light_x4", img_size=8)
     runs = {}
     for fused in (False, True):
-        runs[fused] = condense_instance(
-            real, swinir, tiny_cfg(fused_attention=fused, steps=12, milestones=[10]), seed=0, progress=False
-        )
+        runs[fused] = condense_instance(real, swinir, tiny_cfg(fused_attention=fused, steps=12, milestones=[10]),
+                                        seed=0, progress=False)
         assert not any(m.fused_attention for m in swinir.modules() if hasattr(m, "fused_attention"))
     (syn_e, log_e), (syn_f, log_f) = runs[False], runs[True]
     for a, b in zip(log_e["steps"], log_f["steps"]):

@@ -9,14 +9,7 @@ from idc.condense.config import VARIANTS, CondenseConfig
 
 def test_paper_defaults() -> None:
     c = CondenseConfig()
-    assert (c.ratio, c.steps, c.warmup, c.lr, c.milestones, c.gamma) == (
-        0.1,
-        20000,
-        4000,
-        1e-2,
-        [15000, 17000, 19000],
-        0.1,
-    )
+    assert (c.ratio, c.steps, c.warmup, c.lr, c.milestones, c.gamma) == (0.1, 20000, 4000, 1e-2, [15000, 17000, 19000], 0.1)
     assert (c.alpha, c.beta, c.w_ins, c.w_group, c.w_pair) == (0.2, 0.8, 300, 300, 300000)
     assert (c.num_freqs, c.kernel, c.channels, c.patch, c.groups) == (1024, 7, 256, 4, 16)
     assert (c.assign_interval, c.assign_times, c.feature_layer) == (400, 25, "last")
@@ -53,12 +46,8 @@ def test_n_synthetic_of_one_instance_follows_the_budget_rule() -> None:
 
 
 def test_variants_cover_the_tables_and_build() -> None:
-    expected = (
-        {"idc", "literal", "balanced", "fresh"}
-        | {f"v{i}" for i in range(1, 8)}
-        | {f"a{i}" for i in range(12)}
-        | {"x1", "x2", "x3"}
-    )
+    expected = ({"idc", "literal", "balanced", "fresh"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
+                | {"x1", "x2", "x3"})
     assert set(VARIANTS) == expected
     for name in VARIANTS:
         CondenseConfig.from_dict({}, variant=name)
@@ -74,15 +63,8 @@ def test_unknown_key_and_bad_values_are_named() -> None:
         CondenseConfig.from_dict({"ratoi": 0.1})
     with pytest.raises(ValueError, match="variant 'v9'"):
         CondenseConfig.from_dict({}, variant="v9")
-    for key, value in [
-        ("ratio", 0.0),
-        ("ratio", 1.0),
-        ("steps", -1),
-        ("kernel", 4),
-        ("feature_transform", "fft"),
-        ("groups", 0),
-        ("lr", 0.0),
-    ]:
+    for key, value in [("ratio", 0.0), ("ratio", 1.0), ("steps", -1), ("kernel", 4), ("feature_transform", "fft"),
+                       ("groups", 0), ("lr", 0.0)]:
         with pytest.raises(ValueError, match=key):
             CondenseConfig.from_dict({key: value})
     with pytest.raises(ValueError, match="use_pair"):
@@ -104,30 +86,9 @@ def test_cli_and_workflow_resolve_settings_and_variant_alike(monkeypatch) -> Non
 
     given = {}
     monkeypatch.setattr(stage, "condense_image", lambda **kw: given.update(kw))
-    assert (
-        main(
-            [
-                "condense-image",
-                "--store",
-                "s.h5",
-                "--image-id",
-                "0",
-                "--extractor",
-                "e.safetensors",
-                "--out",
-                "o.npy",
-                "--log",
-                "o.json",
-                "--set",
-                "patch=4",
-                "--set",
-                "kernel=5",
-                "--variant",
-                "a2",
-            ]
-        )
-        == 0
-    )
+    assert main(["condense-image", "--store", "s.h5", "--image-id", "0", "--extractor", "e.safetensors",
+                 "--out", "o.npy", "--log", "o.json", "--set", "patch=4", "--set", "kernel=5",
+                 "--variant", "a2"]) == 0
     cli = stage.config_from_dict(given["cfg"]).to_dict()
     workflow = resolve_condense_config({"patch": 4, "kernel": 5}, variant="a2", ratio=0.1)
     assert cli["patch"] == workflow["patch"] == 8 and cli["kernel"] == workflow["kernel"] == 5

@@ -36,7 +36,7 @@ def _real_patches(n: int = 24, size: int = 16, seed: int = 0) -> torch.Tensor:
         img = img + 0.3 * blob * (torch.rand(3, 1, 1, generator=gen) - 0.5)
     img = img.clamp(0, 1)
     picks = torch.randint(0, side - size, (n, 2), generator=gen)
-    return torch.stack([img[:, r : r + size, c : c + size] for r, c in picks.tolist()])
+    return torch.stack([img[:, r:r + size, c:c + size] for r, c in picks.tolist()])
 
 
 def test_identical_sets_give_zero_distance_and_no_colour_gap() -> None:
@@ -87,11 +87,8 @@ def test_mmd_and_rms_match_direct_definitions() -> None:
     def k(a, b):
         return math.exp(-float(((a - b) ** 2).sum()) / (2 * bw * bw))
 
-    direct = (
-        sum(k(a, b) for a in x for b in x) / 25
-        + sum(k(a, b) for a in y for b in y) / 49
-        - 2 * sum(k(a, b) for a in x for b in y) / 35
-    )
+    direct = (sum(k(a, b) for a in x for b in x) / 25 + sum(k(a, b) for a in y for b in y) / 49
+              - 2 * sum(k(a, b) for a in x for b in y) / 35)
     assert gaussian_mmd2(x, y, bw) == pytest.approx(direct, rel=1e-9)
     p = torch.rand(4, 3, 2, 2, generator=gen, dtype=torch.float64)
     pairs = [float(((p[i] - p[j]) ** 2).mean().sqrt()) for i in range(4) for j in range(4) if i != j]
@@ -109,9 +106,7 @@ def test_a_flat_grey_patch_scores_well_on_nearest_psnr_but_not_on_the_others() -
 
 
 def test_summary_takes_first_last_and_best() -> None:
-    records = [
-        {"step": s, **{DIAG_PREFIX + k: float(v) for k in DIAGNOSTIC_KEYS}} for s, v in ((0, 3), (10, 1), (20, 2))
-    ]
+    records = [{"step": s, **{DIAG_PREFIX + k: float(v) for k in DIAGNOSTIC_KEYS}} for s, v in ((0, 3), (10, 1), (20, 2))]
     summary = summarise_diagnostics(records)
     assert summary["initial"]["step"] == 0 and summary["final"]["step"] == 20
     assert summary["best"]["mmd"] == {"value": 1.0, "step": 10}
@@ -120,20 +115,8 @@ def test_summary_takes_first_last_and_best() -> None:
 
 
 def _small_cfg(**kw) -> CondenseConfig:
-    base = dict(
-        steps=24,
-        warmup=6,
-        assign_interval=3,
-        assign_times=4,
-        milestones=[18],
-        num_freqs=32,
-        channels=8,
-        kernel=3,
-        patch=4,
-        groups=2,
-        log_every=6,
-        checkpoint_every=0,
-    )
+    base = dict(steps=24, warmup=6, assign_interval=3, assign_times=4, milestones=[18], num_freqs=32,
+                channels=8, kernel=3, patch=4, groups=2, log_every=6, checkpoint_every=0)
     base.update(kw)
     return CondenseConfig.from_dict(base)
 
@@ -154,9 +137,8 @@ def test_condenser_logs_diagnostics_gradients_and_snapshots() -> None:
     final = (syn[:4].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(snaps[24], final) and snaps[0].dtype == np.uint8
     # the diagnostics only observe: switching them off changes no pixel
-    syn_off, log_off = condense_instance(
-        real, extractor, _small_cfg(diagnostics=False, snapshot_patches=0), seed=0, progress=False
-    )
+    syn_off, log_off = condense_instance(real, extractor, _small_cfg(diagnostics=False, snapshot_patches=0),
+                                         seed=0, progress=False)
     assert torch.equal(syn, syn_off) and log_off["snapshots"] == {} and log_off["diagnostics"] == {}
 
 
@@ -185,7 +167,7 @@ def test_initialisations(init: str) -> None:
         for s in syn:
             for qr in range(2):
                 for qc in range(2):
-                    quarter = s[:, qr * h : (qr + 1) * h, qc * h : (qc + 1) * h].reshape(1, -1)
+                    quarter = s[:, qr * h:(qr + 1) * h, qc * h:(qc + 1) * h].reshape(1, -1)
                     assert (small.reshape(len(real), -1) - quarter).abs().amax(1).min() < 1e-6
 
 

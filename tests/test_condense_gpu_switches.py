@@ -66,9 +66,8 @@ def test_bf16_autocast_runs_the_extractor_in_bf16_and_the_losses_in_float32(real
 
 
 def test_autocast_is_part_of_the_result_and_layout_switches_are_not() -> None:
-    result, execution = split_execution_settings(
-        _cfg(autocast_bf16=True, channels_last=True, deterministic=True).to_dict()
-    )
+    result, execution = split_execution_settings(_cfg(autocast_bf16=True, channels_last=True,
+                                                      deterministic=True).to_dict())
     assert result["autocast_bf16"] is True
     assert {"channels_last", "deterministic"} <= set(execution) and "channels_last" not in result
 
@@ -76,9 +75,7 @@ def test_autocast_is_part_of_the_result_and_layout_switches_are_not() -> None:
 def test_deterministic_algorithms_hold_during_the_run_and_are_restored(real) -> None:
     before = torch.are_deterministic_algorithms_enabled()
     during: list[bool] = []
-    a, _ = _run(
-        real, _cfg(deterministic=True), on_log=lambda r: during.append(torch.are_deterministic_algorithms_enabled())
-    )
+    a, _ = _run(real, _cfg(deterministic=True), on_log=lambda r: during.append(torch.are_deterministic_algorithms_enabled()))
     b, _ = _run(real, _cfg(deterministic=True))
     assert during and all(during)
     assert torch.are_deterministic_algorithms_enabled() == before

@@ -16,10 +16,8 @@ from idc.condense.grouping import (
 )
 
 
-@pytest.mark.parametrize(
-    "counts,total",
-    [([10, 20, 30, 40], 10), ([1, 1, 1], 2), ([5, 0, 7, 3], 7), ([33, 33, 34], 100), ([2417, 2390, 1, 7], 482)],
-)
+@pytest.mark.parametrize("counts,total", [([10, 20, 30, 40], 10), ([1, 1, 1], 2), ([5, 0, 7, 3], 7),
+                                          ([33, 33, 34], 100), ([2417, 2390, 1, 7], 482)])
 def test_quotas_sum_exactly_and_are_proportional(counts, total) -> None:
     q = proportional_quotas(counts, total)
     assert q.sum() == total
@@ -37,7 +35,7 @@ def test_kmeans_finds_separated_clusters_deterministically() -> None:
     c2, l2 = kmeans(x, 3, generator=torch.Generator().manual_seed(5))
     assert torch.equal(l1, l2)
     for block in range(3):  # each true cluster is one k-means group
-        assert len(torch.unique(l1[block * 50 : (block + 1) * 50])) == 1
+        assert len(torch.unique(l1[block * 50:(block + 1) * 50])) == 1
     assert len(torch.unique(l1)) == 3
 
 
@@ -80,16 +78,8 @@ def test_progressive_assigner_schedule_quotas_and_pairs() -> None:
     g = torch.Generator().manual_seed(0)
     real_labels = torch.randint(0, 4, (200,), generator=g)
     centroids = torch.randn(4, 5, generator=g)
-    a = ProgressiveAssigner(
-        groups=4,
-        assign_times=5,
-        use_pair=True,
-        order="nearest",
-        pairing="hungarian",
-        real_labels=real_labels,
-        centroids=centroids,
-        n_syn=23,
-    )
+    a = ProgressiveAssigner(groups=4, assign_times=5, use_pair=True, order="nearest", pairing="hungarian",
+                            real_labels=real_labels, centroids=centroids, n_syn=23)
     assert sum(a.batch_size(j) for j in range(5)) == 23
     syn_desc = torch.randn(23, 5, generator=g)
     syn_patch = torch.randn(23, 8, generator=g)
@@ -101,9 +91,7 @@ def test_progressive_assigner_schedule_quotas_and_pairs() -> None:
         assert grouped - grouped_before == a.batch_size(j) == info["grouped"]
         grouped_before = grouped
         # pairing lags grouping by one event
-        assert int((a.syn_pair >= 0).sum()) == (
-            0 if j == 0 else int(((a.syn_event >= 0) & (a.syn_event <= j - 1)).sum())
-        )
+        assert int((a.syn_pair >= 0).sum()) == (0 if j == 0 else int(((a.syn_event >= 0) & (a.syn_event <= j - 1)).sum()))
     assert torch.equal(torch.bincount(a.syn_group, minlength=4), a.quotas)
     assert torch.equal(a.quotas, torch.as_tensor(proportional_quotas(torch.bincount(real_labels, minlength=4), 23)))
     pairs = a.syn_pair

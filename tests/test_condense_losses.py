@@ -17,14 +17,8 @@ from idc.condense.losses import (
 
 
 def _t(dim: int, num: int = 256, seed: int = 0) -> torch.Tensor:
-    return sample_frequencies(
-        num,
-        dim,
-        std=1.0,
-        generator=torch.Generator().manual_seed(seed),
-        device=torch.device("cpu"),
-        dtype=torch.float64,
-    )
+    return sample_frequencies(num, dim, std=1.0, generator=torch.Generator().manual_seed(seed),
+                              device=torch.device("cpu"), dtype=torch.float64)
 
 
 def test_identical_sets_give_near_zero_and_shift_grows() -> None:
@@ -33,10 +27,8 @@ def test_identical_sets_give_near_zero_and_shift_grows() -> None:
     t = _t(8)
     same = cf_loss(x, x.clone(), t, 0.2, 0.8)
     assert same < 1e-5  # only the phase floor sqrt(0.8e-12) remains
-    losses = [
-        float(cf_loss(x, x + torch.tensor([s] + [0.0] * 7, dtype=torch.float64), t, 0.2, 0.8))
-        for s in (0.25, 0.5, 1.0, 2.0)
-    ]
+    losses = [float(cf_loss(x, x + torch.tensor([s] + [0.0] * 7, dtype=torch.float64), t, 0.2, 0.8))
+              for s in (0.25, 0.5, 1.0, 2.0)]
     assert losses[0] > 1e-3
     assert all(a < b for a, b in zip(losses, losses[1:])), losses
 
@@ -96,7 +88,6 @@ def test_pair_loss_equals_looped_and_eq8() -> None:
     assert torch.allclose(v0, expected) and r0 == 0
     # the deformation can absorb a per-channel affine difference
     warped = real * 1.5 + 0.2
-    v_fit, _ = pair_loss(
-        real, warped, grp, 4, torch.full((7, 5), 0.5, dtype=torch.float64), torch.full((7, 5), 0.2, dtype=torch.float64)
-    )
+    v_fit, _ = pair_loss(real, warped, grp, 4, torch.full((7, 5), 0.5, dtype=torch.float64),
+                         torch.full((7, 5), 0.2, dtype=torch.float64))
     assert v_fit < 1e-12

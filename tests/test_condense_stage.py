@@ -10,34 +10,11 @@ import torch
 
 from idc.condense.memorisation import nearest_real_psnr, summarise
 
-TINY_SWINIR = dict(
-    upscale=2,
-    in_chans=3,
-    img_size=8,
-    window_size=4,
-    img_range=1.0,
-    depths=[1, 1],
-    embed_dim=6,
-    num_heads=[1, 1],
-    mlp_ratio=1.0,
-    upsampler="pixelshuffledirect",
-    resi_connection="1conv",
-)
+TINY_SWINIR = dict(upscale=2, in_chans=3, img_size=8, window_size=4, img_range=1.0, depths=[1, 1], embed_dim=6,
+                   num_heads=[1, 1], mlp_ratio=1.0, upsampler="pixelshuffledirect", resi_connection="1conv")
 # ratio 0.2 of two images of 12 patches: floor(4.8) = 4 synthetic patches, 2 per image
-CFG = dict(
-    steps=6,
-    warmup=2,
-    assign_interval=1,
-    assign_times=2,
-    channels=8,
-    kernel=3,
-    num_freqs=16,
-    groups=2,
-    log_every=2,
-    checkpoint_every=0,
-    milestones=[5],
-    ratio=0.2,
-)
+CFG = dict(steps=6, warmup=2, assign_interval=1, assign_times=2, channels=8, kernel=3, num_freqs=16, groups=2,
+           log_every=2, checkpoint_every=0, milestones=[5], ratio=0.2)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -90,16 +67,8 @@ def test_condense_upsample_assemble_memorise(setup) -> None:
     root, store, ext = setup
     outs = []
     for image_id in (0, 1):
-        out = condense_image(
-            store_path=store,
-            image_id=image_id,
-            extractor_path=ext,
-            out_path=root / f"syn{image_id}.npy",
-            log_path=root / f"syn{image_id}.json",
-            cfg=CFG,
-            seed=7,
-            device="cpu",
-        )
+        out = condense_image(store_path=store, image_id=image_id, extractor_path=ext, out_path=root / f"syn{image_id}.npy",
+                             log_path=root / f"syn{image_id}.json", cfg=CFG, seed=7, device="cpu")
         outs.append(out)
         syn = np.load(out)
         assert syn.shape == (2, 3, 8, 8) and syn.dtype == np.float32  # floor(0.2 * 24) = 4, 2 each
@@ -107,37 +76,20 @@ def test_condense_upsample_assemble_memorise(setup) -> None:
         assert log["n_real"] == 12 and log["n_synthetic"] == 2 and log["seed"] == 7 and log["image_id"] == image_id
         assert [r["step"] for r in log["steps"]] == [0, 2, 4, 5]
     # same seed and image -> same file; other image -> other stream
-    again = condense_image(
-        store_path=store,
-        image_id=0,
-        extractor_path=ext,
-        out_path=root / "again.npy",
-        log_path=root / "again.json",
-        cfg=CFG,
-        seed=7,
-        device="cpu",
-    )
+    again = condense_image(store_path=store, image_id=0, extractor_path=ext, out_path=root / "again.npy",
+                           log_path=root / "again.json", cfg=CFG, seed=7, device="cpu")
     assert np.array_equal(np.load(again), np.load(outs[0]))
     assert not np.array_equal(np.load(outs[0]), np.load(outs[1]))
 
-    assembled = upsample_and_assemble(
-        synthetic_paths=outs,
-        image_ids=[0, 1],
-        upsampler_path=ext,
-        out_store=root / "idc.h5",
-        source="idc-test",
-        seed=7,
-        batch_size=3,
-    )
+    assembled = upsample_and_assemble(synthetic_paths=outs, image_ids=[0, 1], upsampler_path=ext,
+                                      out_store=root / "idc.h5", source="idc-test", seed=7, batch_size=3)
     s = PatchStore(assembled)
     assert len(s) == 4 and s.image_id.tolist() == [0, 0, 1, 1]
     lr, hr = s.read([0, 1, 2, 3])
     assert lr.shape == (4, 8, 8, 3) and hr.shape == (4, 16, 16, 3) and lr.dtype == np.uint8
     assert s.attrs["scale"] == 2 and s.attrs["source"] == "idc-test"
     assert np.array_equal(lr[:2], np.round(np.load(outs[0]).transpose(0, 2, 3, 1) * 255).astype(np.uint8))
-    rep = json.loads(
-        memorisation_report(synthetic_store=assembled, real_store=store, out_path=root / "mem.json").read_text()
-    )
+    rep = json.loads(memorisation_report(synthetic_store=assembled, real_store=store, out_path=root / "mem.json").read_text())
     assert set(rep["instances"]) == {"0", "1"} and rep["overall"]["n"] == 4
 
 
@@ -145,28 +97,12 @@ def test_packed_images_match_single_images(setup, tmp_path) -> None:
     from idc.condense.stage import condense_image, condense_images
 
     root, store, ext = setup
-    outs = condense_images(
-        store_path=store,
-        image_ids=[0, 1],
-        extractor_path=ext,
-        out_paths=[tmp_path / "a.npy", tmp_path / "b.npy"],
-        log_paths=[tmp_path / "a.json", tmp_path / "b.json"],
-        cfg=CFG,
-        seed=7,
-        device="cpu",
-    )
+    outs = condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext,
+                           out_paths=[tmp_path / "a.npy", tmp_path / "b.npy"],
+                           log_paths=[tmp_path / "a.json", tmp_path / "b.json"], cfg=CFG, seed=7, device="cpu")
     for out, image_id in zip(outs, (0, 1)):
-        single = np.load(
-            condense_image(
-                store_path=store,
-                image_id=image_id,
-                extractor_path=ext,
-                cfg=CFG,
-                seed=7,
-                out_path=tmp_path / f"s{image_id}.npy",
-                log_path=tmp_path / "s.json",
-            )
-        )
+        single = np.load(condense_image(store_path=store, image_id=image_id, extractor_path=ext, cfg=CFG, seed=7,
+                                        out_path=tmp_path / f"s{image_id}.npy", log_path=tmp_path / "s.json"))
         assert np.abs(np.load(out) - single).max() < 1e-2
         log = json.loads(out.with_suffix(".json").read_text())
         assert log["image_id"] == image_id and log["packed_with"] == [0, 1]
@@ -190,64 +126,16 @@ def test_cli_condense_image(setup, tmp_path) -> None:
     from idc.cli import main
 
     root, store, ext = setup
-    rc = main(
-        [
-            "condense-image",
-            "--store",
-            str(store),
-            "--image-id",
-            "1",
-            "--extractor",
-            str(ext),
-            "--out",
-            str(tmp_path / "s.npy"),
-            "--log",
-            str(tmp_path / "s.json"),
-            "--variant",
-            "v4",
-            "--set",
-            "steps=3",
-            "--set",
-            "warmup=1",
-            "--set",
-            "assign_interval=1",
-            "--set",
-            "assign_times=1",
-            "--set",
-            "channels=8",
-            "--set",
-            "kernel=3",
-            "--set",
-            "num_freqs=8",
-            "--set",
-            "groups=2",
-            "--set",
-            "budget=ceil_per_image",
-        ]
-    )
+    rc = main(["condense-image", "--store", str(store), "--image-id", "1", "--extractor", str(ext), "--out",
+               str(tmp_path / "s.npy"), "--log", str(tmp_path / "s.json"), "--variant", "v4",
+               "--set", "steps=3", "--set", "warmup=1", "--set", "assign_interval=1", "--set", "assign_times=1",
+               "--set", "channels=8", "--set", "kernel=3", "--set", "num_freqs=8", "--set", "groups=2",
+               "--set", "budget=ceil_per_image"])
     assert rc == 0 and np.load(tmp_path / "s.npy").shape == (2, 3, 8, 8)  # ceil(0.1 x 12); equal: 1 of 2
     log = json.loads((tmp_path / "s.json").read_text())
     assert log["config"]["use_pair"] is False and log["budget"]["rule"] == "ceil_per_image"
-    assert (
-        main(
-            [
-                "condense-image",
-                "--store",
-                str(store),
-                "--image-id",
-                "1",
-                "--extractor",
-                str(ext),
-                "--out",
-                str(tmp_path / "t.npy"),
-                "--log",
-                str(tmp_path / "t.json"),
-                "--set",
-                "ratio=1.5",
-            ]
-        )
-        == 1
-    )
+    assert main(["condense-image", "--store", str(store), "--image-id", "1", "--extractor", str(ext), "--out",
+                 str(tmp_path / "t.npy"), "--log", str(tmp_path / "t.json"), "--set", "ratio=1.5"]) == 1
 
 
 def test_per_image_shares_sum_to_the_baselines_count(setup, tmp_path) -> None:
@@ -264,85 +152,39 @@ def test_per_image_shares_sum_to_the_baselines_count(setup, tmp_path) -> None:
     sizes = [12, 12, 4, 3]
     rng = np.random.default_rng(1)
     n = sum(sizes)
-    store = write_patch_store(
-        tmp_path / "real.h5",
-        rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
-        rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
-        np.repeat(np.arange(4), sizes),
-        np.zeros((n, 2), dtype=np.int64),
-        step=8,
-        source="test",
-        seed=None,
-    )
+    store = write_patch_store(tmp_path / "real.h5", rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+                              rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+                              np.repeat(np.arange(4), sizes), np.zeros((n, 2), dtype=np.int64), step=8,
+                              source="test", seed=None)
     cfg = {**CFG, "ratio": 0.1}
-    outs = [
-        condense_image(
-            store_path=store,
-            image_id=i,
-            extractor_path=ext,
-            out_path=tmp_path / f"{i}.npy",
-            log_path=tmp_path / f"{i}.json",
-            cfg=cfg,
-            seed=3,
-            device="cpu",
-        )
-        for i in range(4)
-    ]
+    outs = [condense_image(store_path=store, image_id=i, extractor_path=ext, out_path=tmp_path / f"{i}.npy",
+                           log_path=tmp_path / f"{i}.json", cfg=cfg, seed=3, device="cpu") for i in range(4)]
     got = [np.load(p).shape[0] for p in outs]
-    baseline = np.load(
-        select_baseline(
-            store_path=store, method="random", ratio=0.1, out_path=tmp_path / "r.npy", seed=0, n_splits=2, device="cpu"
-        )
-    )
+    baseline = np.load(select_baseline(store_path=store, method="random", ratio=0.1, out_path=tmp_path / "r.npy",
+                                       seed=0, n_splits=2, device="cpu"))
     assert got == [1, 1, 1, 0] and sum(got) == len(baseline) == 3
     assert np.load(outs[3]).shape == (0, 3, 8, 8) and np.load(outs[3]).dtype == np.float32
     logs = [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(4)]
     assert [(g["n_real"], g["n_synthetic"]) for g in logs] == list(zip(sizes, got))
-    assert all(
-        g["budget"] == {"rule": "equal", "ratio": 0.1, "store_patches": 31, "store_images": 4, "store_total": 3}
-        for g in logs
-    )
+    assert all(g["budget"] == {"rule": "equal", "ratio": 0.1, "store_patches": 31, "store_images": 4,
+                               "store_total": 3} for g in logs)
     assert logs[3]["steps"] == [] and "no optimisation ran" in logs[3]["skipped"] and "skipped" not in logs[0]
     # packed, the images keep their shares of the whole store
-    packed = condense_images(
-        store_path=store,
-        image_ids=[2, 3],
-        extractor_path=ext,
-        cfg=cfg,
-        seed=3,
-        device="cpu",
-        out_paths=[tmp_path / "p2.npy", tmp_path / "p3.npy"],
-        log_paths=[tmp_path / "p2.json", tmp_path / "p3.json"],
-    )
+    packed = condense_images(store_path=store, image_ids=[2, 3], extractor_path=ext, cfg=cfg, seed=3, device="cpu",
+                             out_paths=[tmp_path / "p2.npy", tmp_path / "p3.npy"],
+                             log_paths=[tmp_path / "p2.json", tmp_path / "p3.json"])
     assert [np.load(p).shape[0] for p in packed] == [1, 0]
     assert np.abs(np.load(packed[0]) - np.load(outs[2])).max() < 1e-2
-    assembled = upsample_and_assemble(
-        synthetic_paths=outs,
-        image_ids=list(range(4)),
-        upsampler_path=ext,
-        out_store=tmp_path / "idc.h5",
-        source="idc-test",
-        seed=3,
-    )
+    assembled = upsample_and_assemble(synthetic_paths=outs, image_ids=list(range(4)), upsampler_path=ext,
+                                      out_store=tmp_path / "idc.h5", source="idc-test", seed=3)
     s = PatchStore(assembled)
     assert len(s) == len(baseline) and s.image_id.tolist() == [0, 1, 2]
-    rep = json.loads(
-        memorisation_report(synthetic_store=assembled, real_store=store, out_path=tmp_path / "mem.json").read_text()
-    )
+    rep = json.loads(memorisation_report(synthetic_store=assembled, real_store=store,
+                                         out_path=tmp_path / "mem.json").read_text())
     assert set(rep["instances"]) == {"0", "1", "2"}
     assert plot_loss_curves([tmp_path / f"{i}.json" for i in range(4)], tmp_path / "loss.png").is_file()
     # the earlier rule: ceil per image, one patch at least, more than the baselines
-    old = [
-        condense_image(
-            store_path=store,
-            image_id=i,
-            extractor_path=ext,
-            out_path=tmp_path / f"c{i}.npy",
-            log_path=tmp_path / f"c{i}.json",
-            cfg={**cfg, "budget": "ceil_per_image"},
-            seed=3,
-            device="cpu",
-        )
-        for i in (0, 3)
-    ]
+    old = [condense_image(store_path=store, image_id=i, extractor_path=ext, out_path=tmp_path / f"c{i}.npy",
+                          log_path=tmp_path / f"c{i}.json", cfg={**cfg, "budget": "ceil_per_image"}, seed=3,
+                          device="cpu") for i in (0, 3)]
     assert [np.load(p).shape[0] for p in old] == [2, 1]

@@ -28,21 +28,8 @@ def test_pool_statistics_equal_a_direct_computation() -> None:
 
 
 def _cfg(**kw) -> CondenseConfig:
-    base = dict(
-        steps=60,
-        warmup=6,
-        assign_interval=3,
-        assign_times=4,
-        milestones=[40, 50, 55],
-        num_freqs=32,
-        channels=8,
-        kernel=3,
-        patch=4,
-        groups=2,
-        log_every=3,
-        checkpoint_every=0,
-        snapshot_patches=0,
-    )
+    base = dict(steps=60, warmup=6, assign_interval=3, assign_times=4, milestones=[40, 50, 55], num_freqs=32,
+                channels=8, kernel=3, patch=4, groups=2, log_every=3, checkpoint_every=0, snapshot_patches=0)
     base.update(kw)
     return CondenseConfig.from_dict(base)
 
@@ -53,9 +40,8 @@ def test_pooled_frequencies_give_the_loss_of_those_frequencies() -> None:
     real = _real_patches(n=20)
     extractor = TinyExtractor(channels=8, seed=0)
     fast, log_fast = condense_instance(real, extractor, _cfg(freq_pool=8, steps=15), seed=0, progress=False)
-    plain, log_plain = condense_instance(
-        real, extractor, _cfg(freq_pool=8, steps=15, fast_path=False), seed=0, progress=False
-    )
+    plain, log_plain = condense_instance(real, extractor, _cfg(freq_pool=8, steps=15, fast_path=False), seed=0,
+                                         progress=False)
     for a, b in zip(log_fast["steps"], log_plain["steps"]):
         assert a["loss_ins"] == pytest.approx(b["loss_ins"], rel=1e-3)
     assert (fast - plain).abs().max() < 1e-2
@@ -88,14 +74,8 @@ def test_schedule_after_a_plateau_keeps_every_event_and_milestone_in_order() -> 
 def test_a_run_that_plateaus_stops_early_logs_why_and_resumes_exactly(tmp_path: Path) -> None:
     real = _real_patches(n=20)
     extractor = TinyExtractor(channels=8, seed=0)
-    cfg = _cfg(
-        steps=400,
-        milestones=[300, 340, 380],
-        stop_on_plateau=True,
-        plateau_patience=3,
-        plateau_tolerance=0.05,
-        checkpoint_every=20,
-    )
+    cfg = _cfg(steps=400, milestones=[300, 340, 380], stop_on_plateau=True, plateau_patience=3,
+               plateau_tolerance=0.05, checkpoint_every=20)
     syn, log = condense_instance(real, extractor, cfg, seed=0, progress=False)
     stop = log["stopping"]
     assert stop["rule"] == "plateau" and stop["plateau_step"] is not None
@@ -122,9 +102,8 @@ def test_logged_steps_show_rate_and_eta(caplog) -> None:
     import logging
 
     with caplog.at_level(logging.INFO, logger="idc.condense.condenser"):
-        condense_instance(
-            _real_patches(n=20), TinyExtractor(channels=8, seed=0), _cfg(steps=7, log_every=3), seed=0, progress=False
-        )
+        condense_instance(_real_patches(n=20), TinyExtractor(channels=8, seed=0), _cfg(steps=7, log_every=3),
+                          seed=0, progress=False)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(lines) == 3 and all("steps/s, eta " in line for line in lines)
     assert lines[-1].startswith("step 6/7") and lines[-1].endswith("eta 0s")

@@ -17,13 +17,8 @@ SHARED_SET5 = PROJECT / ".." / "shared" / "data" / "Set5"
 
 
 def test_paper_schedule_is_the_paper_at_20k_and_scales_proportionally() -> None:
-    assert paper_schedule(20000) == {
-        "steps": 20000,
-        "warmup": 4000,
-        "assign_interval": 400,
-        "assign_times": 25,
-        "milestones": [15000, 17000, 19000],
-    }
+    assert paper_schedule(20000) == {"steps": 20000, "warmup": 4000, "assign_interval": 400, "assign_times": 25,
+                                     "milestones": [15000, 17000, 19000]}
     s = paper_schedule(1000)
     assert s["warmup"] == 200 and s["assign_interval"] == 20 and s["milestones"] == [750, 850, 950]
     cfg = CondenseConfig.from_dict(s)
@@ -72,13 +67,8 @@ def test_a_tiny_study_runs_resumes_and_writes_its_document(tmp_path: Path) -> No
     from idc.condense.study import run_study, write_study_document
 
     study = yaml.safe_load((PROJECT / "config" / "condensation-study.yaml").read_text())
-    study.update(
-        out=str(tmp_path / "out"),
-        folder=str(SHARED_SET5 / "HR"),
-        images=2,
-        workers=1,
-        testset={"hr": str(SHARED_SET5 / "HR"), "lr": str(SHARED_SET5 / "LR_bicubic" / "X4")},
-    )
+    study.update(out=str(tmp_path / "out"), folder=str(SHARED_SET5 / "HR"), images=2, workers=1,
+                 testset={"hr": str(SHARED_SET5 / "HR"), "lr": str(SHARED_SET5 / "LR_bicubic" / "X4")})
     study["teacher"]["train"].update(steps=2, val_every=2, checkpoint_every=2, milestones=[1])
     study["base"].update(steps=20, log_every=5)
     study["settings"] = {"paper": {}, "init-tiles": {"init": "tiles"}}

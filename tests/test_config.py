@@ -122,24 +122,18 @@ BAD_CONFIGS = {
     "unknown IDC variant": (lambda c: c["datasets"]["idc"].update(variant="v9"), "datasets.idc.variant"),
     "folder source without folder": (lambda c: c["data"]["trainset"].update(source="folder"), "data.trainset.folder"),
     "first-K images of the demo set": (lambda c: c["data"]["trainset"].update(images=3), "data.trainset.images"),
-    "first-K images zero": (
-        lambda c: c["data"]["trainset"].update(source="folder", folder="/tmp", images=0),
-        "data.trainset.images",
-    ),
+    "first-K images zero": (lambda c: c["data"]["trainset"].update(source="folder", folder="/tmp", images=0),
+                            "data.trainset.images"),
     # names that become path components: one anchored rule (a trailing newline passes `$`)
     "run is ..": (lambda c: c.update(run=".."), "run"),
     "run is .": (lambda c: c.update(run="."), "run"),
     "run with a slash": (lambda c: c.update(run="../x"), "run"),
     "run absolute": (lambda c: c.update(run="/tmp/x"), "run"),
     "run with a trailing newline": (lambda c: c.update(run="demo\n"), "run"),
-    "test-set key escaping": (
-        lambda c: c["data"]["testsets"].update({"../../victim": {"source": "demo"}}),
-        "data.testsets",
-    ),
-    "test-set key with a newline": (
-        lambda c: c["data"]["testsets"].update({"Set5\n": {"source": "demo"}}),
-        "data.testsets",
-    ),
+    "test-set key escaping": (lambda c: c["data"]["testsets"].update({"../../victim": {"source": "demo"}}),
+                              "data.testsets"),
+    "test-set key with a newline": (lambda c: c["data"]["testsets"].update({"Set5\n": {"source": "demo"}}),
+                                    "data.testsets"),
     "teacher key with a slash": (lambda c: c["teachers"].update({"a/b": c["teachers"]["swinir"]}), "teachers"),
     "model key hidden": (lambda c: c["models"].update({".edsr": c["models"]["edsr"]}), "models"),
     "dataset key with a newline": (lambda c: c["datasets"].update({"whole\n": {"method": "whole"}}), "datasets"),
@@ -149,42 +143,28 @@ BAD_CONFIGS = {
     "hr_size not a multiple of the scale": (lambda c: c["data"]["crop"].update(hr_size=66), "data.crop.hr_size"),
     "step not a multiple of the scale": (lambda c: c["data"]["crop"].update(step=30), "data.crop.step"),
     "imported folder crop not a multiple of the scale": (
-        lambda c: c["datasets"].update(imp={"method": "folder", "hr": "/x/HR", "hr_size": 66}),
-        "datasets.imp.hr_size",
-    ),
-    "gt_size not a multiple of the scale": (
-        lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 30}),
-        "models.edsr.train.gt_size",
-    ),
-    "gt_size beyond the crop": (
-        lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 128}),
-        "models.edsr.train.gt_size",
-    ),
+        lambda c: c["datasets"].update(imp={"method": "folder", "hr": "/x/HR", "hr_size": 66}), "datasets.imp.hr_size"),
+    "gt_size not a multiple of the scale": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 30}),
+                                            "models.edsr.train.gt_size"),
+    "gt_size beyond the crop": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gt_size": 128}),
+                                "models.edsr.train.gt_size"),
     "scale differs from the networks": (lambda c: c.update(scale=2), "kwargs.upscale"),
-    "architecture kwarg misspelt": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feats=8), "models.edsr.kwargs"),
-    "architecture kwarg of the wrong type": (
-        lambda c: c["models"]["edsr"]["kwargs"].update(num_feat="abc"),
-        "models.edsr.kwargs",
-    ),
-    "architecture far too large": (
-        lambda c: c["models"]["edsr"]["kwargs"].update(num_feat=600000),
-        "models.edsr.kwargs",
-    ),
+    "architecture kwarg misspelt": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feats=8),
+                                    "models.edsr.kwargs"),
+    "architecture kwarg of the wrong type": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feat="abc"),
+                                             "models.edsr.kwargs"),
+    "architecture far too large": (lambda c: c["models"]["edsr"]["kwargs"].update(num_feat=600000),
+                                   "models.edsr.kwargs"),
     "ratio NaN": (lambda c: c["datasets"]["idc"].update(ratio=float("nan")), "datasets.idc.ratio"),
-    "learning rate infinite": (
-        lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "lr": float("inf")}),
-        "models.edsr.train.lr",
-    ),
-    "gamma NaN": (
-        lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gamma": float("nan")}),
-        "models.edsr.train.gamma",
-    ),
+    "learning rate infinite": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "lr": float("inf")}),
+                               "models.edsr.train.lr"),
+    "gamma NaN": (lambda c: c["models"]["edsr"].update(train={**c["models"]["edsr"]["train"], "gamma": float("nan")}), "models.edsr.train.gamma"),
     "condensation lr NaN": (lambda c: c["condense"]["params"].update(lr=float("nan")), "condense.params"),
-    "condensation boolean as a string": (lambda c: c["condense"]["params"].update(use_pair="false"), "condense.params"),
-    "missing local DIV2K folder": (
-        lambda c: c["data"]["trainset"].update(source="div2k", div2k_local_dir="/nonexistent/DIV2K"),
-        "data.trainset.div2k_local_dir",
-    ),
+    "condensation boolean as a string": (lambda c: c["condense"]["params"].update(use_pair="false"),
+                                         "condense.params"),
+    "missing local DIV2K folder": (lambda c: c["data"]["trainset"].update(source="div2k",
+                                                                          div2k_local_dir="/nonexistent/DIV2K"),
+                                   "data.trainset.div2k_local_dir"),
 }
 
 
@@ -247,7 +227,8 @@ def test_the_gpu_switch_set_merged_into_the_paper_config_validates():
     config = _read("config.yaml")
     update_config(config, _read("gpu.yaml"))
     config = validate_config(config)
-    resolved = CondenseConfig.from_dict(resolve_condense_config(config["condense"]["params"], variant="idc", ratio=0.1))
+    resolved = CondenseConfig.from_dict(resolve_condense_config(config["condense"]["params"], variant="idc",
+                                                                ratio=0.1))
     assert resolved.fused_attention and resolved.channels_last and resolved.compile_extractor
     assert resolved.compile_mode == "reduce-overhead" and not resolved.autocast_bf16
 

@@ -45,12 +45,16 @@ def _bsd_dir(tmp_path: Path, n: int = 3) -> Path:
 
 def test_store_from_real_photos_aligned(tmp_path: Path) -> None:
     hr_dir = _bsd_dir(tmp_path)
-    out = crop_images_to_store(hr_dir, tmp_path / "p.h5", hr_size=96, step=48, workers=1, seed=0, source="BSD100")
+    out = crop_images_to_store(
+        hr_dir, tmp_path / "p.h5", hr_size=96, step=48, workers=1, seed=0, source="BSD100"
+    )
     store = PatchStore(out)
     names = sorted(p.name for p in hr_dir.iterdir())
     assert store.image_names == names
     expected = sum(count_patches(*read_image(hr_dir / n).shape[:2], 96, 48) for n in names)
-    assert len(store) == expected and store.attrs["step"] == 48 and store.attrs["source"] == "BSD100"
+    assert (
+        len(store) == expected and store.attrs["step"] == 48 and store.attrs["source"] == "BSD100"
+    )
     rng = np.random.default_rng(0)
     for i in rng.choice(len(store), 8, replace=False):
         lr, hr = store.read([i])
@@ -67,7 +71,9 @@ def test_store_from_real_photos_aligned(tmp_path: Path) -> None:
 def test_provided_lr_used(tmp_path: Path) -> None:
     hr_dir = shared_path("data", "Set5", "HR")
     lr_dir = shared_path("data", "Set5", "LR_bicubic", "X4")
-    out = crop_images_to_store(hr_dir, tmp_path / "s.h5", hr_size=64, step=64, lr_dir=lr_dir, workers=1)
+    out = crop_images_to_store(
+        hr_dir, tmp_path / "s.h5", hr_size=64, step=64, lr_dir=lr_dir, workers=1
+    )
     store = PatchStore(out)
     i = int(store.indices_of_image(store.image_names.index("woman.png"))[-1])
     r, c = store.origin[i]
@@ -81,12 +87,16 @@ def test_parallel_equals_serial(tmp_path: Path) -> None:
     b = PatchStore(crop_images_to_store(hr_dir, tmp_path / "b.h5", hr_size=128, step=96, workers=2))
     idx = np.arange(len(a))
     assert len(a) == len(b)
-    assert np.array_equal(a.read(idx)[1], b.read(idx)[1]) and np.array_equal(a.read(idx)[0], b.read(idx)[0])
+    assert np.array_equal(a.read(idx)[1], b.read(idx)[1]) and np.array_equal(
+        a.read(idx)[0], b.read(idx)[0]
+    )
     assert np.array_equal(a.image_id, b.image_id) and np.array_equal(a.origin, b.origin)
 
 
 def test_crop_image_pair_shapes() -> None:
-    hr = np.random.default_rng(0).integers(0, 256, (70, 50, 3), dtype=np.uint8)  # mod-cropped to 68x48
+    hr = np.random.default_rng(0).integers(
+        0, 256, (70, 50, 3), dtype=np.uint8
+    )  # mod-cropped to 68x48
     lr_p, hr_p, org = crop_image_pair(hr, None, scale=4, hr_size=32, step=16)
     assert hr_p.shape == (count_patches(68, 48, 32, 16), 32, 32, 3) and lr_p.shape[1:] == (8, 8, 3)
     assert org[-1].tolist() == [36, 16]
@@ -110,7 +120,9 @@ def test_bad_inputs_fail_before_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ax4.png.*expected 20x20"):
         crop_images_to_store(hr_dir, out, hr_size=64, step=32, lr_dir=lr_dir, workers=1)
     with pytest.raises(FileNotFoundError, match="lr_missing"):
-        crop_images_to_store(hr_dir, out, hr_size=64, step=32, lr_dir=tmp_path / "lr_missing", workers=1)
+        crop_images_to_store(
+            hr_dir, out, hr_size=64, step=32, lr_dir=tmp_path / "lr_missing", workers=1
+        )
     with pytest.raises(FileNotFoundError, match="nohr"):
         crop_images_to_store(tmp_path / "nohr", out, hr_size=64, step=32, workers=1)
     with pytest.raises(ValueError, match="expected 5"):

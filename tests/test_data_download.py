@@ -111,7 +111,9 @@ def test_download_success(server: _Server, tmp_path: Path) -> None:
     assert out.read_bytes() == data and sha256_file(out) == sha
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
     n_requests = len(server.requests)
-    download(server.url + "/a.bin", tmp_path / "a.bin", sha256=sha)  # present and verified: no request
+    download(
+        server.url + "/a.bin", tmp_path / "a.bin", sha256=sha
+    )  # present and verified: no request
     assert len(server.requests) == n_requests
 
 
@@ -177,7 +179,9 @@ def test_safe_extract_zip_and_tar(tmp_path: Path) -> None:
     assert (out / "top" / "1.txt").read_bytes() == b"one"
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"]
+)
 def test_unsafe_member_names_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / "bad.zip").write_bytes(_zip_bytes({"fine.txt": b"x", name: b"evil"}))
     with pytest.raises(ValueError, match="unsafe member"):
@@ -241,7 +245,9 @@ def test_div2k_local_dir(tmp_path: Path) -> None:
         fetch_div2k_parts(tmp_path / "dl", parts=["train_LR_x8"])
 
 
-def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_div2k_download_from_mirror(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A miniature "valid_HR" archive (100 tiny PNGs) served locally; size and checksum patched in.
     import dataclasses
 
@@ -270,7 +276,9 @@ def test_div2k_download_from_mirror(server: _Server, tmp_path: Path, monkeypatch
     assert parts["train_HR"] == local_train
     assert parts["valid_HR"] == out / "DIV2K_valid_HR"
     assert len(list(parts["valid_HR"].iterdir())) == 100
-    assert sorted(p.name for p in out.iterdir()) == ["DIV2K_valid_HR"]  # archive and staging removed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "DIV2K_valid_HR"
+    ]  # archive and staging removed
     n_requests = len(server.requests)
     again = dl.fetch_div2k_parts(out, parts=["valid_HR"], base_url=server.url + "/div2k/")
     assert again["valid_HR"] == out / "DIV2K_valid_HR" and len(server.requests) == n_requests

@@ -87,7 +87,11 @@ def test_list_images(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no images"):
         list_images(tmp_path)
     for name in ("b.png", "a.png", "c.jpg"):
-        (write_png(tmp_path / name, _rgb()) if name.endswith(".png") else Image.fromarray(_rgb()).save(tmp_path / name))
+        (
+            write_png(tmp_path / name, _rgb())
+            if name.endswith(".png")
+            else Image.fromarray(_rgb()).save(tmp_path / name)
+        )
     (tmp_path / ".hidden").write_text("x")
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png", "c.jpg"]
     (tmp_path / "readme.txt").write_text("x")

@@ -69,13 +69,7 @@ def test_uint8_rounding_half_away_from_zero() -> None:
     # rounding helper directly through a known value: mean of 100 and 101 is 100.5 -> 101.
     from idc.data.imresize import _round_uint8
 
-    assert _round_uint8(np.array([100.5, 0.49999, -3.0, 254.5, 300.0])).tolist() == [
-        101,
-        0,
-        0,
-        255,
-        255,
-    ]
+    assert _round_uint8(np.array([100.5, 0.49999, -3.0, 254.5, 300.0])).tolist() == [101, 0, 0, 255, 255]
 
 
 def test_bad_arguments() -> None:

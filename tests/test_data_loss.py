@@ -96,9 +96,8 @@ def test_run_name_cannot_escape_results(tmp_path, run):
 
 
 def _prepare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "idc", "prepare-testset", *args], capture_output=True, text=True, env=_env(), timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "idc", "prepare-testset", *args],
+                          capture_output=True, text=True, env=_env(), timeout=120)
 
 
 def test_prepare_testset_never_deletes_a_folder_it_did_not_write(tmp_path):
@@ -167,11 +166,7 @@ def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path):
     before = _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml"))
     for change, key in BAD_CHANGES:
         bad = _config(work, **trainset, **change)
-        proc = snakemake(
-            ["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(bad)],
-            cwd=work,
-            check=False,
-            timeout=300,
-        )
+        proc = snakemake(["results/bad/data/train_patches.h5", "--cores", "1", "--configfile", str(bad)],
+                         cwd=work, check=False, timeout=300)
         _one_line_error(proc, "error: config key", key)
         assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before, key

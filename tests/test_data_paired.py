@@ -42,9 +42,8 @@ def _store(path: Path, n: int = 7, hr: int = 16, synthetic: bool = False, names:
         import h5py
 
         with h5py.File(path, "a") as f:
-            f.create_dataset(
-                "image_name", data=np.asarray(["a b.png", "c.png", ".d.png"], dtype=object), dtype=h5py.string_dtype()
-            )
+            f.create_dataset("image_name", data=np.asarray(["a b.png", "c.png", ".d.png"], dtype=object),
+                             dtype=h5py.string_dtype())
     return path
 
 
@@ -63,12 +62,8 @@ def _basicsr_meta_info_pairs(root: Path, card: dict) -> list[tuple[Path, Path]]:
     for line in (root / opts["meta_info_file"]).read_text().splitlines():
         gt_name = line.strip().split(" ")[0]
         stem, ext = gt_name.rsplit(".", 1)
-        pairs.append(
-            (
-                root / opts["dataroot_gt"] / gt_name,
-                root / opts["dataroot_lq"] / f"{opts['filename_tmpl'].format(stem)}.{ext}",
-            )
-        )
+        pairs.append((root / opts["dataroot_gt"] / gt_name,
+                      root / opts["dataroot_lq"] / f"{opts['filename_tmpl'].format(stem)}.{ext}"))
     return pairs
 
 
@@ -113,13 +108,8 @@ def test_card_lists_every_file_with_its_sha256_and_the_provenance(tmp_path):
     store = _store(tmp_path / "s.h5", synthetic=True)
     memo = tmp_path / "m.json"
     memo.write_text('{"overall": {"n": 7, "exact_copies": 0, "mean_db": 20.5}, "instances": {}}')
-    out = export_paired(
-        tmp_path / "exp",
-        store,
-        scale=SCALE,
-        memorisation_path=memo,
-        card={"method": "idc", "ratio": 0.1, "config": {"steps": 3}, "seeds": {"master": 1}},
-    )
+    out = export_paired(tmp_path / "exp", store, scale=SCALE, memorisation_path=memo,
+                        card={"method": "idc", "ratio": 0.1, "config": {"steps": 3}, "seeds": {"master": 1}})
     card = yaml.safe_load((out / CARD_NAME).read_text())
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {CARD_NAME}
     assert set(card["sha256"]) == on_disk and len(on_disk) == 2 * 7 + 1
@@ -136,15 +126,9 @@ def test_card_lists_every_file_with_its_sha256_and_the_provenance(tmp_path):
 def test_round_trip_export_import_gives_identical_arrays(tmp_path, with_meta):
     store = _store(tmp_path / "s.h5", n=12)
     out = export_paired(tmp_path / "exp", store, scale=SCALE)
-    back = import_paired(
-        out / "HR",
-        tmp_path / "back.h5",
-        lr_dir=out / "LR_bicubic" / "X4",
-        meta_info=out / META_INFO_NAME if with_meta else None,
-        scale=SCALE,
-        hr_size=16,
-        step=8,
-    )
+    back = import_paired(out / "HR", tmp_path / "back.h5", lr_dir=out / "LR_bicubic" / "X4",
+                         meta_info=out / META_INFO_NAME if with_meta else None,
+                         scale=SCALE, hr_size=16, step=8)
     for a, b in zip(_read_all(store), _read_all(back)):
         assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b)
 
@@ -154,15 +138,8 @@ def test_round_trip_of_a_selection(tmp_path):
     idx = np.array([1, 4, 5, 9])
     np.save(tmp_path / "sel.npy", idx)
     out = export_paired(tmp_path / "exp", store, indices_path=tmp_path / "sel.npy", scale=SCALE)
-    back = import_paired(
-        out / "HR",
-        tmp_path / "back.h5",
-        lr_dir=out / "LR_bicubic" / "X4",
-        meta_info=out / META_INFO_NAME,
-        scale=SCALE,
-        hr_size=16,
-        step=16,
-    )
+    back = import_paired(out / "HR", tmp_path / "back.h5", lr_dir=out / "LR_bicubic" / "X4",
+                         meta_info=out / META_INFO_NAME, scale=SCALE, hr_size=16, step=16)
     with PatchStore(store) as s:
         lr_ref, hr_ref = s.read(idx)
     lr, hr = _read_all(back)
@@ -233,31 +210,17 @@ def _break_corrupt_image(hr_dir, lr_dir):
     (hr_dir / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
 
 
-@pytest.mark.parametrize(
-    "breaker,message",
-    [
-        (_break_unpaired_lr, r"im0\.png has no LR partner"),
-        (_break_wrong_scale, r"im1x4\.png is 16x20, not HR im1\.png \(32x40\) divided by 4"),
-        (_break_non_image, r"not an image file .*notes\.txt"),
-        (_break_corrupt_image, r"im1\.png"),
-    ],
-)
+@pytest.mark.parametrize("breaker,message", [
+    (_break_unpaired_lr, r"im0\.png has no LR partner"),
+    (_break_wrong_scale, r"im1x4\.png is 16x20, not HR im1\.png \(32x40\) divided by 4"),
+    (_break_non_image, r"not an image file .*notes\.txt"),
+    (_break_corrupt_image, r"im1\.png"),
+])
 def test_bad_folders_fail_with_one_line_naming_the_file(tmp_path, capsys, breaker, message):
     hr_dir, lr_dir = _folder(tmp_path)
     breaker(hr_dir, lr_dir)
-    code = cli_main(
-        [
-            "import-folder",
-            str(hr_dir),
-            str(tmp_path / "s.h5"),
-            "--lr-dir",
-            str(lr_dir),
-            "--hr-size",
-            "32",
-            "--step",
-            "8",
-        ]
-    )
+    code = cli_main(["import-folder", str(hr_dir), str(tmp_path / "s.h5"), "--lr-dir", str(lr_dir),
+                     "--hr-size", "32", "--step", "8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ")
     assert re.search(message, err[0]), err[0]
@@ -291,22 +254,9 @@ def test_cli_export_then_import(tmp_path, capsys):
     assert cli_main(["export", str(store), str(tmp_path / "exp"), "--card", str(tmp_path / "card.yaml")]) == 0
     card = yaml.safe_load((tmp_path / "exp" / CARD_NAME).read_text())
     assert card["method"] == "external" and card["licence"] == "CC0"
-    assert (
-        cli_main(
-            [
-                "import-folder",
-                str(tmp_path / "exp" / "HR"),
-                str(tmp_path / "b.h5"),
-                "--lr-dir",
-                str(tmp_path / "exp" / "LR_bicubic" / "X4"),
-                "--meta-info",
-                str(tmp_path / "exp" / META_INFO_NAME),
-                "--hr-size",
-                "16",
-            ]
-        )
-        == 0
-    )
+    assert cli_main(["import-folder", str(tmp_path / "exp" / "HR"), str(tmp_path / "b.h5"),
+                     "--lr-dir", str(tmp_path / "exp" / "LR_bicubic" / "X4"),
+                     "--meta-info", str(tmp_path / "exp" / META_INFO_NAME), "--hr-size", "16"]) == 0
     assert all(np.array_equal(a, b) for a, b in zip(_read_all(store), _read_all(tmp_path / "b.h5")))
 
 

@@ -26,7 +26,9 @@ def _patches(n: int = 12, hr: int = 16, scale: int = 4, seed: int = 0):
 def test_schema_and_attrs(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches()
     path = tmp_path / "p.h5"
-    with PatchStoreWriter(path, scale=4, hr_size=16, step=8, source="unit", seed=7, extra_attrs={"k": [1, 2]}) as w:
+    with PatchStoreWriter(
+        path, scale=4, hr_size=16, step=8, source="unit", seed=7, extra_attrs={"k": [1, 2]}
+    ) as w:
         w.append(lr[:5], hr[:5], ids[:5], org[:5])
         w.append(lr[5:], hr[5:], ids[5:], org[5:])
     assert [p.name for p in tmp_path.iterdir()] == ["p.h5"]
@@ -68,7 +70,9 @@ def test_random_access_any_order(tmp_path: Path) -> None:
         idx = np.asarray(idx, dtype=np.int64)
         lr_r, hr_r = store.read(idx)
         assert np.array_equal(lr_r, lr[idx]) and np.array_equal(hr_r, hr[idx])
-        assert np.array_equal(store.read_hr(idx), hr[idx]) and np.array_equal(store.read_lr(idx), lr[idx])
+        assert np.array_equal(store.read_hr(idx), hr[idx]) and np.array_equal(
+            store.read_lr(idx), lr[idx]
+        )
     with pytest.raises(IndexError):
         store.read([30])
     with pytest.raises(IndexError):
@@ -89,7 +93,9 @@ def test_exception_leaves_nothing(tmp_path: Path) -> None:
 
 def test_bad_batches_rejected(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches()
-    with PatchStoreWriter(tmp_path / "p.h5", scale=4, hr_size=16, step=8, source="", seed=None) as w:
+    with PatchStoreWriter(
+        tmp_path / "p.h5", scale=4, hr_size=16, step=8, source="", seed=None
+    ) as w:
         with pytest.raises(ValueError, match="uint8"):
             w.append(lr.astype(np.float32), hr, ids, org)
         with pytest.raises(ValueError, match="hr batch"):
@@ -153,8 +159,12 @@ def test_reads_in_worker_processes(tmp_path: Path) -> None:
 
 def test_append_store_copies_chunks(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches(10)
-    part_a = write_patch_store(tmp_path / "a.h5", lr[:4], hr[:4], ids[:4], org[:4], step=8, source="", seed=0)
-    part_b = write_patch_store(tmp_path / "b.h5", lr[4:], hr[4:], ids[4:], org[4:], step=8, source="", seed=0)
+    part_a = write_patch_store(
+        tmp_path / "a.h5", lr[:4], hr[:4], ids[:4], org[:4], step=8, source="", seed=0
+    )
+    part_b = write_patch_store(
+        tmp_path / "b.h5", lr[4:], hr[4:], ids[4:], org[4:], step=8, source="", seed=0
+    )
     with PatchStoreWriter(tmp_path / "all.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
         assert w.append_store(part_a) == 4
         w.append(lr[4:5], hr[4:5], ids[4:5], org[4:5])
@@ -164,7 +174,9 @@ def test_append_store_copies_chunks(tmp_path: Path) -> None:
     lr_r, hr_r = store.read(np.arange(11))
     assert np.array_equal(lr_r, lr[order]) and np.array_equal(hr_r, hr[order])
     assert np.array_equal(store.image_id, ids[order]) and np.array_equal(store.origin, org[order])
-    other = write_patch_store(tmp_path / "o.h5", lr[:, :2, :2], hr[:, :8, :8], ids, org, source="", seed=0)
+    other = write_patch_store(
+        tmp_path / "o.h5", lr[:, :2, :2], hr[:, :8, :8], ids, org, source="", seed=0
+    )
     with PatchStoreWriter(tmp_path / "x.h5", scale=4, hr_size=16, step=8, source="", seed=0) as w:
         with pytest.raises(ValueError, match="do not match"):
             w.append_store(other)
@@ -186,6 +198,8 @@ def test_torch_dataloader_workers(tmp_path: Path) -> None:
     lr, hr, ids, org = _patches(16)
     store = PatchStore(write_patch_store(tmp_path / "p.h5", lr, hr, ids, org, source="", seed=0))
     store.read([0])
-    loader = torch.utils.data.DataLoader(_HRDataset(store), batch_size=4, num_workers=2, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        _HRDataset(store), batch_size=4, num_workers=2, shuffle=False
+    )
     got = torch.cat(list(loader)).numpy()
     assert np.array_equal(got, hr)

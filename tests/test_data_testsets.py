@@ -40,7 +40,9 @@ def test_set14_grayscale_and_modcrop(tmp_path: Path) -> None:
 
 def test_set5_provided_lr_copied(tmp_path: Path) -> None:
     lr_dir = shared_path("data", "Set5", "LR_bicubic", "X4")
-    out = prepare_testset("Set5", tmp_path / "Set5", hr_dir=shared_path("data", "Set5", "HR"), lr_dir=lr_dir)
+    out = prepare_testset(
+        "Set5", tmp_path / "Set5", hr_dir=shared_path("data", "Set5", "HR"), lr_dir=lr_dir
+    )
     for stem in ("baby", "woman"):
         assert np.array_equal(
             read_image(out / "LR_bicubic" / "X4" / f"{stem}x4.png"),
@@ -98,7 +100,12 @@ def test_demo_images(tmp_path: Path) -> None:
     assert not set(DEMO_TRAIN) & set(DEMO_TEST)
     for path in manifest["train"] + manifest["test"]:
         img = read_image(path)
-        assert img.ndim == 3 and max(img.shape[:2]) <= 96 and img.shape[0] % 4 == 0 and img.shape[1] % 4 == 0
+        assert (
+            img.ndim == 3
+            and max(img.shape[:2]) <= 96
+            and img.shape[0] % 4 == 0
+            and img.shape[1] % 4 == 0
+        )
         assert img.std() > 5  # a real photo, not a blank
     first = (tmp_path / "demo" / "test" / "HR" / "coffee.png").read_bytes()
     build_demo_images(tmp_path / "again", max_side=96)
@@ -109,14 +116,21 @@ def test_cli_resize_gray_and_color(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 256, (18, 22), dtype=np.uint8)
     Image.fromarray(gray).save(tmp_path / "g.png")
-    assert main(["resize", str(tmp_path / "g.png"), str(tmp_path / "g4.png"), "--scale", "0.25"]) == 0
+    assert (
+        main(["resize", str(tmp_path / "g.png"), str(tmp_path / "g4.png"), "--scale", "0.25"]) == 0
+    )
     out = np.asarray(Image.open(tmp_path / "g4.png"))
-    assert out.ndim == 2 and np.array_equal(out, imresize_uint8(gray[:16, :20], 0.25))  # mod-cropped first
+    assert out.ndim == 2 and np.array_equal(
+        out, imresize_uint8(gray[:16, :20], 0.25)
+    )  # mod-cropped first
     color = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
     write_png(tmp_path / "c.png", color)
     assert main(["resize", str(tmp_path / "c.png"), str(tmp_path / "c2.png"), "--scale", "2"]) == 0
     assert np.array_equal(read_image(tmp_path / "c2.png"), imresize_uint8(color, 2))
-    assert main(["resize", str(tmp_path / "missing.png"), str(tmp_path / "x.png"), "--scale", "0.5"]) == 1
+    assert (
+        main(["resize", str(tmp_path / "missing.png"), str(tmp_path / "x.png"), "--scale", "0.5"])
+        == 1
+    )
 
 
 def test_cli_set5_bit_exact(tmp_path: Path) -> None:
@@ -149,4 +163,6 @@ def test_cli_crop_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["store-info", str(store)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n"] == 2 * 2 + 1 and info["hr"] == [32, 32, 3] and info["attrs"]["step"] == 16
-    assert main(["crop", str(tmp_path / "hr"), str(store), "--hr-size", "64", "--workers", "1"]) == 1
+    assert (
+        main(["crop", str(tmp_path / "hr"), str(store), "--hr-size", "64", "--workers", "1"]) == 1
+    )

@@ -77,9 +77,7 @@ def small_disk(tmp_path):
         pytest.skip("the full-disk case mounts a small tmpfs, which needs root")
     mount = tmp_path / "small"
     mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
@@ -115,24 +113,9 @@ def test_full_disk_while_cropping_is_one_line_and_leaves_nothing(small_disk, tmp
     stale_spool.mkdir()
     photos = _noise_images(tmp_path / "photos", n=3, side=512)  # ~33 MB of patches at 64/16
     proc = subprocess.run(
-        SNAKEMAKE[:1]
-        + [
-            "-m",
-            "idc",
-            "crop",
-            str(photos),
-            str(small_disk / "store.h5"),
-            "--hr-size",
-            "64",
-            "--step",
-            "16",
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
+        SNAKEMAKE[:1] + ["-m", "idc", "crop", str(photos), str(small_disk / "store.h5"), "--hr-size", "64",
+                         "--step", "16", "--workers", "2"],
+        capture_output=True, text=True, env=_env(), timeout=120,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -148,12 +131,8 @@ def test_full_disk_while_cropping_is_one_line_and_leaves_nothing(small_disk, tmp
     with pytest.raises(OSError, match=r"not enough free space for .*store.h5"):
         with PatchStoreWriter(small_disk / "store.h5", scale=4, hr_size=64, step=64, source="t", seed=0) as writer:
             for _ in range(200):  # 200 x 8 x 13 kB of noise: beyond 16 MB half-way
-                writer.append(
-                    rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
-                    rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
-                    0,
-                    np.zeros((8, 2)),
-                )
+                writer.append(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+                              rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), 0, np.zeros((8, 2)))
                 appended += 1
     assert 10 < appended < 200  # refused part-way, not at once
     assert [p.name for p in small_disk.iterdir()] == ["other.bin"]

@@ -106,14 +106,8 @@ def test_ssim_matches_scikit_image_on_rgb():
     b = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).round().astype(np.uint8)
     ours = calculate_ssim(a, b, 0)
     _, full = structural_similarity(
-        a.astype(np.float64),
-        b.astype(np.float64),
-        channel_axis=2,
-        gaussian_weights=True,
-        sigma=1.5,
-        use_sample_covariance=False,
-        data_range=255,
-        full=True,
+        a.astype(np.float64), b.astype(np.float64), channel_axis=2, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, data_range=255, full=True,
     )
     reference = full[5:-5, 5:-5].mean()
     assert ours == pytest.approx(reference, abs=1e-10)

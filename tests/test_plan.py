@@ -39,12 +39,8 @@ def test_paper_table1_counts_and_hours(paper):
     # Teachers needed by Table 1: the extractor (also the baselines' feature teacher) and the
     # up-sampler of the IDC dataset; EDSR and SwinIR up-samplers only for Table 5.
     assert set(_rows(rows, "train_teacher")) == {"swinir", "mambairv2_up"}
-    assert set(_rows(plan(paper, tables=["table5"]), "train_teacher")) == {
-        "swinir",
-        "mambairv2_up",
-        "edsr_up",
-        "swinir_up",
-    }
+    assert set(_rows(plan(paper, tables=["table5"]), "train_teacher")) == {"swinir", "mambairv2_up", "edsr_up",
+                                                                           "swinir_up"}
 
 
 def test_paper_config_fits_80gb_gpus(paper):
@@ -56,10 +52,8 @@ def test_paper_config_fits_80gb_gpus(paper):
     text = format_plan(rows)
     assert "does not fit" not in text
     # One GPU with the MambaIRv2 teacher's whole batch would not fit: the check can fire.
-    one_gpu = {
-        **paper["teachers"]["mambairv2_up"],
-        "resources": {**paper["teachers"]["mambairv2_up"]["resources"], "gpu": 1},
-    }
+    one_gpu = {**paper["teachers"]["mambairv2_up"], "resources": {**paper["teachers"]["mambairv2_up"]["resources"],
+                                                                   "gpu": 1}}
     paper_one = {**paper, "teachers": {**paper["teachers"], "mambairv2_up": one_gpu}}
     assert "mambairv2_up: 234 GiB per GPU does not fit 80 GiB" in format_plan(plan(paper_one))
 
@@ -76,12 +70,8 @@ def test_every_figure_names_machine_and_date_and_estimates_say_how():
 
 
 def test_cli_prints_the_plan_and_names_a_bad_table():
-    ok = subprocess.run(
-        [sys.executable, "-m", "idc", "plan", "--configfile", "config/config.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    ok = subprocess.run([sys.executable, "-m", "idc", "plan", "--configfile", "config/config.yaml"],
+                        capture_output=True, text=True, check=True)
     assert "| train_sr | swinir | 6 | 2 |" in ok.stdout and "GPU-days" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "idc", "plan", "--tables", "table9"], capture_output=True, text=True)
     assert bad.returncode == 1 and "table9" in bad.stderr

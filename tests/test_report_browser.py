@@ -53,15 +53,14 @@ def _open_category(browser: Browser, report: Path, category: str):
 def _not_blank(png: bytes) -> None:
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
     assert img.shape[0] >= 500 and img.shape[1] >= 1000
-    colours = np.unique(img.reshape(-1, 3)[::7], axis=0)
+    colours = np.unique(img.reshape(-1, 3)[:: 7], axis=0)
     assert img.std() > 20 and len(colours) > 50, (img.std(), len(colours))
 
 
 def test_report_shows_every_table_and_figure_without_script_errors(report, demo_run, tmp_path):
     results = demo_run / "results/demo"
-    tables = sorted(
-        str(p.relative_to(demo_run)) for p in (results / "tables").glob("table1.*") if p.suffix in (".csv", ".html")
-    )
+    tables = sorted(str(p.relative_to(demo_run)) for p in (results / "tables").glob("table1.*")
+                    if p.suffix in (".csv", ".html"))
     figures = sorted(str(p.relative_to(demo_run)) for p in (results / "figures").rglob("*.png"))
     assert len(figures) >= 3  # trajectories, patch grids, condensation losses
 

@@ -12,9 +12,9 @@ from idc.cli import main
 
 def metrics_file(tmp_path, name: str, psnr: float) -> str:
     path = tmp_path / f"{name}.csv"
-    pd.DataFrame({"testset": ["Set5"] * 5, "image": [f"i{k}" for k in range(5)], "psnr": psnr, "ssim": 0.8}).to_csv(
-        path, index=False
-    )
+    pd.DataFrame(
+        {"testset": ["Set5"] * 5, "image": [f"i{k}" for k in range(5)], "psnr": psnr, "ssim": 0.8}
+    ).to_csv(path, index=False)
     return str(path)
 
 

@@ -121,11 +121,16 @@ def test_trajectories(tmp_path):
 
 
 def test_loss_curves_few_and_many(tmp_path):
-    logs = [write_log(tmp_path / f"{i:04d}.json", range(0, 100, 10), 1 + i, pair_from=40) for i in range(3)]
+    logs = [
+        write_log(tmp_path / f"{i:04d}.json", range(0, 100, 10), 1 + i, pair_from=40)
+        for i in range(3)
+    ]
     out = tmp_path / "out" / "losses.png"
     plot_loss_curves(logs, out, size_px=(900, 600))
     assert read_png(out).shape == (600, 900, 3)
-    many = [write_log(tmp_path / f"m{i:04d}.json", range(0, 100, 10), 1 + i / 10) for i in range(12)]
+    many = [
+        write_log(tmp_path / f"m{i:04d}.json", range(0, 100, 10), 1 + i / 10) for i in range(12)
+    ]
     out_many = tmp_path / "out" / "losses_many.png"
     plot_loss_curves(many, out_many)
     assert read_png(out_many).shape == (700, 1000, 3)

@@ -50,10 +50,17 @@ def test_table1_idc_matches_or_beats_whole_on_four_of_five_test_sets():
     # to the whole original training set on four out of five datasets" (Section 5).
     s = scores(paper.paper_table("table1"))
     at_least_whole = {
-        t for t in TESTSETS if all(s.at[("idc", m, t), "psnr"] >= s.at[("whole", m, t), "psnr"] for m in MODELS)
+        t
+        for t in TESTSETS
+        if all(
+            s.at[("idc", m, t), "psnr"] >= s.at[("whole", m, t), "psnr"] for m in MODELS
+        )
     }
     assert at_least_whole == {"Set5", "Set14", "BSD100", "Manga109"}
-    assert all(s.at[("idc", m, "Urban100"), "psnr"] < s.at[("whole", m, "Urban100"), "psnr"] for m in MODELS)
+    assert all(
+        s.at[("idc", m, "Urban100"), "psnr"] < s.at[("whole", m, "Urban100"), "psnr"]
+        for m in MODELS
+    )
 
 
 def test_table1_idc_beats_every_selection_method_on_psnr():
@@ -82,7 +89,8 @@ def test_table8_claims():
                 for rival in ("random", "dcsr"):
                     assert idc >= s.at[(f"{rival}{suffix}", "swinir", testset), metric]
             drops = {
-                m: s.at[(m, "swinir", testset), metric] - s.at[(f"{m}-r1", "swinir", testset), metric]
+                m: s.at[(m, "swinir", testset), metric]
+                - s.at[(f"{m}-r1", "swinir", testset), metric]
                 for m in ("random", "dcsr", "idc")
             }
             assert drops["idc"] < min(drops["random"], drops["dcsr"]), (testset, metric)
@@ -143,7 +151,11 @@ def test_table5_swinir_upsampler_often_beats_mambairv2():
     # "many of the models trained on datasets up-sampled by SwinIR can still outperform those
     # up-sampled by MambaIRv2" (Appendix D.2); the MambaIRv2 row is Table 1's IDC.
     t5, t1 = scores(paper.paper_table("table5")), scores(paper.paper_table("table1"))
-    wins = sum(t5.at[("idc-uswinir", m, t), "psnr"] > t5.at[("idc", m, t), "psnr"] for m in MODELS for t in TESTSETS)
+    wins = sum(
+        t5.at[("idc-uswinir", m, t), "psnr"] > t5.at[("idc", m, t), "psnr"]
+        for m in MODELS
+        for t in TESTSETS
+    )
     assert wins >= 8
     assert t5.xs("idc")["psnr"].equals(t1.xs("idc")["psnr"])
 
@@ -157,7 +169,9 @@ def test_table1_in_paper_blocks_of_three_test_sets():
     table = render_table1(testsets_per_block=3)
     headers = [x for x in table.markdown.splitlines() if x.startswith(("| PSNR", "| SSIM"))]
     assert [h.count("|") - 2 for h in headers] == [9, 6, 9, 6]
-    assert "| Urban100 MambaIRv2 |" in headers[0] and headers[1].startswith("| PSNR (dB) ↑ | BSD100")
+    assert "| Urban100 MambaIRv2 |" in headers[0] and headers[1].startswith(
+        "| PSNR (dB) ↑ | BSD100"
+    )
     assert r"\begin{tabular}{lccccccccc}" in table.latex
     idc_rows = [x for x in table.latex.splitlines() if x.startswith("IDC (ours) &")]
     assert len(idc_rows) == 4 and all(r.count("&") == 9 for r in idc_rows)

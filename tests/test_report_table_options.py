@@ -47,10 +47,8 @@ def _make_table(config: dict, name: str, tmp_path) -> str:
         metrics.append(str(path))
     out = tmp_path / "tables"
     snakemake = SimpleNamespace(
-        params=SimpleNamespace(spec=spec, pairs=pairs),
-        input=SimpleNamespace(metrics=metrics),
-        output=SimpleNamespace(csv=str(out / f"{name}.csv")),
-        wildcards=SimpleNamespace(table=name),
+        params=SimpleNamespace(spec=spec, pairs=pairs), input=SimpleNamespace(metrics=metrics),
+        output=SimpleNamespace(csv=str(out / f"{name}.csv")), wildcards=SimpleNamespace(table=name),
         log=[str(tmp_path / f"{name}.log")],
     )
     script = PROJECT_ROOT / "workflow" / "scripts" / "make_table.py"

@@ -454,26 +454,20 @@ def test_html_table_has_the_markdown_cells_and_marks(tmp_path):
     for method, offset in (("random", 0.0), ("idc", 0.5), ("herding", 0.2)):
         path = write_metrics(tmp_path / f"{method}.csv", [("Set5", f"im{i}", 30.0 + offset, 0.8) for i in range(3)])
         entries.append({"method": method, "model": "edsr", "path": path})
-    make_tables(
-        entries=entries,
-        out_dir=tmp_path / "t",
-        tables={
-            "t1": {"methods": ["random", "idc", "herding"], "models": ["edsr"], "testsets": ["Set5"], "title": "A & B"}
-        },
-    )
+    make_tables(entries=entries, out_dir=tmp_path / "t",
+                tables={"t1": {"methods": ["random", "idc", "herding"], "models": ["edsr"],
+                               "testsets": ["Set5"], "title": "A & B"}})
 
     class Cells(HTMLParser):
         def __init__(self):
             super().__init__()
             self.rows, self.bold, self.second, self._cls = [], [], [], None
-
         def handle_starttag(self, tag, attrs):
             if tag == "tr":
                 self.rows.append([])
             if tag == "td":
                 self._cls = dict(attrs).get("class")
             self._tag = tag
-
         def handle_data(self, data):
             if data.strip() and self.rows and self._tag in ("td", "b", "th"):
                 self.rows[-1].append(data.strip())

@@ -45,8 +45,7 @@ def test_first_stop_signal_is_logged_once(caplog) -> None:
         os.kill(os.getpid(), signal.SIGUSR1)
         os.kill(os.getpid(), signal.SIGUSR1)
     assert [r.getMessage() for r in caplog.records] == [
-        "SIGUSR1 received: will checkpoint and stop after the current step"
-    ]
+        "SIGUSR1 received: will checkpoint and stop after the current step"]
 
 
 def test_outside_the_main_thread_no_handler_is_installed() -> None:
@@ -86,8 +85,7 @@ def test_derived_seeds_keep_their_values() -> None:
         old = int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
         assert derive_seed(seed, name) == old
     assert derive_seed(5, 2, 0, "edsr") == int(
-        np.random.SeedSequence([5, 2, 0, zlib.crc32(b"edsr")]).generate_state(1)[0]
-    )
+        np.random.SeedSequence([5, 2, 0, zlib.crc32(b"edsr")]).generate_state(1)[0])
     assert derive_seed(0, "init") != derive_seed(1, "init") != derive_seed(0, "freqs")
 
 
@@ -107,6 +105,5 @@ def test_both_loops_raise_the_shared_classes() -> None:
     assert issubclass(condenser.CondensationInterrupted, runloop.RunInterrupted)
     assert issubclass(train.TrainingInterrupted, runloop.RunInterrupted)
     err = condenser.NonFiniteLossError(7, "loss=nan")
-    assert err.step == 7 and str(err) == (
-        "non-finite condensation loss at step 7 (loss=nan); lower the learning rate or check the inputs"
-    )
+    assert err.step == 7 and str(err) == ("non-finite condensation loss at step 7 (loss=nan); "
+                                          "lower the learning rate or check the inputs")

@@ -27,15 +27,10 @@ def _inputs(b: int, d: int, n: int, length: int, layout: str, dtype: torch.dtype
     else:  # fixed over time
         bm, cm = randn(d, n), randn(d, n)
     tensors = dict(
-        u=randn(b, d, length),
-        delta=randn(b, d, length) * 0.5,
+        u=randn(b, d, length), delta=randn(b, d, length) * 0.5,
         # S4D-real style decays: -1 ... -N, as MambaIRv2 initialises them
         A=-torch.arange(1, n + 1, dtype=dtype).repeat(d, 1) * (0.5 + torch.rand(d, 1, generator=gen, dtype=dtype)),
-        B=bm,
-        C=cm,
-        D=randn(d),
-        z=randn(b, d, length),
-        delta_bias=randn(d) * 0.5,
+        B=bm, C=cm, D=randn(d), z=randn(b, d, length), delta_bias=randn(d) * 0.5,
     )
     for t in tensors.values():
         t.requires_grad_(True)
@@ -43,18 +38,8 @@ def _inputs(b: int, d: int, n: int, length: int, layout: str, dtype: torch.dtype
 
 
 def _run(fn, t: dict, weight: torch.Tensor, **kwargs):
-    out = fn(
-        t["u"],
-        t["delta"],
-        t["A"],
-        t["B"],
-        t["C"],
-        t["D"],
-        z=t["z"],
-        delta_bias=t["delta_bias"],
-        delta_softplus=True,
-        **kwargs,
-    )
+    out = fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], z=t["z"], delta_bias=t["delta_bias"],
+             delta_softplus=True, **kwargs)
     grads = torch.autograd.grad((out * weight).sum(), list(t.values()))
     return out, dict(zip(t, grads))
 
@@ -67,7 +52,8 @@ SHAPES = [(2, 4, 3, 1), (2, 6, 4, 7), (1, 8, 8, 37), (2, 4, 5, 100), (1, 6, 4, 1
 @pytest.mark.parametrize("layout", ["grouped", "shared", "fixed"])
 def test_vectorised_equals_sequential_float64(shape, layout) -> None:
     t = _inputs(*shape, layout, torch.float64)
-    weight = torch.randn(shape[0], shape[1], shape[3], generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    weight = torch.randn(shape[0], shape[1], shape[3], generator=torch.Generator().manual_seed(9),
+                         dtype=torch.float64)
     ref, ref_grads = _run(selective_scan_sequential, t, weight)
     out, grads = _run(selective_scan_vectorised, t, weight)
     assert (out - ref).abs().max().item() < 1e-10

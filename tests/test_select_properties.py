@@ -22,7 +22,6 @@ def _gaussian_features(seed: int, n: int = 300, d: int = 10) -> np.ndarray:
 
 # ----- Herding -------------------------------------------------------------------------------
 
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_herding_mean_is_closer_to_full_mean_than_random(seed: int) -> None:
     x = _gaussian_features(seed)
@@ -63,7 +62,6 @@ def test_herding_rules_differ_and_unknown_rule_fails() -> None:
 
 
 # ----- K-Center Greedy -----------------------------------------------------------------------
-
 
 def _covering_radius(x: np.ndarray, centres: np.ndarray) -> float:
     return float(cdist(x, x[centres]).min(axis=1).max())
@@ -112,7 +110,6 @@ def test_kcenter_handles_duplicate_points() -> None:
 
 # ----- DCSR ----------------------------------------------------------------------------------
 
-
 def _textured_patches(seed: int, n: int = 360, size: int = 16) -> np.ndarray:
     """Flat, striped (several orientations and frequencies) and noisy patches."""
     rng = np.random.default_rng(seed)
@@ -138,10 +135,8 @@ def test_sobel_score_matches_scipy_reference() -> None:
     gray = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     # scipy's "mirror" border is OpenCV's BORDER_REFLECT_101, DCSR's (cv2.Sobel) default.
     expected = [
-        np.mean(
-            0.5 * np.abs(ndimage.sobel(g, axis=1, mode="mirror"))
-            + 0.5 * np.abs(ndimage.sobel(g, axis=0, mode="mirror"))
-        )
+        np.mean(0.5 * np.abs(ndimage.sobel(g, axis=1, mode="mirror"))
+                + 0.5 * np.abs(ndimage.sobel(g, axis=0, mode="mirror")))
         for g in gray
     ]
     np.testing.assert_allclose(sobel_scores(images, chunk_size=7), expected, rtol=1e-12)
@@ -190,7 +185,8 @@ def test_dcsr_draws_from_every_cluster(allocation: str) -> None:
     # Recompute the clustering: k-means draws its seed first from the same generator.
     scores = sobel_scores(images)
     survivors = np.flatnonzero(scores > scores.mean())
-    labels = cluster_descriptors(texture_descriptors(images[survivors]), 15, n_init=10, rng=np.random.default_rng(9))
+    labels = cluster_descriptors(texture_descriptors(images[survivors]), 15, n_init=10,
+                                 rng=np.random.default_rng(9))
     assert labels.max() + 1 == 15
     position = {index: k for k, index in enumerate(survivors)}
     counts = np.bincount([labels[position[i]] for i in chosen], minlength=15)

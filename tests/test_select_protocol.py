@@ -76,7 +76,8 @@ def test_select_in_splits_passes_aligned_group_data() -> None:
         calls.append(k)
         return np.arange(k, dtype=np.int64)
 
-    chosen = select_in_splits(first_k, features, 21, rng=np.random.default_rng(0), n_splits=4, images=images, tag="x")
+    chosen = select_in_splits(first_k, features, 21, rng=np.random.default_rng(0), n_splits=4,
+                              images=images, tag="x")
     assert sum(calls) == 21 and len(calls) == 4 and chosen.size == 21
 
 

@@ -26,9 +26,8 @@ def store(tmp_path: Path) -> Path:
     lr = np.clip(level + contrast * rng.normal(size=(N_PATCHES, 8, 8, 3)), 0, 255).astype(np.uint8)
     hr = np.repeat(np.repeat(lr, 4, axis=1), 4, axis=2)
     origin = np.stack([np.arange(N_PATCHES) * 8, np.zeros(N_PATCHES, int)], axis=1)
-    return write_patch_store(
-        tmp_path / "patches.h5", lr, hr, np.arange(N_PATCHES) // 10, origin, scale=4, step=32, source="test"
-    )
+    return write_patch_store(tmp_path / "patches.h5", lr, hr, np.arange(N_PATCHES) // 10, origin,
+                             scale=4, step=32, source="test")
 
 
 @pytest.fixture
@@ -47,30 +46,16 @@ def _lr(store: Path) -> np.ndarray:
 @pytest.mark.parametrize("method", ["random", "dcsr", "herding", "kcenter"])
 def test_stage_round_trip_pixels(store: Path, tmp_path: Path, method: str) -> None:
     out = tmp_path / "sel" / f"{method}.npy"
-    returned = select_baseline(
-        store_path=store,
-        method=method,
-        ratio=0.25,
-        out_path=out,
-        seed=7,
-        n_splits=4,
-        feature_source="pixels",
-        device="cpu",
-    )
+    returned = select_baseline(store_path=store, method=method, ratio=0.25, out_path=out, seed=7,
+                               n_splits=4, feature_source="pixels", device="cpu")
     assert returned == out
     chosen = np.load(out)
     assert chosen.dtype == np.int64 and chosen.size == 10
     assert np.array_equal(chosen, np.unique(chosen)) and chosen.max() < N_PATCHES
     lr = _lr(store)
-    expected = select_in_splits(
-        method,
-        pixel_features(lr),
-        10,
-        rng=np.random.default_rng(7),
-        n_splits=4,
-        images=lr if method == "dcsr" else None,
-        **({"device": "cpu"} if method in ("herding", "kcenter") else {}),
-    )
+    expected = select_in_splits(method, pixel_features(lr), 10, rng=np.random.default_rng(7), n_splits=4,
+                                images=lr if method == "dcsr" else None,
+                                **({"device": "cpu"} if method in ("herding", "kcenter") else {}))
     assert np.array_equal(chosen, expected)
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["method"] == method and record["n"] == 10 and record["seed"] == 7
@@ -81,25 +66,14 @@ def test_stage_round_trip_pixels(store: Path, tmp_path: Path, method: str) -> No
 
 def test_stage_teacher_features(store: Path, teacher: Path, tmp_path: Path) -> None:
     out = tmp_path / "herding.npy"
-    select_baseline(
-        store_path=store,
-        method="herding",
-        ratio=0.2,
-        out_path=out,
-        seed=1,
-        n_splits=2,
-        teacher_path=teacher,
-        batch_size=16,
-        device="cpu",
-        rule="deepcore",
-    )
+    select_baseline(store_path=store, method="herding", ratio=0.2, out_path=out, seed=1, n_splits=2,
+                    teacher_path=teacher, batch_size=16, device="cpu", rule="deepcore")
     from idc.archs import load_model
 
     features = teacher_features(load_model(teacher), _lr(store), batch_size=5, device="cpu")
     assert features.shape == (N_PATCHES, 8)
-    expected = select_in_splits(
-        "herding", features, 8, rng=np.random.default_rng(1), n_splits=2, rule="deepcore", device="cpu"
-    )
+    expected = select_in_splits("herding", features, 8, rng=np.random.default_rng(1), n_splits=2,
+                                rule="deepcore", device="cpu")
     assert np.array_equal(np.load(out), expected)
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["feature_source"] == "teacher" and record["feature_dim"] == 8
@@ -148,25 +122,8 @@ def test_stage_validates_before_work(store: Path, tmp_path: Path) -> None:
 
 def test_select_command(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "dcsr.npy"
-    args = [
-        "select",
-        "--store",
-        str(store),
-        "--method",
-        "dcsr",
-        "--ratio",
-        "0.25",
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        "--n-splits",
-        "2",
-        "--hparam",
-        "threshold=median",
-        "--hparam",
-        "n_clusters=4",
-    ]
+    args = ["select", "--store", str(store), "--method", "dcsr", "--ratio", "0.25", "--out", str(out),
+            "--seed", "3", "--n-splits", "2", "--hparam", "threshold=median", "--hparam", "n_clusters=4"]
     assert idc_main(args) == 0
     assert np.load(out).size == 10
     record = json.loads(out.with_suffix(".json").read_text())

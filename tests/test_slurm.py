@@ -83,19 +83,16 @@ def slurm_cluster(request):
         and shutil.which("sinfo") is not None
         and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
     )
-    env = dict(
-        os.environ, IDC_SLURM_BASE=str(base), IDC_SLURM_PARTITION=PARTITION, IDC_SLURM_ACCOUNT=ACCOUNT, WITH_DBD="1"
-    )
+    env = dict(os.environ, IDC_SLURM_BASE=str(base), IDC_SLURM_PARTITION=PARTITION,
+               IDC_SLURM_ACCOUNT=ACCOUNT, WITH_DBD="1")
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(SETUP)], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["bash", str(SETUP)], env=env, capture_output=True, text=True,
+                          timeout=900)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         pytest.fail(f"{SETUP} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    report(
-        request,
-        f"[slurm] setup.sh took {seconds:.1f} s "
-        f"({'cluster was already up' if running_before else 'started the cluster'})",
-    )
+    report(request, f"[slurm] setup.sh took {seconds:.1f} s "
+                    f"({'cluster was already up' if running_before else 'started the cluster'})")
     yield {"base": base, "setup_seconds": seconds}
     if not running_before and os.environ.get("IDC_SLURM_KEEP") != "1":
         subprocess.run(["bash", str(STOP)], env=env, check=False, timeout=120)
@@ -144,7 +141,7 @@ def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
             continue
         job = PlannedJob(rule=m.group(2), wildcards="", resources={})
         indent = len(line) - len(line.lstrip())
-        for body in lines[i + 1 :]:
+        for body in lines[i + 1:]:
             if not body.strip() or len(body) - len(body.lstrip()) <= indent:
                 break
             key, _, value = body.strip().partition(": ")
@@ -155,7 +152,9 @@ def parse_job_blocks(text: str) -> list[tuple[bool, PlannedJob, int]]:
             elif key == "threads":
                 job.threads = int(value)
             elif key == "resources":
-                job.resources = dict(kv.split("=", 1) for kv in value.split(", ") if "=" in kv)
+                job.resources = dict(
+                    kv.split("=", 1) for kv in value.split(", ") if "=" in kv
+                )
         job.in_group = indent > 0  # members of a group job are printed indented under its header
         jobs.append((m.group(1) is not None, job, i))
     return jobs
@@ -195,36 +194,26 @@ def submitted_jobs(log: str) -> dict[str, list[PlannedJob]]:
 
 
 def sacct_jobs(run_id: str) -> dict[str, dict[str, str]]:
-    fields = [
-        "JobID",
-        "JobName",
-        "Comment",
-        "State",
-        "ExitCode",
-        "Partition",
-        "Account",
-        "Timelimit",
-        "ReqMem",
-        "ReqCPUS",
-        "AllocTRES",
-        "Elapsed",
-    ]
+    fields = ["JobID", "JobName", "Comment", "State", "ExitCode", "Partition", "Account",
+              "Timelimit", "ReqMem", "ReqCPUS", "AllocTRES", "Elapsed"]
     out = subprocess.run(
         ["sacct", "-X", "-n", "-P", "--name", run_id, "-S", "now-1days", "-o", ",".join(fields)],
-        capture_output=True,
-        text=True,
-        check=True,
+        capture_output=True, text=True, check=True,
     ).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
     return {row["JobID"]: row for row in rows}
 
 
-def wait_for_sacct(run_id: str, job_ids: set[str], timeout_s: float = 30) -> dict[str, dict[str, str]]:
+def wait_for_sacct(run_id: str, job_ids: set[str],
+                   timeout_s: float = 30) -> dict[str, dict[str, str]]:
     """slurmdbd records a job's end a moment after the job ends; wait until all are final."""
     deadline = time.monotonic() + timeout_s
     while True:
         rows = sacct_jobs(run_id)
-        final = all(jid in rows and rows[jid]["State"] not in ("PENDING", "RUNNING", "COMPLETING") for jid in job_ids)
+        final = all(
+            jid in rows and rows[jid]["State"] not in ("PENDING", "RUNNING", "COMPLETING")
+            for jid in job_ids
+        )
         if final or time.monotonic() > deadline:
             return rows
         time.sleep(1)
@@ -250,27 +239,13 @@ def gpus_of(tres: str) -> int:
 
 def slurm_env() -> dict[str, str]:
     """The environment a user would set, plus the memory cap for the small CI node."""
-    return dict(
-        os.environ,
-        SLURM_PARTITION=PARTITION,
-        SLURM_ACCOUNT=ACCOUNT,
-        IDC_SLURM_MAX_MEM_MB=str(MEM_CAP_MB),
-        PYTHONUNBUFFERED="1",
-    )
+    return dict(os.environ, SLURM_PARTITION=PARTITION, SLURM_ACCOUNT=ACCOUNT,
+                IDC_SLURM_MAX_MEM_MB=str(MEM_CAP_MB), PYTHONUNBUFFERED="1")
 
 
 def snakemake_cmd(extra: list[str], workflow_profile: Path = CI_OVERLAY) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--profile",
-        str(SLURM_PROFILE),
-        "--workflow-profile",
-        str(workflow_profile),
-        "--nocolor",
-        *extra,
-    ]
+    return [sys.executable, "-m", "snakemake", "--profile", str(SLURM_PROFILE),
+            "--workflow-profile", str(workflow_profile), "--nocolor", *extra]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,8 +254,9 @@ def snakemake_cmd(extra: list[str], workflow_profile: Path = CI_OVERLAY) -> list
 
 def _toy_snakefile() -> str:
     # Each job records the SLURM job it ran in and the GPUs SLURM gave it.
-    stamp = 'echo "rule={rule} slurm_job=${{SLURM_JOB_ID:-none}} gpus=${{CUDA_VISIBLE_DEVICES:-none}}" > {output}'
-    return f"""\
+    stamp = ('echo "rule={rule} slurm_job=${{SLURM_JOB_ID:-none}} '
+             'gpus=${{CUDA_VISIBLE_DEVICES:-none}}" > {output}')
+    return f'''\
 IMAGES = [f"img{{i}}" for i in range(3)]
 
 rule all:
@@ -315,7 +291,7 @@ rule make_tables:
     threads: 1
     resources: gpu=0, mem_mb=500, runtime=5
     shell: 'cat {{input}} > {{output}}; {stamp.replace("> {output}", ">> {output}")}'
-"""
+'''
 
 
 def _profile_configfile(workdir: Path) -> None:
@@ -347,37 +323,26 @@ def workflow_under_test(tmp_root: Path) -> tuple[Path, list[str], bool]:
 
 
 def run_workflow(workdir: Path, extra: list[str], is_project: bool) -> RunRecord:
-    dry = subprocess.run(
-        snakemake_cmd(["--dry-run", *extra]), cwd=workdir, env=slurm_env(), capture_output=True, text=True, timeout=300
-    )
+    dry = subprocess.run(snakemake_cmd(["--dry-run", *extra]), cwd=workdir, env=slurm_env(),
+                         capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, f"dry run failed:\n{dry.stdout}\n{dry.stderr}"
     planned = [job for _, job, _ in parse_job_blocks(dry.stdout + dry.stderr)]
-    assert planned, f"nothing to do in {workdir}: outputs exist already (remove them, or set IDC_SLURM_FORCEALL=1)"
+    assert planned, (f"nothing to do in {workdir}: outputs exist already (remove them, or set "
+                     "IDC_SLURM_FORCEALL=1)")
     t0 = time.monotonic()
     # A hung snakemake ignores SIGTERM; SIGINT makes it cancel its SLURM jobs and stop.
     timeout_s = PROJECT_RUN_TIMEOUT_S if is_project else TOY_RUN_TIMEOUT_S
-    proc = subprocess.run(
-        ["timeout", "-s", "INT", "-k", "30", str(timeout_s), *snakemake_cmd(extra)],
-        cwd=workdir,
-        env=slurm_env(),
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.run(["timeout", "-s", "INT", "-k", "30", str(timeout_s),
+                           *snakemake_cmd(extra)],
+                          cwd=workdir, env=slurm_env(), capture_output=True, text=True)
     seconds = time.monotonic() - t0
     log = proc.stdout + proc.stderr
     (workdir / ".snakemake").mkdir(exist_ok=True)
     (workdir / ".snakemake" / "slurm-ci-run.log").write_text(log)
     m = re.search(r"SLURM run ID: (\S+)", log)
-    record = RunRecord(
-        workdir=workdir,
-        extra=extra,
-        is_project=is_project,
-        returncode=proc.returncode,
-        seconds=seconds,
-        log=log,
-        run_id=m.group(1) if m else "",
-        planned=planned,
-    )
+    record = RunRecord(workdir=workdir, extra=extra, is_project=is_project,
+                       returncode=proc.returncode, seconds=seconds, log=log,
+                       run_id=m.group(1) if m else "", planned=planned)
     record.submitted = submitted_jobs(log)
     # A dry run cannot tell local rules; the real run prints them as `localrule`.
     record.local = Counter(job.rule for local, job, _ in parse_job_blocks(log) if local)
@@ -402,11 +367,9 @@ def workflow_run(slurm_cluster, tmp_path_factory, request) -> RunRecord:
     for jid, jobs in sorted(record.submitted.items(), key=lambda kv: int(kv[0])):
         row = record.sacct.get(jid, {})
         rules = Counter(job.rule for job in jobs)
-        summary.append(
-            f"[slurm]   job {jid:>5} {row.get('State', '?'):<10} "
-            f"{row.get('Elapsed', '?')} {row.get('AllocTRES', '?')}  "
-            + ", ".join(f"{r} x{n}" for r, n in rules.items())
-        )
+        summary.append(f"[slurm]   job {jid:>5} {row.get('State', '?'):<10} "
+                       f"{row.get('Elapsed', '?')} {row.get('AllocTRES', '?')}  "
+                       + ", ".join(f"{r} x{n}" for r, n in rules.items()))
     report(request, "\n".join(summary))
     if record.returncode != 0:
         tail = "\n".join(record.log.splitlines()[-60:])
@@ -484,9 +447,8 @@ def test_a_training_job_ran_data_parallel_ranks(workflow_run: RunRecord) -> None
     """config/slurm-ci.yaml gives one teacher two GPUs: one SLURM job, two torchrun ranks."""
     if not workflow_run.is_project:
         pytest.skip("only the project's workflow trains networks")
-    multi = [
-        (jid, job) for jid, jobs in workflow_run.submitted.items() for job in jobs if (resource(job, "ranks") or 1) > 1
-    ]
+    multi = [(jid, job) for jid, jobs in workflow_run.submitted.items() for job in jobs
+             if (resource(job, "ranks") or 1) > 1]
     assert multi, "no training job with more than one rank was submitted"
     results = workflow_run.workdir / "results" / "slurm-ci"
     for jid, job in multi:
@@ -504,14 +466,8 @@ def test_a_training_job_ran_data_parallel_ranks(workflow_run: RunRecord) -> None
 def test_second_run_has_nothing_to_do(workflow_run: RunRecord) -> None:
     """Nothing was left incomplete: a second run finds every output up to date."""
     extra = [a for a in workflow_run.extra if a != "--forceall"]
-    dry = subprocess.run(
-        snakemake_cmd(["--dry-run", *extra]),
-        cwd=workflow_run.workdir,
-        env=slurm_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    dry = subprocess.run(snakemake_cmd(["--dry-run", *extra]), cwd=workflow_run.workdir,
+                         env=slurm_env(), capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stderr
     assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
 
@@ -520,7 +476,7 @@ def test_second_run_has_nothing_to_do(workflow_run: RunRecord) -> None:
 # The pre-timeout signal: checkpoint, fail, retry, resume
 
 # A stand-in for a training loop that checkpoints on SIGTERM/SIGUSR1 and resumes from `.resume`.
-_CHECKPOINTING_TRAINER = """\
+_CHECKPOINTING_TRAINER = '''\
 import json, os, signal, sys, time
 from pathlib import Path
 
@@ -550,10 +506,11 @@ while not received and time.monotonic() - t0 < 120:
 write_atomic(resume, json.dumps({"step": step, "signal": received[0] if received else None,
                                  "checkpointed_in_job": os.environ.get("SLURM_JOB_ID")}))
 sys.exit(1)
-"""
+'''
 
 
-def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp_path, request) -> None:
+def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp_path,
+                                                               request) -> None:
     """What `--signal=B:USR1@300` of the profile does 300 s before a long job's time limit, done
     now with `scancel --batch --signal=USR1`: the job ends, the training process gets SIGTERM and
     writes its checkpoint, snakemake retries the job, and the retry resumes from the checkpoint."""
@@ -578,14 +535,9 @@ rule train_sr:
     assert "slurm_extra" in profile["set-resources"]["train_sr"]
     started = tmp_path / "results" / "model.txt.started"
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        ["timeout", "-s", "INT", "-k", "30", "240", *snakemake_cmd([])],
-        cwd=tmp_path,
-        env=slurm_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = subprocess.Popen(["timeout", "-s", "INT", "-k", "30", "240", *snakemake_cmd([])],
+                            cwd=tmp_path, env=slurm_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         while not started.exists():
             assert proc.poll() is None, proc.stdout.read()
@@ -610,11 +562,9 @@ rule train_sr:
     jobs = submitted_jobs(log)
     rows = wait_for_sacct(run_id, set(jobs))
     assert [job.rule for jid in sorted(jobs, key=int) for job in jobs[jid]] == ["train_sr"] * 2
-    assert rows[first_job]["State"] != "COMPLETED" and rows[state["resumed_in_job"]]["State"] == ("COMPLETED"), rows
-    report(
-        request,
-        f"[slurm] pre-timeout signal: job {first_job} checkpointed at step "
-        f"{state['step']} on {state['signal']} "
-        f"({rows[first_job]['State']}), job {state['resumed_in_job']} resumed; "
-        f"{seconds:.1f} s",
-    )
+    assert rows[first_job]["State"] != "COMPLETED" and rows[state["resumed_in_job"]]["State"] == (
+        "COMPLETED"), rows
+    report(request, f"[slurm] pre-timeout signal: job {first_job} checkpointed at step "
+                    f"{state['step']} on {state['signal']} "
+                    f"({rows[first_job]['State']}), job {state['resumed_in_job']} resumed; "
+                    f"{seconds:.1f} s")

@@ -22,15 +22,8 @@ from tests.conftest import PROJECT_ROOT
 def _run(args, **kwargs):
     # One intra-op thread: on a small shared machine spinning threads slow tiny convolutions ~20x.
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "idc", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
+    return subprocess.Popen([sys.executable, "-m", "idc", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 @pytest.fixture
@@ -39,20 +32,9 @@ def train_config(tmp_path):
     hr = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     lr = np.stack([imresize_uint8(h, 0.25) for h in hr])
     store = write_patch_store(tmp_path / "s.h5", lr, hr, np.arange(6), np.zeros((6, 2), np.int64), source="t")
-    config = dict(
-        model_name="edsr",
-        model_kwargs=dict(num_feat=8, num_block=1),
-        store_path=str(store),
-        steps=200,
-        batch_size=2,
-        gt_size=16,
-        lr=1e-3,
-        milestones=[100],
-        checkpoint_every=20,
-        val_every=1000,
-        seed=3,
-        log_every=50,
-    )
+    config = dict(model_name="edsr", model_kwargs=dict(num_feat=8, num_block=1), store_path=str(store),
+                  steps=200, batch_size=2, gt_size=16, lr=1e-3, milestones=[100], checkpoint_every=20,
+                  val_every=1000, seed=3, log_every=50)
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -104,13 +104,8 @@ def test_loader_workers_give_the_same_batches(store):
     ds = PatchPairDataset(path, 16, seed=5)
 
     def batches(workers: int) -> list[torch.Tensor]:
-        loader = DataLoader(
-            ds,
-            batch_size=4,
-            sampler=StreamSampler(len(ds), 5, start=2),
-            num_workers=workers,
-            generator=torch.Generator().manual_seed(0),
-        )
+        loader = DataLoader(ds, batch_size=4, sampler=StreamSampler(len(ds), 5, start=2), num_workers=workers,
+                            generator=torch.Generator().manual_seed(0))
         return [b["gt"] for b in itertools.islice(loader, 4)]
 
     for x, y in zip(batches(0), batches(2)):

@@ -35,23 +35,9 @@ def data(tmp_path_factory):
 def _settings(data, out_dir, **over):
     # 6 patches, batch 4: steps cross epoch boundaries in the middle of a rank's share.
     settings = dict(
-        model_name="edsr",
-        model_kwargs=TINY_EDSR,
-        store_path=str(data["store"]),
-        out_dir=str(out_dir),
-        steps=7,
-        batch_size=4,
-        gt_size=16,
-        lr=2e-3,
-        milestones=[3, 6],
-        gamma=0.5,
-        val_every=3,
-        checkpoint_every=2,
-        val_hr_dir=str(data["val_hr"]),
-        val_lr_dir=str(data["val_lr"]),
-        crop_border=2,
-        seed=3,
-        log_every=1,
+        model_name="edsr", model_kwargs=TINY_EDSR, store_path=str(data["store"]), out_dir=str(out_dir), steps=7,
+        batch_size=4, gt_size=16, lr=2e-3, milestones=[3, 6], gamma=0.5, val_every=3, checkpoint_every=2,
+        val_hr_dir=str(data["val_hr"]), val_lr_dir=str(data["val_lr"]), crop_border=2, seed=3, log_every=1,
     )
     settings.update(over)
     return settings
@@ -73,9 +59,8 @@ def _raise_signal_at(step_to_stop: int):
 
 def _rank_main(rank: int, size: int, port: int, settings: dict, stop: tuple[int, int] | None, results) -> None:
     """One rank, as torchrun would start it (the same environment variables)."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank)
-    )
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     callback = _raise_signal_at(stop[1]) if stop is not None and stop[0] == rank else None
     try:
@@ -226,9 +211,8 @@ def test_stop_signal_to_the_launcher_checkpoints_all_ranks_and_the_rerun_resumes
     settings = {**_settings(data, out, steps=400, checkpoint_every=10_000, val_every=10_000), "device": "cpu"}
     config = tmp_path / "settings.yaml"
     config.write_text(yaml.safe_dump(settings))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCHER, str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -254,11 +238,9 @@ def test_launch_hands_the_ranks_the_same_config(data, tmp_path, monkeypatch, cap
     from tests.conftest import PROJECT_ROOT
 
     cfg, run = train_arguments({**_settings(data, tmp_path / "out"), "device": "cpu"})
-    check = (
-        "import dataclasses, json, sys, yaml; from idc.sr.cli import train_arguments; "
-        "cfg, run = train_arguments(yaml.safe_load(open(sys.argv[1]))); "
-        "print('CFG', json.dumps(dataclasses.asdict(cfg), sort_keys=True)); print('RUN', sorted(run))"
-    )
+    check = ("import dataclasses, json, sys, yaml; from idc.sr.cli import train_arguments; "
+             "cfg, run = train_arguments(yaml.safe_load(open(sys.argv[1]))); "
+             "print('CFG', json.dumps(dataclasses.asdict(cfg), sort_keys=True)); print('RUN', sorted(run))")
     monkeypatch.setattr(distributed, "torchrun_command", lambda path, ranks: [sys.executable, "-c", check, str(path)])
     monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
     with caplog.at_level(logging.INFO, logger="idc.sr.distributed"):

@@ -34,15 +34,9 @@ def test_released_basicsr_checkpoint_becomes_the_same_network(tmp_path, valset):
     # BasicSR's layout: the averaged weights under params_ema, the raw ones under params.
     noise = {k: v + 1.0 for k, v in released.state_dict().items()}
     torch.save({"params": noise, "params_ema": released.state_dict()}, tmp_path / "EDSR_x4.pth")
-    model_path = import_teacher(
-        weights=tmp_path / "EDSR_x4.pth",
-        out_model=tmp_path / "t" / "model.safetensors",
-        out_metrics=tmp_path / "t" / "validation.csv",
-        arch="edsr",
-        kwargs=EDSR_KWARGS,
-        testsets=valset,
-        device="cpu",
-    )
+    model_path = import_teacher(weights=tmp_path / "EDSR_x4.pth", out_model=tmp_path / "t" / "model.safetensors",
+                                out_metrics=tmp_path / "t" / "validation.csv", arch="edsr", kwargs=EDSR_KWARGS,
+                                testsets=valset, device="cpu")
     loaded = load_model(model_path)
     loaded = loaded[0] if isinstance(loaded, tuple) else loaded
     x = torch.rand(1, 3, 8, 8)
@@ -56,23 +50,11 @@ def test_released_basicsr_checkpoint_becomes_the_same_network(tmp_path, valset):
 def test_weights_of_another_architecture_are_refused_naming_the_file(tmp_path, valset):
     torch.save(build_model("edsr", **{**EDSR_KWARGS, "num_feat": 16}).state_dict(), tmp_path / "other.pth")
     with pytest.raises(ValueError, match="other.pth"):
-        import_teacher(
-            weights=tmp_path / "other.pth",
-            out_model=tmp_path / "t" / "model.safetensors",
-            out_metrics=tmp_path / "t" / "validation.csv",
-            arch="edsr",
-            kwargs=EDSR_KWARGS,
-            testsets=valset,
-            device="cpu",
-        )
+        import_teacher(weights=tmp_path / "other.pth", out_model=tmp_path / "t" / "model.safetensors",
+                       out_metrics=tmp_path / "t" / "validation.csv", arch="edsr", kwargs=EDSR_KWARGS,
+                       testsets=valset, device="cpu")
     assert not (tmp_path / "t" / "model.safetensors").exists()
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        import_teacher(
-            weights=tmp_path / "missing.pth",
-            out_model=tmp_path / "t" / "model.safetensors",
-            out_metrics=tmp_path / "t" / "validation.csv",
-            arch="edsr",
-            kwargs=EDSR_KWARGS,
-            testsets=valset,
-            device="cpu",
-        )
+        import_teacher(weights=tmp_path / "missing.pth", out_model=tmp_path / "t" / "model.safetensors",
+                       out_metrics=tmp_path / "t" / "validation.csv", arch="edsr", kwargs=EDSR_KWARGS,
+                       testsets=valset, device="cpu")

@@ -21,12 +21,8 @@ class ConvSR(nn.Module):
     def __init__(self, scale: int = 4) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 3 * scale * scale, 3, padding=1),
-            nn.PixelShuffle(scale),
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,9 +87,8 @@ def test_scores_on_set5_match_a_direct_computation(shared_data):
     hr_dir, lr_dir = shared_data / "Set5" / "HR", shared_data / "Set5" / "LR_bicubic" / "X4"
     pairs = sr_test.pair_test_images(hr_dir, lr_dir, 4)
     assert [p[0] for p in pairs] == ["baby", "bird", "butterfly", "head", "woman"]
-    rows = sr_test.evaluate_images(
-        BicubicUp(), sr_test.load_test_images(pairs, 4), crop_border=4, test_y_channel=True, device=torch.device("cpu")
-    )
+    rows = sr_test.evaluate_images(BicubicUp(), sr_test.load_test_images(pairs, 4), crop_border=4,
+                                   test_y_channel=True, device=torch.device("cpu"))
     # Direct computation for one image.
     name, hr_path, lr_path = pairs[2]
     lr = read_image(lr_path)
@@ -127,12 +122,9 @@ def test_test_sr_writes_rows(shared_data, tmp_path):
     out = tmp_path / "scores.csv"
     frame = sr_test.test_sr(
         model_path=tmp_path / "m.safetensors",
-        testsets={
-            "Set5": (shared_data / "Set5" / "HR", shared_data / "Set5" / "LR_bicubic" / "X4"),
-            "mini14": (hr_dir, lr_dir),
-        },
-        out_csv=out,
-        device="cpu",
+        testsets={"Set5": (shared_data / "Set5" / "HR", shared_data / "Set5" / "LR_bicubic" / "X4"),
+                  "mini14": (hr_dir, lr_dir)},
+        out_csv=out, device="cpu",
     )
     assert list(frame.columns) == ["testset", "image", "psnr", "ssim"]
     assert frame["testset"].tolist() == ["Set5"] * 5 + ["mini14"] * 2
@@ -165,11 +157,8 @@ def test_test_sr_bad_input(shared_data, tmp_path):
     (lr_dir / "birdx4.png").write_bytes(b"not a png")
     good = (hr, shared_data / "Set5" / "LR_bicubic" / "X4")
     with pytest.raises(ValueError, match="birdx4"):
-        sr_test.test_sr(
-            model_path=tmp_path / "m.safetensors",
-            testsets={"ok": good, "bad": (hr, lr_dir)},
-            out_csv=tmp_path / "o.csv",
-        )
+        sr_test.test_sr(model_path=tmp_path / "m.safetensors", testsets={"ok": good, "bad": (hr, lr_dir)},
+                        out_csv=tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -180,6 +169,5 @@ def test_non_finite_output_is_an_error_not_a_score(shared_data):
 
     pairs = sr_test.pair_test_images(shared_data / "Set5" / "HR", shared_data / "Set5" / "LR_bicubic" / "X4", 4)
     with pytest.raises(FloatingPointError, match="NaN or infinite values for image baby"):
-        sr_test.evaluate_images(
-            Broken(), sr_test.load_test_images(pairs, 4), crop_border=2, test_y_channel=True, device=torch.device("cpu")
-        )
+        sr_test.evaluate_images(Broken(), sr_test.load_test_images(pairs, 4), crop_border=2, test_y_channel=True,
+                                device=torch.device("cpu"))

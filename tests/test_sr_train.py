@@ -20,31 +20,11 @@ from idc.sr.train import NonFiniteLossError, TrainingInterrupted, default_resume
 
 TINY_EDSR = dict(num_feat=8, num_block=1, upscale=4)
 # drop_path makes the training forward consume the global torch RNG, which a resume must restore.
-TINY_SWINIR = dict(
-    upscale=4,
-    img_size=8,
-    window_size=4,
-    depths=[2],
-    embed_dim=8,
-    num_heads=[2],
-    mlp_ratio=1.0,
-    upsampler="pixelshuffledirect",
-    drop_path_rate=0.5,
-)
+TINY_SWINIR = dict(upscale=4, img_size=8, window_size=4, depths=[2], embed_dim=8, num_heads=[2], mlp_ratio=1.0,
+                   upsampler="pixelshuffledirect", drop_path_rate=0.5)
 # Official Gumbel routing draws from the global torch RNG in every forward.
-TINY_MAMBAIRV2 = dict(
-    upscale=4,
-    img_size=8,
-    embed_dim=8,
-    d_state=2,
-    depths=[1],
-    num_heads=[1],
-    window_size=4,
-    inner_rank=4,
-    num_tokens=4,
-    mlp_ratio=1.0,
-    upsampler="pixelshuffledirect",
-)
+TINY_MAMBAIRV2 = dict(upscale=4, img_size=8, embed_dim=8, d_state=2, depths=[1], num_heads=[1], window_size=4,
+                      inner_rank=4, num_tokens=4, mlp_ratio=1.0, upsampler="pixelshuffledirect")
 
 
 def _smooth_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -74,23 +54,9 @@ def data(tmp_path_factory):
 
 def _settings(data, out_dir, **over):
     settings = dict(
-        model_name="edsr",
-        model_kwargs=TINY_EDSR,
-        store_path=data["store"],
-        out_dir=out_dir,
-        steps=6,
-        batch_size=3,
-        gt_size=16,
-        lr=1e-3,
-        milestones=[2, 5],
-        gamma=0.5,
-        val_every=2,
-        checkpoint_every=4,
-        val_hr_dir=data["val_hr"],
-        val_lr_dir=data["val_lr"],
-        crop_border=2,
-        seed=7,
-        log_every=1,
+        model_name="edsr", model_kwargs=TINY_EDSR, store_path=data["store"], out_dir=out_dir, steps=6,
+        batch_size=3, gt_size=16, lr=1e-3, milestones=[2, 5], gamma=0.5, val_every=2, checkpoint_every=4,
+        val_hr_dir=data["val_hr"], val_lr_dir=data["val_lr"], crop_border=2, seed=7, log_every=1,
     )
     settings.update(over)
     return settings
@@ -120,12 +86,8 @@ def _outputs(out_dir):
 
 @pytest.mark.parametrize(
     "model_name, model_kwargs, ema_decay",
-    [
-        ("edsr", TINY_EDSR, 0.0),
-        ("edsr", TINY_EDSR, 0.9),
-        ("swinir", TINY_SWINIR, 0.0),
-        ("mambairv2_light", TINY_MAMBAIRV2, 0.5),
-    ],
+    [("edsr", TINY_EDSR, 0.0), ("edsr", TINY_EDSR, 0.9), ("swinir", TINY_SWINIR, 0.0),
+     ("mambairv2_light", TINY_MAMBAIRV2, 0.5)],
 )
 def test_interrupted_and_resumed_run_equals_uninterrupted(data, tmp_path, model_name, model_kwargs, ema_decay):
     def settings(out, **over):
@@ -310,6 +272,5 @@ def test_train_config_defaults_are_the_schema_defaults():
     name, spec = next(iter(config["models"].items()))
     cfg = TrainConfig.for_network(spec, seed=5, metric=config["test"])
     assert (cfg.model_name, cfg.seed, cfg.crop_border) == (spec["arch"], 5, config["test"]["crop_border"])
-    assert {k: getattr(cfg, k) for k in recipe} == {
-        k: tuple(v) if isinstance(v, list) else v for k, v in spec["train"].items()
-    }
+    assert {k: getattr(cfg, k) for k in recipe} == {k: tuple(v) if isinstance(v, list) else v
+                                                    for k, v in spec["train"].items()}

@@ -69,9 +69,7 @@ def test_demo_exports_its_condensed_set_with_a_card(demo_run):
     names = [line.split(" ")[0] for line in (out / "meta_info.txt").read_text().splitlines()]
     assert len(names) == n and names == sorted(names)
     assert np.array_equal(np.asarray(Image.open(out / "HR" / names[-1])), hr_ref[-1])
-    assert np.array_equal(
-        np.asarray(Image.open(out / "LR_bicubic/X4" / names[-1].replace(".png", "x4.png"))), lr_ref[-1]
-    )
+    assert np.array_equal(np.asarray(Image.open(out / "LR_bicubic/X4" / names[-1].replace(".png", "x4.png"))), lr_ref[-1])
     assert (demo_run / "results/demo/logs/export_dataset/idc.log").read_text().count("eta") >= 1
 
 
@@ -86,9 +84,7 @@ def test_an_exported_selection_imported_back_is_trained_tested_and_tabled(demo_r
 
     def add_external(config):
         config["datasets"]["random_ext"] = {
-            "method": "folder",
-            "hr": str(exported / "HR"),
-            "lr": str(exported / "LR_bicubic/X4"),
+            "method": "folder", "hr": str(exported / "HR"), "lr": str(exported / "LR_bicubic/X4"),
             "meta_info": str(exported / "meta_info.txt"),
         }
         config["models"] = {"edsr": config["models"]["edsr"]}

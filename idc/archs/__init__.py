@@ -32,7 +32,6 @@ def deterministic_inference(model):
         model.set_routing("argmax")
     return model
 
-
 __all__ = [
     "ARCHITECTURES",
     "MODEL_PRESETS",

@@ -19,16 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def window_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    bias: torch.Tensor,
-    mask: torch.Tensor | None,
-    scale: float,
-    fused: bool = False,
-    dropout: nn.Dropout | None = None,
-) -> torch.Tensor:
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                     mask: torch.Tensor | None, scale: float, fused: bool = False,
+                     dropout: nn.Dropout | None = None) -> torch.Tensor:
     """Attention inside windows.
 
     q, k, v: (B*nW, heads, n, d), windows of one image consecutive (the order of window_partition).
@@ -45,9 +38,8 @@ def window_attention(
             per_window = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, n, n)
             attn_mask = per_window.unsqueeze(0).expand(bw // nw, nw, heads, n, n).reshape(bw, heads, n, n)
         # The kernels want the mask in q's dtype (autocast may have made q bf16/fp16).
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=dropout_p, scale=scale
-        )
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=dropout_p,
+                                              scale=scale)
     attn = (q * scale) @ k.transpose(-2, -1)
     attn = attn + bias.unsqueeze(0)
     if mask is not None:

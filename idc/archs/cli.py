@@ -64,11 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dst", help="output .safetensors")
     p.add_argument("--model", required=True, help="preset or architecture name, e.g. swinir_light_x4")
     p.add_argument("--param-key", default=None, help="checkpoint key (default: params_ema, else params)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="constructor argument overriding the preset (VALUE as JSON)",
-    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument overriding the preset (VALUE as JSON)")
     p.set_defaults(func=_import)

@@ -78,12 +78,12 @@ class ReconstructionHead:
     "" (denoising-style residual). Mixed into an `nn.Module` that provides `_prepare(x)` (pad and
     normalise), `_body(x)` (features), `img_range`, `mean` and `upscale`."""
 
-    def _build_reconstruction(self, upsampler: str, embed_dim: int, num_feat: int, upscale: int, in_chans: int) -> None:
+    def _build_reconstruction(self, upsampler: str, embed_dim: int, num_feat: int, upscale: int,
+                              in_chans: int) -> None:
         name = type(self).__name__
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
-            )
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
             self.upsample = Upsample(upscale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         elif upsampler == "pixelshuffledirect":
@@ -91,9 +91,8 @@ class ReconstructionHead:
         elif upsampler == "nearest+conv":
             if upscale != 4:
                 raise ValueError(f"{name}: upsampler 'nearest+conv' supports only upscale 4")
-            self.conv_before_upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
-            )
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)

@@ -41,13 +41,8 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-def save_model(
-    path: str | os.PathLike,
-    model: nn.Module,
-    name: str,
-    kwargs: Mapping[str, Any],
-    extra_metadata: Mapping[str, str] | None = None,
-) -> Path:
+def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Mapping[str, Any],
+               extra_metadata: Mapping[str, str] | None = None) -> Path:
     """Write `model`'s state dict to `path` (safetensors) with `name` + `kwargs` in the metadata.
 
     `name` is an architecture name (e.g. "edsr"); `kwargs` the constructor arguments such that
@@ -59,9 +54,7 @@ def save_model(
     try:
         kwargs_json = json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True)
     except TypeError as err:
-        raise ValueError(
-            f"save_model: constructor kwargs must be JSON values (numbers, strings, lists): {err}"
-        ) from err
+        raise ValueError(f"save_model: constructor kwargs must be JSON values (numbers, strings, lists): {err}") from err
     metadata = {"format": FORMAT_TAG, "arch": name, "kwargs": kwargs_json, "torch": torch.__version__}
     if extra_metadata:
         clash = set(extra_metadata) & set(metadata)
@@ -85,14 +78,10 @@ def read_model_metadata(path: str | os.PathLike) -> tuple[str, dict[str, Any], d
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for damaged headers
-        raise ValueError(
-            f"model file {path} is not a readable safetensors file (corrupt or truncated?): {err}"
-        ) from err
+        raise ValueError(f"model file {path} is not a readable safetensors file (corrupt or truncated?): {err}") from err
     if meta.get("format") != FORMAT_TAG or "arch" not in meta or "kwargs" not in meta:
-        raise ValueError(
-            f"model file {path} has no idc model metadata (format/arch/kwargs); "
-            "use load_official_weights for plain checkpoints"
-        )
+        raise ValueError(f"model file {path} has no idc model metadata (format/arch/kwargs); "
+                         "use load_official_weights for plain checkpoints")
     try:
         kwargs = json.loads(meta["kwargs"])
     except json.JSONDecodeError as err:
@@ -162,13 +151,12 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
     for k, v in state.items():
         if not isinstance(v, torch.Tensor):
             raise ValueError(f"checkpoint entry {k!r} is a {type(v).__name__}, not a tensor")
-        out[k[len("module.") :] if k.startswith("module.") else k] = v
+        out[k[len("module."):] if k.startswith("module.") else k] = v
     return out
 
 
-def load_official_weights(
-    model: nn.Module, path_or_dict: str | os.PathLike | Mapping[str, Any], param_key: str | None = None
-) -> nn.Module:
+def load_official_weights(model: nn.Module, path_or_dict: str | os.PathLike | Mapping[str, Any],
+                          param_key: str | None = None) -> nn.Module:
     """Load a released checkpoint (or fixture) into `model` strictly, in place; returns `model`.
 
     Buffers that the network derives from its configuration (SwinIR's `attn_mask`) are ignored
@@ -185,24 +173,18 @@ def load_official_weights(
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith(DERIVABLE_BUFFER_SUFFIXES)]
     unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in state
-        if k in own and state[k].shape != own[k].shape
-    ]
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+             if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(
-            f"weights from {source} do not fit {type(model).__name__}: "
-            f"missing {missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} "
-            f"({len(unexpected)}), shape mismatch {wrong[:5]}"
-        )
+        raise ValueError(f"weights from {source} do not fit {type(model).__name__}: "
+                         f"missing {missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} "
+                         f"({len(unexpected)}), shape mismatch {wrong[:5]}")
     model.load_state_dict(state, strict=False)
     return model
 
 
-def import_official_weights(
-    src: str | os.PathLike, dst: str | os.PathLike, model: str, param_key: str | None = None, **overrides: Any
-) -> Path:
+def import_official_weights(src: str | os.PathLike, dst: str | os.PathLike, model: str,
+                            param_key: str | None = None, **overrides: Any) -> Path:
     """Convert a released checkpoint into this package's format: build `model` (architecture or
     preset name, `overrides` applied), load `src` strictly, write `dst` with `save_model`."""
     from idc.archs.registry import resolve

@@ -51,9 +51,8 @@ ROUTING_MODES = ("gumbel", "gumbel_seeded", "argmax")
 class RoutingControl:
     """Routing noise and token ordering shared by all ASSM modules of one model."""
 
-    def __init__(
-        self, mode: str = "gumbel", generator: torch.Generator | None = None, stable_sort: bool = True
-    ) -> None:
+    def __init__(self, mode: str = "gumbel", generator: torch.Generator | None = None,
+                 stable_sort: bool = True) -> None:
         self.mode = "gumbel"
         self.generator: torch.Generator | None = None
         self.set(mode, generator)
@@ -88,9 +87,8 @@ class RoutingControl:
                 raise RuntimeError("injected routing noise exhausted: more ASSM calls than noise tensors")
             noise = self.noise_queue.pop(0)
             if noise.shape != logits.shape:
-                raise ValueError(
-                    f"injected routing noise has shape {tuple(noise.shape)}, the route logits {tuple(logits.shape)}"
-                )
+                raise ValueError(f"injected routing noise has shape {tuple(noise.shape)}, "
+                                 f"the route logits {tuple(logits.shape)}")
             return noise.to(device=logits.device, dtype=logits.dtype)
         if self.mode == "argmax":
             return None
@@ -116,10 +114,8 @@ class RoutingControl:
                 raise RuntimeError("injected sort permutations exhausted: more ASSM calls than permutations")
             perm = self.sort_queue.pop(0).to(route_index.device)
             if perm.shape != route_index.shape:
-                raise ValueError(
-                    f"injected sort permutation has shape {tuple(perm.shape)}, "
-                    f"the route index {tuple(route_index.shape)}"
-                )
+                raise ValueError(f"injected sort permutation has shape {tuple(perm.shape)}, "
+                                 f"the route index {tuple(route_index.shape)}")
             return perm
         return torch.sort(route_index, dim=-1, stable=self.stable_sort)[1]
 
@@ -145,7 +141,8 @@ class DepthwiseConvGELU(nn.Module):
         super().__init__()
         self.hidden_features = hidden_features
         self.depthwise_conv = nn.Sequential(
-            nn.Conv2d(hidden_features, hidden_features, kernel_size, 1, (kernel_size - 1) // 2, groups=hidden_features),
+            nn.Conv2d(hidden_features, hidden_features, kernel_size, 1, (kernel_size - 1) // 2,
+                      groups=hidden_features),
             nn.GELU(),
         )
 
@@ -226,16 +223,8 @@ class WindowAttention(nn.Module):
 class SelectiveScan(nn.Module):
     """One-direction S6 scan over the routed sequence; C is offset by the routed prompt (ASE)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 16,
-        expand: float = 1.0,
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        dt_init_floor: float = 1e-4,
-        dt_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, d_model: int, d_state: int = 16, expand: float = 1.0, dt_min: float = 0.001,
+                 dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_scale: float = 1.0) -> None:
         super().__init__()
         self.d_state = d_state
         self.d_inner = int(expand * d_model)
@@ -280,15 +269,8 @@ class SelectiveScan(nn.Module):
 class ASSM(nn.Module):
     """Attentive state-space module: route tokens to prompts, scan them in route order."""
 
-    def __init__(
-        self,
-        dim: int,
-        d_state: int,
-        num_tokens: int = 64,
-        inner_rank: int = 128,
-        mlp_ratio: float = 2.0,
-        routing: RoutingControl | None = None,
-    ) -> None:
+    def __init__(self, dim: int, d_state: int, num_tokens: int = 64, inner_rank: int = 128,
+                 mlp_ratio: float = 2.0, routing: RoutingControl | None = None) -> None:
         super().__init__()
         self.dim = dim
         self.num_tokens = num_tokens
@@ -303,9 +285,8 @@ class ASSM(nn.Module):
         self.CPE = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden))
         self.embeddingB = nn.Embedding(num_tokens, inner_rank)
         nn.init.uniform_(self.embeddingB.weight, -1 / num_tokens, 1 / num_tokens)
-        self.route = nn.Sequential(
-            nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens), nn.LogSoftmax(dim=-1)
-        )
+        self.route = nn.Sequential(nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens),
+                                   nn.LogSoftmax(dim=-1))
         self.routing = routing if routing is not None else RoutingControl()
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int], token: nn.Embedding) -> torch.Tensor:
@@ -316,9 +297,8 @@ class ASSM(nn.Module):
         prompt = torch.matmul(policy, full_embedding).view(b, n, self.d_state)
         order = self.routing.order(route_index.detach())
         if self.routing.record is not None:
-            self.routing.record.append(
-                {"route_index": route_index.detach().clone(), "sort_indices": order.detach().clone()}
-            )
+            self.routing.record.append({"route_index": route_index.detach().clone(),
+                                        "sort_indices": order.detach().clone()})
         x = self.in_proj(x.permute(0, 2, 1).reshape(b, c, h, w))
         x = x * torch.sigmoid(self.CPE(x))
         x = x.flatten(2).permute(0, 2, 1)
@@ -330,22 +310,9 @@ class ASSM(nn.Module):
 class AttentiveLayer(nn.Module):
     """Window attention + FFN, then ASSM + FFN, each half with a learned layer-scaled skip."""
 
-    def __init__(
-        self,
-        dim: int,
-        d_state: int,
-        num_heads: int,
-        window_size: int,
-        shift_size: int,
-        inner_rank: int,
-        num_tokens: int,
-        convffn_kernel_size: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        norm_layer: type[nn.Module],
-        ffn: str,
-        routing: RoutingControl,
-    ) -> None:
+    def __init__(self, dim: int, d_state: int, num_heads: int, window_size: int, shift_size: int,
+                 inner_rank: int, num_tokens: int, convffn_kernel_size: int, mlp_ratio: float,
+                 qkv_bias: bool, norm_layer: type[nn.Module], ffn: str, routing: RoutingControl) -> None:
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
@@ -357,9 +324,8 @@ class AttentiveLayer(nn.Module):
         self.scale2 = nn.Parameter(1e-4 * torch.ones(dim))
         self.wqkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.win_mhsa = WindowAttention(dim, _pair(window_size), num_heads)
-        self.assm = ASSM(
-            dim, d_state, num_tokens=num_tokens, inner_rank=inner_rank, mlp_ratio=mlp_ratio, routing=routing
-        )
+        self.assm = ASSM(dim, d_state, num_tokens=num_tokens, inner_rank=inner_rank, mlp_ratio=mlp_ratio,
+                         routing=routing)
         hidden = int(dim * mlp_ratio)
         if ffn == "gated":
             self.convffn1: nn.Module = GatedMLP(dim, hidden)
@@ -398,14 +364,11 @@ class AttentiveLayer(nn.Module):
 class BasicBlock(nn.Module):
     def __init__(self, depth: int, window_size: int, **layer_kwargs) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            [
-                AttentiveLayer(
-                    window_size=window_size, shift_size=0 if i % 2 == 0 else window_size // 2, **layer_kwargs
-                )
-                for i in range(depth)
-            ]
-        )
+        self.layers = nn.ModuleList([
+            AttentiveLayer(window_size=window_size, shift_size=0 if i % 2 == 0 else window_size // 2,
+                           **layer_kwargs)
+            for i in range(depth)
+        ])
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int], params: dict[str, torch.Tensor]) -> torch.Tensor:
         for layer in self.layers:
@@ -416,9 +379,8 @@ class BasicBlock(nn.Module):
 class ASSB(nn.Module):
     """Attentive state-space group: attentive layers, a conv, and a skip."""
 
-    def __init__(
-        self, dim: int, resi_connection: str, depth: int, window_size: int, use_checkpoint: bool, **layer_kwargs
-    ) -> None:
+    def __init__(self, dim: int, resi_connection: str, depth: int, window_size: int, use_checkpoint: bool,
+                 **layer_kwargs) -> None:
         super().__init__()
         self.use_checkpoint = use_checkpoint
         self.residual_group = BasicBlock(depth, window_size, dim=dim, **layer_kwargs)
@@ -468,16 +430,12 @@ class _MambaIRv2Base(ReconstructionHead, nn.Module):
         if patch_size != 1:
             raise ValueError(f"{type(self).__name__}: only patch_size=1 is used by the official models")
         if len(depths) != len(num_heads):
-            raise ValueError(
-                f"{type(self).__name__}: depths {list(depths)} and num_heads {list(num_heads)} differ in length"
-            )
+            raise ValueError(f"{type(self).__name__}: depths {list(depths)} and num_heads {list(num_heads)} "
+                             "differ in length")
         num_feat = 64
         self.img_range = img_range
-        self.mean = (
-            torch.tensor(DIV2K_RGB_MEAN, device="cpu").view(1, 3, 1, 1)
-            if in_chans == 3
-            else torch.zeros(1, 1, 1, 1, device="cpu")
-        )
+        self.mean = (torch.tensor(DIV2K_RGB_MEAN, device="cpu").view(1, 3, 1, 1) if in_chans == 3
+                     else torch.zeros(1, 1, 1, 1, device="cpu"))
         self.upscale = upscale
         self.upsampler = upsampler
         self.window_size = window_size
@@ -495,33 +453,19 @@ class _MambaIRv2Base(ReconstructionHead, nn.Module):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution[0] * resolution[1], embed_dim))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.register_buffer("relative_position_index_SA", relative_position_index(window_size, window_size))
-        self.layers = nn.ModuleList(
-            [
-                ASSB(
-                    dim=embed_dim,
-                    resi_connection=resi_connection,
-                    depth=depths[i],
-                    window_size=window_size,
-                    use_checkpoint=use_checkpoint,
-                    d_state=d_state,
-                    num_heads=num_heads[i],
-                    inner_rank=inner_rank,
-                    num_tokens=num_tokens,
-                    convffn_kernel_size=convffn_kernel_size,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    norm_layer=norm_layer,
-                    ffn=self._ffn,
-                    routing=self.routing_control,
-                )
-                for i in range(len(depths))
-            ]
-        )
+        self.layers = nn.ModuleList([
+            ASSB(dim=embed_dim, resi_connection=resi_connection, depth=depths[i], window_size=window_size,
+                 use_checkpoint=use_checkpoint, d_state=d_state, num_heads=num_heads[i], inner_rank=inner_rank,
+                 num_tokens=num_tokens, convffn_kernel_size=convffn_kernel_size, mlp_ratio=mlp_ratio,
+                 qkv_bias=qkv_bias, norm_layer=norm_layer, ffn=self._ffn, routing=self.routing_control)
+            for i in range(len(depths))
+        ])
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _conv_block(embed_dim, resi_connection)
 
         self._build_reconstruction(upsampler, embed_dim, num_feat, upscale, in_chans)
         self.apply(self._init_weights)
+
 
     # ---- routing control -------------------------------------------------------------------
     @property
@@ -532,13 +476,8 @@ class _MambaIRv2Base(ReconstructionHead, nn.Module):
     def routing(self, mode: str) -> None:
         self.set_routing(mode)
 
-    def set_routing(
-        self,
-        mode: str,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        stable_sort: bool | None = None,
-    ) -> None:
+    def set_routing(self, mode: str, seed: int | None = None, generator: torch.Generator | None = None,
+                    stable_sort: bool | None = None) -> None:
         """Routing mode for every ASSM: "gumbel" (official, global RNG), "gumbel_seeded" (a private
         generator from `generator` or `seed`), "argmax" (deterministic)."""
         if mode == "gumbel_seeded" and generator is None:
@@ -550,11 +489,8 @@ class _MambaIRv2Base(ReconstructionHead, nn.Module):
             self.routing_control.stable_sort = stable_sort
 
     @contextlib.contextmanager
-    def injected_routing(
-        self,
-        noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        sort_indices: torch.Tensor | Sequence[torch.Tensor] | None = None,
-    ) -> Iterator[None]:
+    def injected_routing(self, noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                         sort_indices: torch.Tensor | Sequence[torch.Tensor] | None = None) -> Iterator[None]:
         """Replay routing: `noise[k]` (B, H*W, num_tokens) is added to the route logits of the k-th
         ASSM call, `sort_indices[k]` (B, H*W) replaces its token order (calls are counted in
         forward order: group-major, layer-minor)."""
@@ -606,6 +542,7 @@ class _MambaIRv2Base(ReconstructionHead, nn.Module):
         """conv_after_body(forward_features(f0)) + f0, f0 = conv_first(padded, normalised x), at the
         padded size (the up-sampler's input for `pixelshuffledirect`)."""
         return self._body(self._prepare(x))
+
 
 
 class MambaIRv2(_MambaIRv2Base):

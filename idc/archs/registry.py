@@ -52,106 +52,44 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # 1,517,571 parameters
     "edsr_baseline_x4": {
         "arch": "edsr",
-        "kwargs": dict(
-            num_in_ch=3,
-            num_out_ch=3,
-            num_feat=64,
-            num_block=16,
-            upscale=4,
-            res_scale=1.0,
-            img_range=255.0,
-            rgb_mean=[0.4488, 0.4371, 0.4040],
-        ),
+        "kwargs": dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4, res_scale=1.0,
+                       img_range=255.0, rgb_mean=[0.4488, 0.4371, 0.4040]),
     },
     # 43,089,923 parameters
     "edsr_x4": {
         "arch": "edsr",
-        "kwargs": dict(
-            num_in_ch=3,
-            num_out_ch=3,
-            num_feat=256,
-            num_block=32,
-            upscale=4,
-            res_scale=0.1,
-            img_range=255.0,
-            rgb_mean=[0.4488, 0.4371, 0.4040],
-        ),
+        "kwargs": dict(num_in_ch=3, num_out_ch=3, num_feat=256, num_block=32, upscale=4, res_scale=0.1,
+                       img_range=255.0, rgb_mean=[0.4488, 0.4371, 0.4040]),
     },
     # 929,628 parameters (897,228 without the relative-position-bias tables)
     "swinir_light_x4": {
         "arch": "swinir",
-        "kwargs": dict(
-            upscale=4,
-            in_chans=3,
-            img_size=64,
-            window_size=8,
-            img_range=1.0,
-            depths=[6, 6, 6, 6],
-            embed_dim=60,
-            num_heads=[6, 6, 6, 6],
-            mlp_ratio=2.0,
-            upsampler="pixelshuffledirect",
-            resi_connection="1conv",
-        ),
+        "kwargs": dict(upscale=4, in_chans=3, img_size=64, window_size=8, img_range=1.0, depths=[6, 6, 6, 6],
+                       embed_dim=60, num_heads=[6, 6, 6, 6], mlp_ratio=2.0, upsampler="pixelshuffledirect",
+                       resi_connection="1conv"),
     },
     # classical SR x4 (DIV2K-trained, patch 48): 11.9M parameters
     "swinir_classic_x4": {
         "arch": "swinir",
-        "kwargs": dict(
-            upscale=4,
-            in_chans=3,
-            img_size=48,
-            window_size=8,
-            img_range=1.0,
-            depths=[6, 6, 6, 6, 6, 6],
-            embed_dim=180,
-            num_heads=[6, 6, 6, 6, 6, 6],
-            mlp_ratio=2.0,
-            upsampler="pixelshuffle",
-            resi_connection="1conv",
-        ),
+        "kwargs": dict(upscale=4, in_chans=3, img_size=48, window_size=8, img_range=1.0,
+                       depths=[6, 6, 6, 6, 6, 6], embed_dim=180, num_heads=[6, 6, 6, 6, 6, 6], mlp_ratio=2.0,
+                       upsampler="pixelshuffle", resi_connection="1conv"),
     },
     # 789,680 parameters
     "mambairv2_light_x4": {
         "arch": "mambairv2_light",
-        "kwargs": dict(
-            upscale=4,
-            in_chans=3,
-            img_size=64,
-            img_range=1.0,
-            embed_dim=48,
-            d_state=8,
-            depths=[5, 5, 5, 5],
-            num_heads=[4, 4, 4, 4],
-            window_size=16,
-            inner_rank=32,
-            num_tokens=64,
-            convffn_kernel_size=5,
-            mlp_ratio=1.0,
-            upsampler="pixelshuffledirect",
-            resi_connection="1conv",
-        ),
+        "kwargs": dict(upscale=4, in_chans=3, img_size=64, img_range=1.0, embed_dim=48, d_state=8,
+                       depths=[5, 5, 5, 5], num_heads=[4, 4, 4, 4], window_size=16, inner_rank=32,
+                       num_tokens=64, convffn_kernel_size=5, mlp_ratio=1.0, upsampler="pixelshuffledirect",
+                       resi_connection="1conv"),
     },
     # 23,050,713 parameters
     "mambairv2_x4": {
         "arch": "mambairv2",
-        "kwargs": dict(
-            upscale=4,
-            in_chans=3,
-            img_size=64,
-            img_range=1.0,
-            embed_dim=174,
-            d_state=16,
-            depths=[6, 6, 6, 6, 6, 6],
-            num_heads=[6, 6, 6, 6, 6, 6],
-            window_size=16,
-            inner_rank=64,
-            num_tokens=128,
-            convffn_kernel_size=5,
-            mlp_ratio=2.0,
-            upsampler="pixelshuffle",
-            resi_connection="1conv",
-        ),
+        "kwargs": dict(upscale=4, in_chans=3, img_size=64, img_range=1.0, embed_dim=174, d_state=16,
+                       depths=[6, 6, 6, 6, 6, 6], num_heads=[6, 6, 6, 6, 6, 6], window_size=16, inner_rank=64,
+                       num_tokens=128, convffn_kernel_size=5, mlp_ratio=2.0, upsampler="pixelshuffle",
+                       resi_connection="1conv"),
     },
 }
 
@@ -193,12 +131,9 @@ MAX_MODEL_ELEMENTS = 2_000_000_000
 
 
 # Where each architecture's class lives (its signature is read without building it).
-_CLASSES = {
-    "edsr": ("idc.archs.edsr", "EDSR"),
-    "swinir": ("idc.archs.swinir", "SwinIR"),
-    "mambairv2_light": ("idc.archs.mambairv2", "MambaIRv2Light"),
-    "mambairv2": ("idc.archs.mambairv2", "MambaIRv2"),
-}
+_CLASSES = {"edsr": ("idc.archs.edsr", "EDSR"), "swinir": ("idc.archs.swinir", "SwinIR"),
+            "mambairv2_light": ("idc.archs.mambairv2", "MambaIRv2Light"),
+            "mambairv2": ("idc.archs.mambairv2", "MambaIRv2")}
 
 
 def _constructor_parameters(arch: str) -> Mapping[str, inspect.Parameter]:
@@ -209,7 +144,6 @@ def _constructor_parameters(arch: str) -> Mapping[str, inspect.Parameter]:
 def _accepts(annotation: str, value: Any) -> bool:
     """Whether a JSON-like `value` fits a constructor annotation (written as text: the modules use
     postponed annotations). Unknown annotations (e.g. a layer class) accept nothing from a config."""
-
     def scalar(kind: str, v: Any) -> bool:
         if kind == "None":
             return v is None
@@ -249,15 +183,11 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[
         with torch.device("meta"):
             network = ARCHITECTURES[arch](**full)
     except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, IndexError) as err:
-        raise ModelArgumentError(
-            f"{arch}({', '.join(f'{k}={v!r}' for k, v in full.items())}) cannot be built: {err}"
-        ) from None
+        raise ModelArgumentError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in full.items())}) cannot be built: {err}") from None
     size = sum(t.numel() for t in itertools.chain(network.parameters(), network.buffers()))
     if size > MAX_MODEL_ELEMENTS:
-        raise ModelArgumentError(
-            f"{arch} with these arguments has {size:,} weights, more than the limit "
-            f"{MAX_MODEL_ELEMENTS:,} (a typo in a width or depth?)"
-        )
+        raise ModelArgumentError(f"{arch} with these arguments has {size:,} weights, more than the limit "
+                         f"{MAX_MODEL_ELEMENTS:,} (a typo in a width or depth?)")
     return arch, full
 
 

@@ -79,28 +79,17 @@ def cuda_kernel() -> Callable | None:
         _CUDA_KERNEL_TRIED = True
         _CUDA_KERNEL, _CUDA_KERNEL_MISSING = _find_cuda_kernel()
         if _CUDA_KERNEL is None:
-            logger.info(
-                "selective scan: %s; using the PyTorch scan (for the CUDA kernel: %s)",
-                _CUDA_KERNEL_MISSING,
-                MAMBA_INSTALL,
-            )
+            logger.info("selective scan: %s; using the PyTorch scan (for the CUDA kernel: %s)",
+                        _CUDA_KERNEL_MISSING, MAMBA_INSTALL)
     return _CUDA_KERNEL
 
 
-def _check_shapes(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-) -> None:
+def _check_shapes(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                  C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+                  delta_bias: torch.Tensor | None) -> None:
     if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(
-            f"selective_scan: u and delta must both be (B, D, L), got {tuple(u.shape)} and {tuple(delta.shape)}"
-        )
+        raise ValueError(f"selective_scan: u and delta must both be (B, D, L), got {tuple(u.shape)} "
+                         f"and {tuple(delta.shape)}")
     batch, dim, length = u.shape
     if A.dim() != 2 or A.shape[0] != dim:
         raise ValueError(f"selective_scan: A must be (D={dim}, N), got {tuple(A.shape)}")
@@ -117,10 +106,8 @@ def _check_shapes(
         else:
             ok = False
         if not ok:
-            raise ValueError(
-                f"selective_scan: {name} must be (D, N), (B, N, L) or (B, G, N, L) with "
-                f"B={batch}, N={n}, L={length}, G | D={dim}; got {tuple(m.shape)}"
-            )
+            raise ValueError(f"selective_scan: {name} must be (D, N), (B, N, L) or (B, G, N, L) with "
+                             f"B={batch}, N={n}, L={length}, G | D={dim}; got {tuple(m.shape)}")
     if D is not None and D.shape != (dim,):
         raise ValueError(f"selective_scan: D must be ({dim},), got {tuple(D.shape)}")
     if delta_bias is not None and delta_bias.shape != (dim,):
@@ -133,9 +120,8 @@ def _work_dtype(u: torch.Tensor) -> torch.dtype:
     return torch.float64 if u.dtype == torch.float64 else torch.float32
 
 
-def _prepare_delta(
-    delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool, dtype: torch.dtype
-) -> torch.Tensor:
+def _prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool,
+                   dtype: torch.dtype) -> torch.Tensor:
     delta = delta.to(dtype)
     if delta_bias is not None:
         delta = delta + delta_bias[..., None].to(dtype)
@@ -151,9 +137,8 @@ def _per_channel(m: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return m.to(dtype)[:, None]  # (B, N, L): shared by all channels
 
 
-def _finish(
-    y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None, dtype: torch.dtype
-) -> torch.Tensor:
+def _finish(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+            dtype: torch.dtype) -> torch.Tensor:
     out = y if D is None else y + u * D.to(y.dtype)[:, None]
     if z is not None:
         out = out * F.silu(z.to(y.dtype))
@@ -163,18 +148,10 @@ def _finish(
 # --------------------------------------------------------------------------------------------
 # Sequential reference
 # --------------------------------------------------------------------------------------------
-def selective_scan_sequential(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-):
+def selective_scan_sequential(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                              C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                              delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                              return_last_state: bool = False):
     """Step-by-step loop over L (reference for tests and benchmarks; slow)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype_in, work = u.dtype, _work_dtype(u)
@@ -271,18 +248,10 @@ def linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _LinearRecurrence.apply(a, b)
 
 
-def selective_scan_vectorised(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-):
+def selective_scan_vectorised(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                              C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                              delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                              return_last_state: bool = False):
     """Pure-PyTorch selective scan without a Python loop over the sequence (see module doc)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype_in, work = u.dtype, _work_dtype(u)
@@ -307,19 +276,10 @@ def selective_scan_vectorised(
     return (out, states[..., -1]) if return_last_state else out
 
 
-def selective_scan(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-    impl: str = "auto",
-):
+def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   D: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                   delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
+                   return_last_state: bool = False, impl: str = "auto"):
     """Selective scan; `impl` is "auto" (CUDA kernel where possible, else vectorised),
     "cuda", "vectorised" or "sequential"."""
     if impl == "auto":
@@ -327,10 +287,8 @@ def selective_scan(
     if impl == "cuda":
         kernel = cuda_kernel()
         if kernel is None:
-            raise RuntimeError(
-                f"selective_scan: impl='cuda' needs mamba_ssm's compiled kernel "
-                f"({_CUDA_KERNEL_MISSING}; install: {MAMBA_INSTALL})"
-            )
+            raise RuntimeError(f"selective_scan: impl='cuda' needs mamba_ssm's compiled kernel "
+                               f"({_CUDA_KERNEL_MISSING}; install: {MAMBA_INSTALL})")
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
         return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if impl == "vectorised":

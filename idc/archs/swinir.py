@@ -101,16 +101,8 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device: torch.devic
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative-position bias."""
 
-    def __init__(
-        self,
-        dim: int,
-        window_size: tuple[int, int],
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ) -> None:
+    def __init__(self, dim: int, window_size: tuple[int, int], num_heads: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
         super().__init__()
         self.dim = dim
         self.window_size = window_size
@@ -137,21 +129,10 @@ class WindowAttention(nn.Module):
 
 
 class SwinTransformerBlock(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        input_resolution: tuple[int, int],
-        num_heads: int,
-        window_size: int = 7,
-        shift_size: int = 0,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        norm_layer: type[nn.Module] = nn.LayerNorm,
-    ) -> None:
+    def __init__(self, dim: int, input_resolution: tuple[int, int], num_heads: int, window_size: int = 7,
+                 shift_size: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0, norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
         super().__init__()
         self.input_resolution = input_resolution
         if min(input_resolution) <= window_size:
@@ -195,43 +176,18 @@ class SwinTransformerBlock(nn.Module):
 
 
 class BasicLayer(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        input_resolution: tuple[int, int],
-        depth: int,
-        num_heads: int,
-        window_size: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        qk_scale: float | None,
-        drop: float,
-        attn_drop: float,
-        drop_path: Sequence[float],
-        norm_layer: type[nn.Module],
-        use_checkpoint: bool,
-    ) -> None:
+    def __init__(self, dim: int, input_resolution: tuple[int, int], depth: int, num_heads: int,
+                 window_size: int, mlp_ratio: float, qkv_bias: bool, qk_scale: float | None, drop: float,
+                 attn_drop: float, drop_path: Sequence[float], norm_layer: type[nn.Module],
+                 use_checkpoint: bool) -> None:
         super().__init__()
         self.use_checkpoint = use_checkpoint
-        self.blocks = nn.ModuleList(
-            [
-                SwinTransformerBlock(
-                    dim,
-                    input_resolution,
-                    num_heads,
-                    window_size,
-                    0 if i % 2 == 0 else window_size // 2,
-                    mlp_ratio,
-                    qkv_bias,
-                    qk_scale,
-                    drop,
-                    attn_drop,
-                    drop_path[i],
-                    norm_layer,
-                )
-                for i in range(depth)
-            ]
-        )
+        self.blocks = nn.ModuleList([
+            SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
+                                 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias, qk_scale,
+                                 drop, attn_drop, drop_path[i], norm_layer)
+            for i in range(depth)
+        ])
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
         for blk in self.blocks:
@@ -248,10 +204,8 @@ def _conv_block(dim: int, resi_connection: str) -> nn.Module:
     if resi_connection == "3conv":
         # Fewer parameters: bottleneck to dim/4.
         return nn.Sequential(
-            nn.Conv2d(dim, dim // 4, 3, 1, 1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
-            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(dim, dim // 4, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(dim // 4, dim, 3, 1, 1),
         )
     raise ValueError(f"resi_connection must be '1conv' or '3conv', got {resi_connection!r}")
@@ -282,39 +236,14 @@ class PatchEmbed(nn.Module):
 class RSTB(nn.Module):
     """Residual Swin Transformer block: Swin layers, a conv, and a skip."""
 
-    def __init__(
-        self,
-        dim: int,
-        input_resolution: tuple[int, int],
-        depth: int,
-        num_heads: int,
-        window_size: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        qk_scale: float | None,
-        drop: float,
-        attn_drop: float,
-        drop_path: Sequence[float],
-        norm_layer: type[nn.Module],
-        use_checkpoint: bool,
-        resi_connection: str,
-    ) -> None:
+    def __init__(self, dim: int, input_resolution: tuple[int, int], depth: int, num_heads: int,
+                 window_size: int, mlp_ratio: float, qkv_bias: bool, qk_scale: float | None, drop: float,
+                 attn_drop: float, drop_path: Sequence[float], norm_layer: type[nn.Module],
+                 use_checkpoint: bool, resi_connection: str) -> None:
         super().__init__()
-        self.residual_group = BasicLayer(
-            dim,
-            input_resolution,
-            depth,
-            num_heads,
-            window_size,
-            mlp_ratio,
-            qkv_bias,
-            qk_scale,
-            drop,
-            attn_drop,
-            drop_path,
-            norm_layer,
-            use_checkpoint,
-        )
+        self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
+                                         qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer,
+                                         use_checkpoint)
         self.conv = _conv_block(dim, resi_connection)
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
@@ -355,11 +284,8 @@ class SwinIR(ReconstructionHead, nn.Module):
             raise ValueError(f"SwinIR: depths {list(depths)} and num_heads {list(num_heads)} differ in length")
         num_feat = 64
         self.img_range = img_range
-        self.mean = (
-            torch.tensor(DIV2K_RGB_MEAN, device="cpu").view(1, 3, 1, 1)
-            if in_chans == 3
-            else torch.zeros(1, 1, 1, 1, device="cpu")
-        )
+        self.mean = (torch.tensor(DIV2K_RGB_MEAN, device="cpu").view(1, 3, 1, 1) if in_chans == 3
+                     else torch.zeros(1, 1, 1, 1, device="cpu"))
         self.upscale = upscale
         self.upsampler = upsampler
         self.window_size = window_size
@@ -376,29 +302,15 @@ class SwinIR(ReconstructionHead, nn.Module):
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
-            self.layers.append(
-                RSTB(
-                    embed_dim,
-                    resolution,
-                    depth,
-                    num_heads[i],
-                    window_size,
-                    mlp_ratio,
-                    qkv_bias,
-                    qk_scale,
-                    drop_rate,
-                    attn_drop_rate,
-                    dpr[start : start + depth],
-                    norm_layer,
-                    use_checkpoint,
-                    resi_connection,
-                )
-            )
+            self.layers.append(RSTB(embed_dim, resolution, depth, num_heads[i], window_size, mlp_ratio, qkv_bias,
+                                    qk_scale, drop_rate, attn_drop_rate, dpr[start:start + depth], norm_layer,
+                                    use_checkpoint, resi_connection))
         self.norm = norm_layer(embed_dim)
         self.conv_after_body = _conv_block(embed_dim, resi_connection)
 
         self._build_reconstruction(upsampler, embed_dim, num_feat, upscale, in_chans)
         self.apply(self._init_weights)
+
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x_size = (x.shape[2], x.shape[3])
@@ -424,3 +336,4 @@ class SwinIR(ReconstructionHead, nn.Module):
         padded size. For `pixelshuffledirect` this is exactly the up-sampler's input; for
         `pixelshuffle` it is the input of `conv_before_upsample`."""
         return self._body(self._prepare(x))
+

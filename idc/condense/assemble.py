@@ -10,25 +10,15 @@ from typing import Any
 import numpy as np
 
 
-def assemble_store(
-    out_path: str | os.PathLike,
-    lr: Sequence[np.ndarray],
-    hr: Sequence[np.ndarray],
-    image_ids: Sequence[int],
-    *,
-    source: str,
-    seed: int | None,
-    **attrs: Any,
-) -> Path:
+def assemble_store(out_path: str | os.PathLike, lr: Sequence[np.ndarray], hr: Sequence[np.ndarray],
+                   image_ids: Sequence[int], *, source: str, seed: int | None, **attrs: Any) -> Path:
     """Write the per-instance uint8 NHWC patches as one store: image_id = source instance,
     origin = -1 (synthetic), step = 0 (not a sliding-window crop). Written atomically."""
     from idc.data.store import write_patch_store
 
     if not (len(lr) == len(hr) == len(image_ids)) or len(lr) == 0:
-        raise ValueError(
-            f"assemble_store {out_path}: need equally many (>0) LR sets, HR sets and image ids, "
-            f"got {len(lr)}, {len(hr)}, {len(image_ids)}"
-        )
+        raise ValueError(f"assemble_store {out_path}: need equally many (>0) LR sets, HR sets and image ids, "
+                         f"got {len(lr)}, {len(hr)}, {len(image_ids)}")
     if len(set(int(i) for i in image_ids)) != len(image_ids):
         raise ValueError(f"assemble_store {out_path}: repeated image ids")
     for i, (a, b) in enumerate(zip(lr, hr)):

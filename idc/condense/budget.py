@@ -48,9 +48,8 @@ def _checked_counts(patch_counts: Sequence[int] | np.ndarray) -> np.ndarray:
             raise ValueError("patch_counts must be whole numbers")
     counts = counts.astype(np.int64)
     if counts.min() < 1:
-        raise ValueError(
-            f"every image needs at least one real patch (position {int(np.argmin(counts))} has {int(counts.min())})"
-        )
+        raise ValueError(f"every image needs at least one real patch (position {int(np.argmin(counts))} has "
+                         f"{int(counts.min())})")
     return counts
 
 
@@ -85,8 +84,5 @@ def allocate_synthetic(patch_counts: Sequence[int] | np.ndarray, ratio: float, b
 def describe_allocation(counts: np.ndarray) -> dict[str, int | dict[str, int]]:
     """Total and histogram (count -> number of images) of an allocation, for logs and reports."""
     values, freq = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
-    return {
-        "total": int(np.sum(counts)),
-        "images": int(np.size(counts)),
-        "histogram": {str(int(v)): int(f) for v, f in zip(values, freq)},
-    }
+    return {"total": int(np.sum(counts)), "images": int(np.size(counts)),
+            "histogram": {str(int(v)): int(f) for v, f in zip(values, freq)}}

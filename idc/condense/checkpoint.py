@@ -20,13 +20,8 @@ def fingerprint(cfg: CondenseConfig, seed: int, real_lr: torch.Tensor, n_synthet
     """The identity of one instance's run. A checkpoint made with other execution settings may be
     resumed: they change how, not what, is computed."""
     d, _ = split_execution_settings(cfg.to_dict())
-    return {
-        "config": d,
-        "seed": int(seed),
-        "real_shape": list(real_lr.shape),
-        "real_sum": float(real_lr.double().sum()),
-        "n_synthetic": int(n_synthetic),
-    }
+    return {"config": d, "seed": int(seed), "real_shape": list(real_lr.shape),
+            "real_sum": float(real_lr.double().sum()), "n_synthetic": int(n_synthetic)}
 
 
 def stale_reason(checkpoint: dict[str, Any], fingerprints: list[dict[str, Any]]) -> str | None:
@@ -47,9 +42,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
     except Exception as err:  # truncated/corrupt files must never be taken as valid
-        raise ValueError(
-            f"condensation checkpoint {path} is corrupt or truncated ({err}); delete it to restart"
-        ) from err
+        raise ValueError(f"condensation checkpoint {path} is corrupt or truncated ({err}); "
+                         "delete it to restart") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"condensation checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
     return state

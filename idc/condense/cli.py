@@ -36,36 +36,18 @@ def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
 def _condense_image(args: argparse.Namespace) -> int:
     from idc.condense.stage import condense_image
 
-    condense_image(
-        store_path=args.store,
-        image_id=args.image_id,
-        extractor_path=args.extractor,
-        out_path=args.out,
-        log_path=args.log,
-        cfg=_load_cfg(args),
-        seed=args.seed,
-        device=args.device,
-        resume_dir=args.resume_dir,
-        progress=args.progress,
-    )
+    condense_image(store_path=args.store, image_id=args.image_id, extractor_path=args.extractor,
+                   out_path=args.out, log_path=args.log, cfg=_load_cfg(args), seed=args.seed,
+                   device=args.device, resume_dir=args.resume_dir, progress=args.progress)
     return 0
 
 
 def _condense_images(args: argparse.Namespace) -> int:
     from idc.condense.stage import condense_images
 
-    condense_images(
-        store_path=args.store,
-        image_ids=args.image_ids,
-        extractor_path=args.extractor,
-        out_paths=args.out,
-        log_paths=args.log,
-        cfg=_load_cfg(args),
-        seed=args.seed,
-        device=args.device,
-        resume_dir=args.resume_dir,
-        progress=args.progress,
-    )
+    condense_images(store_path=args.store, image_ids=args.image_ids, extractor_path=args.extractor,
+                    out_paths=args.out, log_paths=args.log, cfg=_load_cfg(args), seed=args.seed,
+                    device=args.device, resume_dir=args.resume_dir, progress=args.progress)
     return 0
 
 
@@ -74,16 +56,9 @@ def _upsample_assemble(args: argparse.Namespace) -> int:
 
     if len(args.synthetic) != len(args.image_ids):
         raise ValueError(f"--synthetic has {len(args.synthetic)} files but --image-ids {len(args.image_ids)} ids")
-    upsample_and_assemble(
-        synthetic_paths=args.synthetic,
-        image_ids=args.image_ids,
-        upsampler_path=args.upsampler,
-        out_store=args.out,
-        source=args.source,
-        seed=args.seed,
-        device=args.device,
-        batch_size=args.batch_size,
-    )
+    upsample_and_assemble(synthetic_paths=args.synthetic, image_ids=args.image_ids, upsampler_path=args.upsampler,
+                          out_store=args.out, source=args.source, seed=args.seed, device=args.device,
+                          batch_size=args.batch_size)
     return 0
 
 
@@ -112,11 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="synthetic LR patches (.npy, float32 (n,3,h,w))")
     p.add_argument("--log", required=True, help="per-instance log (JSON)")
     p.add_argument("--config", help="YAML/JSON mapping of CondenseConfig keys (may name a `variant`)")
-    p.add_argument(
-        "--variant",
-        help="named variant: idc, literal, balanced, fresh, v1-v7, a0-a11, x1-x3; "
-        "its own changes apply on top of --config and --set, as in the workflow",
-    )
+    p.add_argument("--variant", help="named variant: idc, literal, balanced, fresh, v1-v7, a0-a11, x1-x3; "
+                   "its own changes apply on top of --config and --set, as in the workflow")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -156,9 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_memorisation)
 
-    p = subparsers.add_parser(
-        "condense-study", help="IDC: the condensation settings study (run it, or write its document)"
-    )
+    p = subparsers.add_parser("condense-study", help="IDC: the condensation settings study (run it, or write its document)")
     p.add_argument("action", choices=["run", "report"])
     p.add_argument("--study", required=True, help="study YAML (config/condensation-study.yaml)")
     p.add_argument("--doc", default="docs/condensation-study.md", help="document to write (report)")

@@ -41,19 +41,9 @@ from idc.runloop import derive_seed as subseed
 logger = logging.getLogger(__name__)
 
 # Imported from here by the stage, the benchmarks and the tests.
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "CondensationInterrupted",
-    "NonFiniteLossError",
-    "condense_instance",
-    "condense_instances",
-    "defer_host_checks",
-    "dihedral",
-    "load_checkpoint",
-    "plateau_step",
-    "save_checkpoint",
-    "subseed",
-]
+__all__ = ["CHECKPOINT_FORMAT", "CondensationInterrupted", "NonFiniteLossError", "condense_instance",
+           "condense_instances", "defer_host_checks", "dihedral", "load_checkpoint", "plateau_step",
+           "save_checkpoint", "subseed"]
 
 
 class CondensationInterrupted(RunInterrupted):
@@ -100,17 +90,9 @@ def condense_instance(
     NonFiniteLossError naming the step. `on_log(record)` is called for every logged step.
     """
     wrapped = None if on_log is None else (lambda index, record: on_log(record))
-    return condense_instances(
-        [real_lr],
-        extractor,
-        cfg,
-        seeds=[seed],
-        device=device,
-        progress=progress,
-        resume_path=resume_path,
-        on_log=wrapped,
-        n_synthetic=None if n_synthetic is None else [n_synthetic],
-    )[0]
+    return condense_instances([real_lr], extractor, cfg, seeds=[seed], device=device, progress=progress,
+                              resume_path=resume_path, on_log=wrapped,
+                              n_synthetic=None if n_synthetic is None else [n_synthetic])[0]
 
 
 def condense_instances(
@@ -145,12 +127,9 @@ def condense_instances(
     if n_synthetic is None:
         n_synthetic = cfg.synthetic_counts([r.shape[0] for r in reals])
     if len(n_synthetic) != len(reals) or any(
-        isinstance(n, bool) or int(n) != n or not 1 <= n <= r.shape[0] for n, r in zip(n_synthetic, reals)
-    ):
-        raise ValueError(
-            f"n_synthetic must give each instance 1..N patches, got {list(n_synthetic)} for "
-            f"N = {[r.shape[0] for r in reals]}"
-        )
+            isinstance(n, bool) or int(n) != n or not 1 <= n <= r.shape[0] for n, r in zip(n_synthetic, reals)):
+        raise ValueError(f"n_synthetic must give each instance 1..N patches, got {list(n_synthetic)} for "
+                         f"N = {[r.shape[0] for r in reals]}")
     n_synthetic = [int(n) for n in n_synthetic]
     device = torch.device(device)
     resume_path = Path(resume_path) if resume_path is not None else None
@@ -163,51 +142,27 @@ def condense_instances(
         if stale is not None:
             # The settings changed since the interruption (the workflow reruns the job because its
             # parameters changed): that run's state is of no use for this one, so start afresh.
-            logger.warning(
-                "discarding condensation checkpoint %s made with other settings (%s); starting afresh",
-                resume_path,
-                stale,
-            )
+            logger.warning("discarding condensation checkpoint %s made with other settings (%s); starting afresh",
+                           resume_path, stale)
             checkpoint = None
 
     tap = LayerTap(extractor) if (cfg.use_group and cfg.feature_layer == "first") else None
     try:
         with frozen_extractor(extractor, cfg, device) as frozen, stop_signals() as stop:
             features = FeatureCall(frozen, cfg, device, tap)
-            return _run(
-                reals,
-                features,
-                cfg,
-                seeds=seeds,
-                n_synthetic=n_synthetic,
-                device=device,
-                progress=progress,
-                resume_path=resume_path,
-                checkpoint=checkpoint,
-                fingerprints=fingerprints,
-                on_log=on_log,
-                stop=stop,
-            )
+            return _run(reals, features, cfg, seeds=seeds, n_synthetic=n_synthetic, device=device,
+                        progress=progress, resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
+                        on_log=on_log, stop=stop)
     finally:
         if tap is not None:
             tap.close()
 
 
-def _run(
-    reals: list[torch.Tensor],
-    features: FeatureCall,
-    cfg: CondenseConfig,
-    *,
-    seeds: list[int],
-    n_synthetic: list[int],
-    device: torch.device,
-    progress: bool,
-    resume_path: Path | None,
-    checkpoint: dict[str, Any] | None,
-    fingerprints: list[dict[str, Any]],
-    on_log: Callable[[int, dict[str, Any]], None] | None,
-    stop: StopFlag,
-) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, *, seeds: list[int],
+         n_synthetic: list[int], device: torch.device, progress: bool, resume_path: Path | None,
+         checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
+         on_log: Callable[[int, dict[str, Any]], None] | None,
+         stop: StopFlag) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """The optimisation loop: Algorithm 1 of the paper (x_c the real patches of instance c, y_c
     its synthetic ones), for all packed instances at once.
 
@@ -235,10 +190,10 @@ def _run(
     loss -> NonFiniteLossError naming the first bad step.
     """
     t_start = time.perf_counter()
-    insts = [
-        Instance(r, features, cfg, seed=s, n_synthetic=n, device=device) for r, s, n in zip(reals, seeds, n_synthetic)
-    ]
-    optimizer = torch.optim.Adam([p for inst in insts for p in inst.params], lr=cfg.lr, betas=tuple(cfg.adam_betas))
+    insts = [Instance(r, features, cfg, seed=s, n_synthetic=n, device=device)
+             for r, s, n in zip(reals, seeds, n_synthetic)]
+    optimizer = torch.optim.Adam([p for inst in insts for p in inst.params], lr=cfg.lr,
+                                 betas=tuple(cfg.adam_betas))
     events = set(cfg.assignment_steps())
     start_step, seconds_before, resumed_from = 0, 0.0, None
     if checkpoint is not None:
@@ -252,17 +207,12 @@ def _run(
     def make_checkpoint(step: int) -> None:
         if resume_path is None:
             return
-        save_checkpoint(
-            resume_path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "fingerprints": fingerprints,
-                "step": step,
-                "instances": [inst.state() for inst in insts],
-                "optimizer": to_device(optimizer.state_dict(), torch.device("cpu")),
-                "seconds": seconds_before + time.perf_counter() - t_start,
-            },
-        )
+        save_checkpoint(resume_path, {
+            "format": CHECKPOINT_FORMAT, "fingerprints": fingerprints, "step": step,
+            "instances": [inst.state() for inst in insts],
+            "optimizer": to_device(optimizer.state_dict(), torch.device("cpu")),
+            "seconds": seconds_before + time.perf_counter() - t_start,
+        })
 
     finite = _FiniteGuard(device, check_every=max(1, cfg.log_every) if defer_host_checks(device) else 1)
     bar = None
@@ -297,17 +247,15 @@ def _run(
         f_all, g_all = features(images)
         f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
         g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
-        parts = [inst.losses(step, f, g, is_event, finite.check) for inst, f, g in zip(insts, f_parts, g_parts)]
+        parts = [inst.losses(step, f, g, is_event, finite.check)
+                 for inst, f, g in zip(insts, f_parts, g_parts)]
         total = parts[0]["loss"] if len(parts) == 1 else torch.stack([p["loss"] for p in parts]).sum()
         finite.observe(step, total, parts)
 
         # The update.
         logging_step = step % cfg.log_every == 0 or step == end - 1
-        grad_norms = (
-            [inst.term_grad_norms(p) for inst, p in zip(insts, parts)]
-            if (logging_step and cfg.log_grad_norms)
-            else None
-        )
+        grad_norms = ([inst.term_grad_norms(p) for inst, p in zip(insts, parts)]
+                      if (logging_step and cfg.log_grad_norms) else None)
         optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:
             total.backward()
@@ -319,28 +267,14 @@ def _run(
 
         if logging_step:
             finite.check()
-            _log_step(
-                insts,
-                parts,
-                grad_norms,
-                step=step,
-                end=end,
-                lr=lr_now,
-                start_step=start_step,
-                t_start=t_start,
-                seconds_before=seconds_before,
-                on_log=on_log,
-            )
+            _log_step(insts, parts, grad_norms, step=step, end=end, lr=lr_now, start_step=start_step,
+                      t_start=t_start, seconds_before=seconds_before, on_log=on_log)
             if cfg.stop_on_plateau and plateau is None:
                 plateau = _pack_plateau(insts, cfg)
                 if plateau is not None:
                     milestones_end = cfg.schedule(plateau)
-                    logger.info(
-                        "held-out MMD reached a plateau at step %d: learning-rate decays at %s, end at %d",
-                        plateau,
-                        milestones_end[0],
-                        milestones_end[1],
-                    )
+                    logger.info("held-out MMD reached a plateau at step %d: learning-rate decays at %s, end at %d",
+                                plateau, milestones_end[0], milestones_end[1])
                     if bar is not None:
                         bar.total = milestones_end[1]
                         bar.refresh()
@@ -356,18 +290,11 @@ def _run(
     end = milestones_end[1]
     for inst in insts:
         inst.take_snapshot(end)
-        inst.stopping = {
-            "rule": "plateau" if cfg.stop_on_plateau else "steps",
-            "plateau_step": plateau,
-            "milestones": milestones_end[0],
-            "end_step": end,
-            "reason": (
-                f"held-out MMD improved by less than {cfg.plateau_tolerance:g} (relative) over "
-                f"{cfg.plateau_patience} logged steps"
-                if plateau is not None
-                else "configured steps reached"
-            ),
-        }
+        inst.stopping = {"rule": "plateau" if cfg.stop_on_plateau else "steps", "plateau_step": plateau,
+                         "milestones": milestones_end[0], "end_step": end,
+                         "reason": (f"held-out MMD improved by less than {cfg.plateau_tolerance:g} (relative) over "
+                                    f"{cfg.plateau_patience} logged steps" if plateau is not None else
+                                    "configured steps reached")}
     seconds = seconds_before + time.perf_counter() - t_start
     return [inst.result(seconds, resumed_from) for inst in insts]
 
@@ -383,15 +310,11 @@ class _FiniteGuard:
 
     def observe(self, step: int, total: torch.Tensor, parts: list[dict[str, torch.Tensor]]) -> None:
         bad_now = ~torch.isfinite(total.detach())
-        self.first_bad = torch.where(
-            (self.first_bad < 0) & bad_now, torch.full_like(self.first_bad, step), self.first_bad
-        )
+        self.first_bad = torch.where((self.first_bad < 0) & bad_now, torch.full_like(self.first_bad, step),
+                                     self.first_bad)
         if step % self.check_every == 0 and bool(bad_now):
-            self.detail = (
-                {k: v.detach() for k, v in parts[0].items()}
-                if len(parts) == 1
-                else {f"instance{i}": p["loss"].detach() for i, p in enumerate(parts)}
-            )
+            self.detail = {k: v.detach() for k, v in parts[0].items()} if len(parts) == 1 else \
+                {f"instance{i}": p["loss"].detach() for i, p in enumerate(parts)}
             self.check()
 
     def check(self) -> None:
@@ -400,19 +323,9 @@ class _FiniteGuard:
             raise NonFiniteLossError(bad, ", ".join(f"{k}={float(v):.4g}" for k, v in self.detail.items()))
 
 
-def _log_step(
-    insts: list[Instance],
-    parts: list[dict[str, torch.Tensor]],
-    grad_norms: list[dict[str, float]] | None,
-    *,
-    step: int,
-    end: int,
-    lr: float,
-    start_step: int,
-    t_start: float,
-    seconds_before: float,
-    on_log: Callable[[int, dict[str, Any]], None] | None,
-) -> None:
+def _log_step(insts: list[Instance], parts: list[dict[str, torch.Tensor]], grad_norms: list[dict[str, float]] | None,
+              *, step: int, end: int, lr: float, start_step: int, t_start: float, seconds_before: float,
+              on_log: Callable[[int, dict[str, Any]], None] | None) -> None:
     """One record per instance (losses, lr, time, gradient norms, diagnostics) and a log line."""
     seconds = round(seconds_before + time.perf_counter() - t_start, 3)
     for i, (inst, p) in enumerate(zip(insts, parts)):
@@ -427,32 +340,16 @@ def _log_step(
             on_log(i, record)
         done = step + 1 - start_step  # steps of this process: the rate of a resumed run is its own
         rate = done / max(1e-9, time.perf_counter() - t_start)
-        logger.info(
-            "step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g, %.2f steps/s, eta %s%s",
-            step,
-            end,
-            record["loss"],
-            record["loss_ins"],
-            record["loss_group"],
-            record["loss_pair"],
-            lr,
-            rate,
-            format_duration((end - step - 1) / max(rate, 1e-9)),
-            f" [instance {i}]" if len(insts) > 1 else "",
-        )
+        logger.info("step %d/%d loss %.5g (ins %.4g group %.4g pair %.4g) lr %.3g, %.2f steps/s, eta %s%s",
+                    step, end, record["loss"], record["loss_ins"], record["loss_group"], record["loss_pair"],
+                    lr, rate, format_duration((end - step - 1) / max(rate, 1e-9)),
+                    f" [instance {i}]" if len(insts) > 1 else "")
 
 
 def _pack_plateau(insts: list[Instance], cfg: CondenseConfig) -> int | None:
     """Packed instances share one learning rate: the pack's plateau is the last instance's."""
     if not cfg.stop_on_plateau:
         return None
-    steps = [
-        plateau_step(
-            inst.records,
-            after=cfg.last_assignment_step(),
-            patience=cfg.plateau_patience,
-            tolerance=cfg.plateau_tolerance,
-        )
-        for inst in insts
-    ]
+    steps = [plateau_step(inst.records, after=cfg.last_assignment_step(), patience=cfg.plateau_patience,
+                          tolerance=cfg.plateau_tolerance) for inst in insts]
     return None if any(s is None for s in steps) else max(steps)

@@ -198,31 +198,12 @@ class CondenseConfig:
 
         if not (0.0 < self.ratio < 1.0):
             bad("ratio", "must be in (0, 1)")
-        for key in (
-            "steps",
-            "warmup",
-            "assign_interval",
-            "assign_times",
-            "log_every",
-            "checkpoint_every",
-            "kmeans_iters",
-            "snapshot_patches",
-            "freq_pool",
-        ):
+        for key in ("steps", "warmup", "assign_interval", "assign_times", "log_every",
+                    "checkpoint_every", "kmeans_iters", "snapshot_patches", "freq_pool"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 0:
                 bad(key, "must be a non-negative integer")
-        for key in (
-            "num_freqs",
-            "kernel",
-            "channels",
-            "patch",
-            "groups",
-            "extract_batch",
-            "freq_resample_every",
-            "real_chunk",
-            "wavelet_levels",
-            "plateau_patience",
-        ):
+        for key in ("num_freqs", "kernel", "channels", "patch", "groups", "extract_batch",
+                    "freq_resample_every", "real_chunk", "wavelet_levels", "plateau_patience"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 1:
                 bad(key, "must be a positive integer")
         if self.kernel % 2 != 1:
@@ -230,17 +211,8 @@ class CondenseConfig:
         for key in ("lr", "freq_std", "bn_eps"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a positive finite number")
-        for key in (
-            "alpha",
-            "beta",
-            "w_ins",
-            "w_group",
-            "w_pair",
-            "deform_l2",
-            "init_noise",
-            "gamma",
-            "plateau_tolerance",
-        ):
+        for key in ("alpha", "beta", "w_ins", "w_group", "w_pair", "deform_l2", "init_noise", "gamma",
+                    "plateau_tolerance"):
             if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
                 bad(key, "must be a non-negative finite number")
         if self.alpha + self.beta <= 0:
@@ -249,19 +221,11 @@ class CondenseConfig:
             bad("milestones", "must be a sorted list of non-negative steps")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             bad("adam_betas", "must be two numbers in [0, 1)")
-        for key, allowed in (
-            ("feature_transform", FEATURE_TRANSFORMS),
-            ("init", INITS),
-            ("bn_mode", BN_MODES),
-            ("feature_layer", FEATURE_LAYERS),
-            ("deformation", DEFORMATIONS),
-            ("assign_order", ASSIGN_ORDERS),
-            ("pairing", PAIRINGS),
-            ("parametrisation", PARAMETRISATIONS),
-            ("compile_mode", COMPILE_MODES),
-            ("augment", AUGMENTS),
-            ("budget", BUDGETS),
-        ):
+        for key, allowed in (("feature_transform", FEATURE_TRANSFORMS), ("init", INITS),
+                             ("bn_mode", BN_MODES), ("feature_layer", FEATURE_LAYERS),
+                             ("deformation", DEFORMATIONS), ("assign_order", ASSIGN_ORDERS),
+                             ("pairing", PAIRINGS), ("parametrisation", PARAMETRISATIONS),
+                             ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS), ("budget", BUDGETS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
         if self.stop_on_plateau and not self.diagnostics:
@@ -272,10 +236,11 @@ class CondenseConfig:
             # Pairs are formed inside groups (Table 2 footnote: pair loss builds on the groups).
             bad("use_pair", "needs use_group (pairs are formed inside groups)")
         if self.feature_transform == "wavelet" and self.local_feature and 2**self.wavelet_levels > self.kernel:
-            bad("wavelet_levels", f"needs kernel >= {2**self.wavelet_levels} (Haar support), kernel={self.kernel}")
+            bad("wavelet_levels", f"needs kernel >= {2 ** self.wavelet_levels} (Haar support), kernel={self.kernel}")
         if self.feature_transform == "gaussian":
             if self.local_feature or self.unfold or self.use_group:
-                bad("feature_transform", "'gaussian' (global NCFD) needs local_feature, unfold and use_group all false")
+                bad("feature_transform", "'gaussian' (global NCFD) needs local_feature, unfold and "
+                    "use_group all false")
         if (self.use_group or self.use_pair) and self.warmup + self.assign_interval * self.assign_times > self.steps:
             # Allowed (short runs, tests), but the last assignments then never happen.
             pass
@@ -395,23 +360,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # Settings that say how a run executes, not what it computes: the result is the same (up to float
 # rounding for the fast path and fused attention). They are not part of a checkpoint's fingerprint,
 # and the workflow passes them outside the rule's params, so changing one reruns nothing.
-EXECUTION_KEYS = frozenset(
-    {
-        "log_every",
-        "checkpoint_every",
-        "compile_extractor",
-        "compile_mode",
-        "extract_batch",
-        "real_chunk",
-        "fast_path",
-        "fused_attention",
-        "diagnostics",
-        "log_grad_norms",
-        "snapshot_patches",
-        "channels_last",
-        "deterministic",
-    }
-)
+EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
+                            "real_chunk", "fast_path", "fused_attention", "diagnostics", "log_grad_norms",
+                            "snapshot_patches", "channels_last", "deterministic"})
 
 
 def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -125,10 +125,8 @@ class QualityMonitor:
         """Diagnostics of synthetic (n, 3, h, w) in [0, 1] against this instance's real patches."""
         syn = synthetic.detach().cpu().float().clamp(0, 1)
         if syn.shape[1:] != self.real.shape[1:]:
-            raise ValueError(
-                f"synthetic patches {tuple(syn.shape[1:])} and real patches "
-                f"{tuple(self.real.shape[1:])} differ in shape"
-            )
+            raise ValueError(f"synthetic patches {tuple(syn.shape[1:])} and real patches "
+                             f"{tuple(self.real.shape[1:])} differ in shape")
         if syn.shape[0] == 0:
             return {k: float("nan") for k in DIAGNOSTIC_KEYS}
         syn_u8 = to_uint8(syn)
@@ -145,21 +143,14 @@ class QualityMonitor:
 
     def reference(self) -> dict[str, Any]:
         """Values of the real patches themselves, for scale in reports."""
-        return {
-            "real_diversity": self.real_diversity,
-            "n_real": int(self.real.shape[0]),
-            "mmd_bandwidth": self.bandwidth,
-            "probe_seed": PROBE_SEED,
-        }
+        return {"real_diversity": self.real_diversity, "n_real": int(self.real.shape[0]),
+                "mmd_bandwidth": self.bandwidth, "probe_seed": PROBE_SEED}
 
 
 def summarise_diagnostics(records: list[dict[str, Any]]) -> dict[str, Any]:
     """First and last logged diagnostics and the best value (and its step) of those with a direction."""
-    rows = [
-        {"step": r["step"], "diag": {k: r[DIAG_PREFIX + k] for k in DIAGNOSTIC_KEYS if DIAG_PREFIX + k in r}}
-        for r in records
-        if any(DIAG_PREFIX + k in r for k in DIAGNOSTIC_KEYS)
-    ]
+    rows = [{"step": r["step"], "diag": {k: r[DIAG_PREFIX + k] for k in DIAGNOSTIC_KEYS if DIAG_PREFIX + k in r}}
+            for r in records if any(DIAG_PREFIX + k in r for k in DIAGNOSTIC_KEYS)]
     if not rows:
         return {}
     # diversity has no "better" direction on its own (noise is the most diverse set)
@@ -170,11 +161,8 @@ def summarise_diagnostics(records: list[dict[str, Any]]) -> dict[str, Any]:
         if values:
             v, s = (min if key in lower_is_better else max)(values)
             best[key] = {"value": v, "step": s}
-    return {
-        "initial": {"step": rows[0]["step"], **rows[0]["diag"]},
-        "final": {"step": rows[-1]["step"], **rows[-1]["diag"]},
-        "best": best,
-    }
+    return {"initial": {"step": rows[0]["step"], **rows[0]["diag"]},
+            "final": {"step": rows[-1]["step"], **rows[-1]["diag"]}, "best": best}
 
 
 def settling_step(steps: list[int], values: list[float], *, tolerance: float = 0.05) -> int | None:
@@ -192,9 +180,8 @@ def settling_step(steps: list[int], values: list[float], *, tolerance: float = 0
     return steps[-1]
 
 
-def plateau_step(
-    records: list[dict[str, Any]], *, after: int, patience: int, tolerance: float, key: str = "diag_mmd"
-) -> int | None:
+def plateau_step(records: list[dict[str, Any]], *, after: int, patience: int, tolerance: float,
+                 key: str = "diag_mmd") -> int | None:
     """The step after the first logged step (>= `after`) at which `patience` logged values in a row
     have not improved the best value so far by more than `tolerance` (relative); None if never."""
     best, since = math.inf, 0

@@ -65,7 +65,8 @@ class FeatureCall:
     `compile_mode: reduce-overhead`), channels-last input, bf16 autocast of the extractor. The
     features always come back as float32: the losses and their statistics stay in float32."""
 
-    def __init__(self, extractor: nn.Module, cfg: CondenseConfig, device: torch.device, tap: LayerTap | None) -> None:
+    def __init__(self, extractor: nn.Module, cfg: CondenseConfig, device: torch.device,
+                 tap: LayerTap | None) -> None:
         self.tap = tap
         self.device = device
         self.channels_last = cfg.channels_last
@@ -96,7 +97,7 @@ class FeatureCall:
         the compiled graph: its shapes differ from the step's, which would compile it again."""
         fs, gs = [], []
         for start in range(0, x.shape[0], batch):
-            part = x[start : start + batch]
+            part = x[start:start + batch]
             if self.channels_last:
                 part = part.contiguous(memory_format=torch.channels_last)
             with self._precision():
@@ -117,15 +118,11 @@ def frozen_extractor(extractor: nn.Module, cfg: CondenseConfig, device: torch.de
     grad_flags = [p.requires_grad for p in extractor.parameters()]
     attention_flags = [(m, m.fused_attention) for m in extractor.modules() if hasattr(m, "fused_attention")]
     tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    deterministic_prev = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    memory_formats = [
-        (p, p.is_contiguous(memory_format=torch.channels_last)) for p in extractor.parameters() if p.ndim == 4
-    ]
+    deterministic_prev = (torch.are_deterministic_algorithms_enabled(),
+                          torch.is_deterministic_algorithms_warn_only_enabled(),
+                          torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    memory_formats = [(p, p.is_contiguous(memory_format=torch.channels_last)) for p in extractor.parameters()
+                      if p.ndim == 4]
     try:
         for p in extractor.parameters():
             p.requires_grad_(False)

@@ -73,7 +73,7 @@ def wavelet_filters(c: int, k: int, levels: int) -> torch.Tensor:
     input channel (depthwise) and sits in the k x k kernel starting at offset (k - 2^L) // 2.
     """
     if 2**levels > k:
-        raise ValueError(f"condense config: wavelet_levels={levels} needs kernel >= {2**levels}, got {k}")
+        raise ValueError(f"condense config: wavelet_levels={levels} needs kernel >= {2 ** levels}, got {k}")
     bands_1d = _haar_1d(levels)
     kernels = []
     for level, (low, high) in enumerate(bands_1d, start=1):
@@ -85,7 +85,7 @@ def wavelet_filters(c: int, k: int, levels: int) -> torch.Tensor:
     for ch in range(c):
         for b, ker in enumerate(kernels):
             s = ker.shape[0]
-            bank[ch * len(kernels) + b, ch, off : off + s, off : off + s] = torch.from_numpy(ker).float()
+            bank[ch * len(kernels) + b, ch, off:off + s, off:off + s] = torch.from_numpy(ker).float()
     return bank
 
 

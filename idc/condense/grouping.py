@@ -34,9 +34,8 @@ def patch_descriptors(g: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tens
     return x.mean(1), x.reshape(x.shape[0], -1)
 
 
-def kmeans(
-    x: torch.Tensor, k: int, *, generator: torch.Generator, iters: int = 100, tol: float = 1e-6
-) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(x: torch.Tensor, k: int, *, generator: torch.Generator, iters: int = 100, tol: float = 1e-6
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """k-means++ seeded Lloyd k-means: (centroids (k, D), labels (N,)). `generator` on x's device."""
     n = x.shape[0]
     if n < k:
@@ -224,20 +223,8 @@ class ProgressiveAssigner:
         return int(len(todo))
 
     def state_dict(self) -> dict[str, object]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "real_labels",
-                "centroids",
-                "quotas",
-                "syn_group",
-                "syn_event",
-                "syn_pair",
-                "real_taken",
-                "random_order",
-                "events_done",
-            )
-        }
+        return {k: getattr(self, k) for k in ("real_labels", "centroids", "quotas", "syn_group", "syn_event",
+                                              "syn_pair", "real_taken", "random_order", "events_done")}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         for k, v in state.items():

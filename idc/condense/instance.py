@@ -43,10 +43,8 @@ class NonFiniteLossError(runloop.NonFiniteLossError):
     carries the first bad step."""
 
     def __init__(self, step: int, detail: str) -> None:
-        super().__init__(
-            f"non-finite condensation loss at step {step} ({detail}); lower the learning rate or check the inputs",
-            step=step,
-        )
+        super().__init__(f"non-finite condensation loss at step {step} ({detail}); "
+                         "lower the learning rate or check the inputs", step=step)
 
 
 def _random_picks(n_real: int, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -82,19 +80,12 @@ def dihedral(x: torch.Tensor, d: int) -> torch.Tensor:
     return torch.flip(y, dims=(-1,)) if d >= 4 else y
 
 
+
 class Instance:
     """Everything one instance owns: real side, filters, groups/pairs, parameters, log."""
 
-    def __init__(
-        self,
-        real_lr: torch.Tensor,
-        features: FeatureCall,
-        cfg: CondenseConfig,
-        *,
-        seed: int,
-        n_synthetic: int,
-        device: torch.device,
-    ) -> None:
+    def __init__(self, real_lr: torch.Tensor, features: FeatureCall, cfg: CondenseConfig, *, seed: int,
+                 n_synthetic: int, device: torch.device) -> None:
         self.cfg, self.seed, self.device = cfg, int(seed), device
         self.n_real = real_lr.shape[0]
         self.n_syn = int(n_synthetic)
@@ -125,19 +116,11 @@ class Instance:
             layer_real = g_real if g_real is not None else f_real
             real_desc, self.real_patch_feat = patch_descriptors(layer_real, cfg.patch)
             km_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "kmeans"))
-            centroids, labels = kmeans(
-                real_desc, cfg.groups, generator=km_gen, iters=cfg.kmeans_iters, tol=cfg.kmeans_tol
-            )
-            self.assigner = ProgressiveAssigner(
-                groups=cfg.groups,
-                assign_times=cfg.assign_times,
-                use_pair=cfg.use_pair,
-                order=cfg.assign_order,
-                pairing=cfg.pairing,
-                real_labels=labels,
-                centroids=centroids,
-                n_syn=self.n_syn_patches,
-            )
+            centroids, labels = kmeans(real_desc, cfg.groups, generator=km_gen, iters=cfg.kmeans_iters,
+                                       tol=cfg.kmeans_tol)
+            self.assigner = ProgressiveAssigner(groups=cfg.groups, assign_times=cfg.assign_times,
+                                                use_pair=cfg.use_pair, order=cfg.assign_order, pairing=cfg.pairing,
+                                                real_labels=labels, centroids=centroids, n_syn=self.n_syn_patches)
             if cfg.assign_order == "random":
                 gen = torch.Generator().manual_seed(derive_seed(seed, "assign"))
                 self.assigner.random_order = torch.randperm(self.n_syn_patches, generator=gen).to(device)
@@ -162,9 +145,8 @@ class Instance:
         self._pool_stats: dict[int, dict] = {}  # transform -> real CF statistics of the whole pool
         if cfg.freq_pool:
             pool_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "freq_pool"))
-            self.freq_pool = sample_frequencies(
-                cfg.freq_pool * cfg.num_freqs, self.dim, std=cfg.freq_std, generator=pool_gen, device=device
-            )
+            self.freq_pool = sample_frequencies(cfg.freq_pool * cfg.num_freqs, self.dim, std=cfg.freq_std,
+                                                generator=pool_gen, device=device)
         self.records: list[dict[str, Any]] = []
         self.event_log: list[dict[str, int]] = []
         self.monitor = QualityMonitor(real_lr, seed=derive_seed(seed, "diagnostics")) if cfg.diagnostics else None
@@ -182,19 +164,14 @@ class Instance:
     # ---- checkpoint parts ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         cpu = torch.device("cpu")
-        return {
-            "syn_param": self.syn_param.detach().cpu(),
-            "deform_scale": None if self.deform_scale is None else self.deform_scale.detach().cpu(),
-            "deform_shift": None if self.deform_shift is None else self.deform_shift.detach().cpu(),
-            "freq_gen": self.freq_gen.get_state(),
-            "t": None if self.t is None else self.t.cpu(),
-            "t_index": None if self.t_index is None else self.t_index.cpu(),
-            "assigner": None if self.assigner is None else to_device(self.assigner.state_dict(), cpu),
-            "records": self.records,
-            "events": self.event_log,
-            "aug_gen": self.aug_gen.get_state(),
-            "snapshots": {int(k): torch.from_numpy(v) for k, v in self.snapshots.items()},
-        }
+        return {"syn_param": self.syn_param.detach().cpu(),
+                "deform_scale": None if self.deform_scale is None else self.deform_scale.detach().cpu(),
+                "deform_shift": None if self.deform_shift is None else self.deform_shift.detach().cpu(),
+                "freq_gen": self.freq_gen.get_state(), "t": None if self.t is None else self.t.cpu(),
+                "t_index": None if self.t_index is None else self.t_index.cpu(),
+                "assigner": None if self.assigner is None else to_device(self.assigner.state_dict(), cpu),
+                "records": self.records, "events": self.event_log, "aug_gen": self.aug_gen.get_state(),
+                "snapshots": {int(k): torch.from_numpy(v) for k, v in self.snapshots.items()}}
 
     def load(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
@@ -232,14 +209,8 @@ class Instance:
         if k:
             self.snapshots[int(step)] = to_uint8(self.pixels()[:k])
 
-    def losses(
-        self,
-        step: int,
-        f_syn: torch.Tensor,
-        g_syn: torch.Tensor | None,
-        is_event: bool,
-        check_finite: Callable[[], None],
-    ) -> dict[str, torch.Tensor]:
+    def losses(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None, is_event: bool,
+               check_finite: Callable[[], None]) -> dict[str, torch.Tensor]:
         cfg, assigner = self.cfg, self.assigner
         zero = torch.zeros((), device=self.device)
         syn_samples = normalise_samples(self.local.samples(f_syn, real=False))  # (n'_s, s, D)
@@ -257,13 +228,11 @@ class Instance:
 
         if self.t is None or step % cfg.freq_resample_every == 0:
             if self.freq_pool is None:
-                self.t = sample_frequencies(
-                    cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen, device=self.device
-                )
+                self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
+                                            device=self.device)
             else:
-                self.t_index = torch.randperm(self.freq_pool.shape[0], generator=self.freq_gen, device=self.device)[
-                    : cfg.num_freqs
-                ]
+                self.t_index = torch.randperm(self.freq_pool.shape[0], generator=self.freq_gen,
+                                              device=self.device)[:cfg.num_freqs]
                 self.t = self.freq_pool[self.t_index]
             self.real_stats = None
         real_samples = self.real_samples_by_transform[self.transform]
@@ -286,25 +255,19 @@ class Instance:
         if cfg.fast_path:
             if self.real_stats is None:
                 self.real_stats = real_cf_stats(real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
-            loss_ins, loss_group = instance_and_group_losses(
-                syn_flat, syn_seg, self.real_stats, t, cfg.groups, cfg.alpha, cfg.beta
-            )
+            loss_ins, loss_group = instance_and_group_losses(syn_flat, syn_seg, self.real_stats, t, cfg.groups,
+                                                             cfg.alpha, cfg.beta)
         else:
-            loss_ins, loss_group = instance_and_group_losses_looped(
-                syn_flat, syn_seg, real_flat, self.real_seg, t, cfg.groups, cfg.alpha, cfg.beta
-            )
+            loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, real_flat, self.real_seg,
+                                                                    t, cfg.groups, cfg.alpha, cfg.beta)
         loss_pair, deform_reg = zero, zero
         if grouped and cfg.use_pair and len(self._paired):
             fn = pair_loss if cfg.fast_path else pair_loss_looped
             paired = self._paired
             loss_pair, deform_reg = fn(
-                real_samples[self._pair_real],
-                syn_samples[paired],
-                self._pair_group,
-                cfg.groups,
+                real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
                 None if self.deform_scale is None else self.deform_scale[paired],
-                None if self.deform_shift is None else self.deform_shift[paired],
-            )
+                None if self.deform_shift is None else self.deform_shift[paired])
         total = zero
         if cfg.use_ins:
             total = total + cfg.w_ins * loss_ins
@@ -312,32 +275,23 @@ class Instance:
             total = total + cfg.w_group * loss_group
             if cfg.use_pair:
                 total = total + cfg.w_pair * (loss_pair + cfg.deform_l2 * deform_reg)
-        return {
-            "loss": total,
-            "loss_ins": loss_ins,
-            "loss_group": loss_group,
-            "loss_pair": loss_pair,
-            "deform_reg": deform_reg,
-        }
+        return {"loss": total, "loss_ins": loss_ins, "loss_group": loss_group, "loss_pair": loss_pair,
+                "deform_reg": deform_reg}
 
     def _pool_real_stats(self, real_flat: torch.Tensor) -> dict:
         """The real side at this draw's frequencies: columns of the pool's statistics, which are
         computed once per transform (the real samples and their groups never change)."""
         if self.transform not in self._pool_stats:
-            self._pool_stats[self.transform] = real_cf_stats(
-                real_flat, self.real_seg, self.cfg.groups, self.freq_pool, self.cfg.real_chunk
-            )
+            self._pool_stats[self.transform] = real_cf_stats(real_flat, self.real_seg, self.cfg.groups,
+                                                             self.freq_pool, self.cfg.real_chunk)
         return select_cf_stats(self._pool_stats[self.transform], self.t_index)
 
     def term_grad_norms(self, part: dict[str, torch.Tensor]) -> dict[str, float]:
         """The norm of the pixel gradient of each weighted loss term of `part` (this step's
         losses): which term drives the patches; 0 for a term that is off or not yet active."""
         cfg = self.cfg
-        weights = {
-            "loss_ins": cfg.w_ins * cfg.use_ins,
-            "loss_group": cfg.w_group * cfg.use_group,
-            "loss_pair": cfg.w_pair * cfg.use_pair,
-        }
+        weights = {"loss_ins": cfg.w_ins * cfg.use_ins, "loss_group": cfg.w_group * cfg.use_group,
+                   "loss_pair": cfg.w_pair * cfg.use_pair}
         norms = {}
         for key, w in weights.items():
             term = part[key]
@@ -363,26 +317,18 @@ class Instance:
             "seconds": round(seconds, 3),
             "device": str(self.device),
             "config": cfg.to_dict(),
-            "diagnostics": {
-                **summarise_diagnostics(self.records),
-                **({"reference": self.monitor.reference()} if self.monitor is not None else {}),
-            },
+            "diagnostics": {**summarise_diagnostics(self.records),
+                            **({"reference": self.monitor.reference()} if self.monitor is not None else {})},
             "snapshots": self.snapshots,
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
-            "samples": {
-                "real": int(self.real_flat.shape[0]),
-                "per_patch": int(self.per_patch),
-                "dim": int(self.dim),
-                "real_local_patches": int(self.n_real_patches),
-                "synthetic_local_patches": int(self.n_syn_patches),
-            },
+            "samples": {"real": int(self.real_flat.shape[0]), "per_patch": int(self.per_patch), "dim": int(self.dim),
+                        "real_local_patches": int(self.n_real_patches),
+                        "synthetic_local_patches": int(self.n_syn_patches)},
         }
         if self.assigner is not None:
             a = self.assigner
-            log["groups"] = {
-                "real_counts": torch.bincount(a.real_labels, minlength=cfg.groups).tolist(),
-                "quotas": a.quotas.tolist(),
-                "grouped": int((a.syn_group >= 0).sum()),
-                "paired": int((a.syn_pair >= 0).sum()),
-            }
+            log["groups"] = {"real_counts": torch.bincount(a.real_labels, minlength=cfg.groups).tolist(),
+                             "quotas": a.quotas.tolist(), "grouped": int((a.syn_group >= 0).sum()),
+                             "paired": int((a.syn_pair >= 0).sum())}
         return synthetic, log
+

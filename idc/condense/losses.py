@@ -24,15 +24,8 @@ def normalise_samples(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
-def sample_frequencies(
-    num: int,
-    dim: int,
-    *,
-    std: float,
-    generator: torch.Generator,
-    device: torch.device,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+def sample_frequencies(num: int, dim: int, *, std: float, generator: torch.Generator,
+                       device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """t ~ N(0, std^2 I): (num, dim), from an explicit generator (on `device`)."""
     return torch.randn(num, dim, generator=generator, device=device, dtype=dtype) * std
 
@@ -43,9 +36,8 @@ def cf_stats(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return torch.cos(proj).mean(0), torch.sin(proj).mean(0)
 
 
-def cf_discrepancy(
-    re_r: torch.Tensor, im_r: torch.Tensor, re_s: torch.Tensor, im_s: torch.Tensor, alpha: float, beta: float
-) -> torch.Tensor:
+def cf_discrepancy(re_r: torch.Tensor, im_r: torch.Tensor, re_s: torch.Tensor, im_s: torch.Tensor,
+                   alpha: float, beta: float) -> torch.Tensor:
     """mean over the last axis of sqrt(alpha amp + beta phase); leading axes are kept."""
     # The floor keeps sqrt's gradient finite where a set is empty or |Phi| = 0 exactly (a masked
     # group would otherwise turn 0 * inf into NaN in the backward pass).
@@ -56,9 +48,8 @@ def cf_discrepancy(
     return torch.sqrt(alpha * amp + beta * phase).mean(-1)
 
 
-def cf_loss(
-    real: torch.Tensor, syn: torch.Tensor, t: torch.Tensor, alpha: float, beta: float, *, normalize: bool = True
-) -> torch.Tensor:
+def cf_loss(real: torch.Tensor, syn: torch.Tensor, t: torch.Tensor, alpha: float, beta: float,
+            *, normalize: bool = True) -> torch.Tensor:
     """Distribution discrepancy between two sample sets (S_r, D) and (S_s, D)."""
     if normalize:
         real, syn = normalise_samples(real), normalise_samples(syn)
@@ -75,9 +66,8 @@ def _one_hot(seg: torch.Tensor, groups: int, dtype: torch.dtype) -> torch.Tensor
     return (seg[None, :] == torch.arange(groups, device=seg.device)[:, None]).to(dtype)
 
 
-def segment_cf_sums(
-    x: torch.Tensor, seg: torch.Tensor | None, groups: int, t: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def segment_cf_sums(x: torch.Tensor, seg: torch.Tensor | None, groups: int, t: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Sums of cos/sin over all samples (F,) and per segment (M, F) (None when seg is None)."""
     proj = x @ t.T
     c, s = torch.cos(proj), torch.sin(proj)
@@ -88,9 +78,8 @@ def segment_cf_sums(
 
 
 @torch.no_grad()
-def real_cf_stats(
-    x: torch.Tensor, seg: torch.Tensor | None, groups: int, t: torch.Tensor, chunk: int
-) -> dict[str, torch.Tensor | None]:
+def real_cf_stats(x: torch.Tensor, seg: torch.Tensor | None, groups: int, t: torch.Tensor, chunk: int
+                  ) -> dict[str, torch.Tensor | None]:
     """Means of the real set's characteristic function, overall and per group, in chunks.
 
     Returns re, im (F,); group_re, group_im (M, F) and counts (M,) when `seg` is given.
@@ -103,20 +92,15 @@ def real_cf_stats(
         grp_c = torch.zeros(groups, t.shape[0], device=x.device, dtype=x.dtype)
         grp_s = torch.zeros_like(grp_c)
     for start in range(0, n, chunk):
-        part_seg = None if seg is None else seg[start : start + chunk]
-        c, s, gc, gs = segment_cf_sums(x[start : start + chunk], part_seg, groups, t)
+        part_seg = None if seg is None else seg[start:start + chunk]
+        c, s, gc, gs = segment_cf_sums(x[start:start + chunk], part_seg, groups, t)
         tot_c += c
         tot_s += s
         if seg is not None:
             grp_c += gc
             grp_s += gs
-    out: dict[str, torch.Tensor | None] = {
-        "re": tot_c / n,
-        "im": tot_s / n,
-        "group_re": None,
-        "group_im": None,
-        "counts": None,
-    }
+    out: dict[str, torch.Tensor | None] = {"re": tot_c / n, "im": tot_s / n,
+                                           "group_re": None, "group_im": None, "counts": None}
     if seg is not None:
         counts = _one_hot(seg, groups, x.dtype).sum(1)
         denom = counts.clamp(min=1)[:, None]
@@ -133,9 +117,9 @@ def select_cf_stats(stats: dict[str, torch.Tensor | None], index: torch.Tensor) 
     return out
 
 
-def instance_and_group_losses(
-    syn: torch.Tensor, syn_seg: torch.Tensor | None, real: dict, t: torch.Tensor, groups: int, alpha: float, beta: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def instance_and_group_losses(syn: torch.Tensor, syn_seg: torch.Tensor | None, real: dict,
+                              t: torch.Tensor, groups: int, alpha: float, beta: float
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectorised L_ins and L_group = sum over groups with synthetic samples of L_dist (Eq. 7).
 
     `syn` (S, D) normalised synthetic samples; `syn_seg` (S,) group of each sample or -1;
@@ -154,16 +138,10 @@ def instance_and_group_losses(
     return loss_ins, loss_group
 
 
-def instance_and_group_losses_looped(
-    syn: torch.Tensor,
-    syn_seg: torch.Tensor | None,
-    real_x: torch.Tensor,
-    real_seg: torch.Tensor | None,
-    t: torch.Tensor,
-    groups: int,
-    alpha: float,
-    beta: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def instance_and_group_losses_looped(syn: torch.Tensor, syn_seg: torch.Tensor | None,
+                                     real_x: torch.Tensor, real_seg: torch.Tensor | None,
+                                     t: torch.Tensor, groups: int, alpha: float, beta: float
+                                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The plain path: one characteristic-function loss per group in a Python loop."""
     loss_ins = cf_loss(real_x, syn, t, alpha, beta, normalize=False)
     loss_group = torch.zeros((), device=syn.device, dtype=syn.dtype)
@@ -187,14 +165,9 @@ def deform(real: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor |
     return real * (1.0 + scale[:, None, :]) + shift[:, None, :]
 
 
-def pair_loss(
-    real: torch.Tensor,
-    syn: torch.Tensor,
-    pair_group: torch.Tensor,
-    groups: int,
-    scale: torch.Tensor | None = None,
-    shift: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_loss(real: torch.Tensor, syn: torch.Tensor, pair_group: torch.Tensor, groups: int,
+              scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 8 vectorised: sum_m (1/N_m) sum_i L1_i, L1_i the mean absolute difference of pair i.
 
     real, syn: (P, s, D) paired samples; pair_group (P,). Returns (loss, deformation L2 penalty).
@@ -210,14 +183,9 @@ def pair_loss(
     return loss, reg
 
 
-def pair_loss_looped(
-    real: torch.Tensor,
-    syn: torch.Tensor,
-    pair_group: torch.Tensor,
-    groups: int,
-    scale: torch.Tensor | None = None,
-    shift: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_loss_looped(real: torch.Tensor, syn: torch.Tensor, pair_group: torch.Tensor, groups: int,
+                     scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     zero = torch.zeros((), device=syn.device, dtype=syn.dtype)
     if real.shape[0] == 0:
         return zero, zero

@@ -25,7 +25,7 @@ def nearest_real_psnr(syn: np.ndarray, real: np.ndarray, *, chunk: int = 256) ->
     best = torch.full((len(syn),), float("inf"), dtype=torch.float64)
     arg = torch.zeros(len(syn), dtype=torch.long)
     for start in range(0, len(real), chunk):
-        part = r[start : start + chunk]
+        part = r[start:start + chunk]
         # direct differences (no |a|^2+|b|^2-2ab cancellation): an exact copy gives exactly 0
         mse = torch.cdist(s, part, compute_mode="donot_use_mm_for_euclid_dist").square() / d
         m, a = mse.min(1)
@@ -46,10 +46,7 @@ def _num(v: float) -> float | None:
 def summarise(psnr: np.ndarray) -> dict[str, float | int | None]:
     """Mean/min/max over the finite PSNRs (dB) plus the count of exact copies (infinite PSNR)."""
     finite = psnr[np.isfinite(psnr)]
-    return {
-        "n": int(len(psnr)),
-        "exact_copies": int(np.sum(~np.isfinite(psnr))),
-        "mean_db": _num(np.mean(finite)) if len(finite) else None,
-        "min_db": _num(np.min(finite)) if len(finite) else None,
-        "max_db": _num(np.max(finite)) if len(finite) else None,
-    }
+    return {"n": int(len(psnr)), "exact_copies": int(np.sum(~np.isfinite(psnr))),
+            "mean_db": _num(np.mean(finite)) if len(finite) else None,
+            "min_db": _num(np.min(finite)) if len(finite) else None,
+            "max_db": _num(np.max(finite)) if len(finite) else None}

@@ -49,14 +49,14 @@ def snapshot_path(synthetic_path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.snapshots.npz")
 
 
-def save_snapshots(
-    path: str | os.PathLike, snapshots: dict[int, np.ndarray], patch_shape: tuple[int, int] = (0, 0)
-) -> Path:
+def save_snapshots(path: str | os.PathLike, snapshots: dict[int, np.ndarray],
+                   patch_shape: tuple[int, int] = (0, 0)) -> Path:
     """step -> (k, h, w, 3) uint8 synthetic patches, as one .npz (`steps` and `patches`); with no
     snapshots (switched off) an empty file of patch size `patch_shape` (the workflow's output)."""
     path = Path(path)
     steps = sorted(snapshots)
-    patches = np.stack([snapshots[s] for s in steps]) if steps else np.zeros((0, 0, *patch_shape, 3), np.uint8)
+    patches = (np.stack([snapshots[s] for s in steps]) if steps
+               else np.zeros((0, 0, *patch_shape, 3), np.uint8))
     arrays = {"steps": np.asarray(steps, dtype=np.int64), "patches": patches.astype(np.uint8)}
     with atomic_open(path) as fh:
         np.savez_compressed(fh, **arrays)
@@ -116,23 +116,12 @@ def synthetic_allocation(store, config: CondenseConfig) -> dict[int, int]:
 
 def _empty_instance_log(config: CondenseConfig, n_real: int) -> dict[str, Any]:
     """Log of an image whose share is 0: nothing is optimised, the output holds no patch."""
-    return {
-        "n_real": int(n_real),
-        "n_synthetic": 0,
-        "steps": [],
-        "assignment_events": [],
-        "resumed_from_step": None,
-        "seconds": 0.0,
-        "device": None,
-        "config": config.to_dict(),
-        "diagnostics": {},
-        "stopping": {"rule": "skipped", "end_step": 0},
-        "skipped": (
-            f"budget {config.budget!r}: r N_c = {config.ratio} x {n_real} < 1 and its remainder "
-            "is not among the largest that take the leftover patches, so this image gets 0 "
-            "synthetic patches; no optimisation ran"
-        ),
-    }
+    return {"n_real": int(n_real), "n_synthetic": 0, "steps": [], "assignment_events": [],
+            "resumed_from_step": None, "seconds": 0.0, "device": None, "config": config.to_dict(),
+            "diagnostics": {}, "stopping": {"rule": "skipped", "end_step": 0},
+            "skipped": (f"budget {config.budget!r}: r N_c = {config.ratio} x {n_real} < 1 and its remainder "
+                        "is not among the largest that take the leftover patches, so this image gets 0 "
+                        "synthetic patches; no optimisation ran")}
 
 
 def default_resume_path(out_path: Path) -> Path:
@@ -140,19 +129,10 @@ def default_resume_path(out_path: Path) -> Path:
     return out_path.parent / ".condense-resume" / f"{out_path.name}.ckpt"
 
 
-def condense_image(
-    *,
-    store_path: str | os.PathLike,
-    image_id: int,
-    extractor_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    log_path: str | os.PathLike,
-    cfg: dict[str, Any],
-    seed: int,
-    device: str = "auto",
-    resume_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> Path:
+def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_path: str | os.PathLike,
+                   out_path: str | os.PathLike, log_path: str | os.PathLike, cfg: dict[str, Any],
+                   seed: int, device: str = "auto", resume_dir: str | os.PathLike | None = None,
+                   progress: bool = False) -> Path:
     """Condense the LR patches of `image_id` in the store; write `out_path` (.npy) and `log_path`.
 
     The instance seed is derived from (`seed`, `image_id`) so instances use independent streams.
@@ -161,33 +141,15 @@ def condense_image(
     images, and a finished image then resumes from its last checkpoint instead of starting over
     (a checkpoint of other settings is discarded).
     """
-    return condense_images(
-        store_path=store_path,
-        image_ids=[image_id],
-        extractor_path=extractor_path,
-        out_paths=[out_path],
-        log_paths=[log_path],
-        cfg=cfg,
-        seed=seed,
-        device=device,
-        resume_dir=resume_dir,
-        progress=progress,
-    )[0]
+    return condense_images(store_path=store_path, image_ids=[image_id], extractor_path=extractor_path,
+                           out_paths=[out_path], log_paths=[log_path], cfg=cfg, seed=seed, device=device,
+                           resume_dir=resume_dir, progress=progress)[0]
 
 
-def condense_images(
-    *,
-    store_path: str | os.PathLike,
-    image_ids: Sequence[int],
-    extractor_path: str | os.PathLike,
-    out_paths: Sequence[str | os.PathLike],
-    log_paths: Sequence[str | os.PathLike],
-    cfg: dict[str, Any],
-    seed: int,
-    device: str = "auto",
-    resume_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> list[Path]:
+def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], extractor_path: str | os.PathLike,
+                    out_paths: Sequence[str | os.PathLike], log_paths: Sequence[str | os.PathLike],
+                    cfg: dict[str, Any], seed: int, device: str = "auto",
+                    resume_dir: str | os.PathLike | None = None, progress: bool = False) -> list[Path]:
     """`condense_image` for several images packed in one optimisation loop (one extractor pass
     per step over all their synthetic patches); each image gets the same files and the same
     instance seed as when condensed alone. One checkpoint for the pack, named after the first output."""
@@ -196,10 +158,8 @@ def condense_images(
 
     config = config_from_dict(cfg)  # bad keys fail here, before any work
     if not (len(image_ids) == len(out_paths) == len(log_paths)) or not image_ids:
-        raise ValueError(
-            f"need equally many (>0) image ids, outputs and logs, got "
-            f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}"
-        )
+        raise ValueError(f"need equally many (>0) image ids, outputs and logs, got "
+                         f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}")
     store_path, extractor_path = Path(store_path), Path(extractor_path)
     out_paths, log_paths = [Path(p) for p in out_paths], [Path(p) for p in log_paths]
     for p in (store_path, extractor_path):
@@ -211,27 +171,15 @@ def condense_images(
         if len(store.indices_of_image(int(image_id))) == 0:
             raise ValueError(f"image {image_id} has no patches in {store_path}")
     allocation = synthetic_allocation(store, config)
-    budget = {
-        "rule": config.budget,
-        "ratio": float(config.ratio),
-        "store_patches": len(store),
-        "store_images": len(allocation),
-        "store_total": int(sum(allocation.values())),
-    }
+    budget = {"rule": config.budget, "ratio": float(config.ratio), "store_patches": len(store),
+              "store_images": len(allocation), "store_total": int(sum(allocation.values()))}
     counts = [allocation[int(i)] for i in image_ids]
     seeds = [derive_seed(seed, f"image-{int(i)}") for i in image_ids]
     reals = []
     for image_id, n_syn in zip(image_ids, counts):
         idx = store.indices_of_image(int(image_id))
-        logger.info(
-            "condensing image %s: %d real patches -> %d synthetic on %s (budget %s: %d in the store)",
-            image_id,
-            len(idx),
-            n_syn,
-            dev,
-            config.budget,
-            budget["store_total"],
-        )
+        logger.info("condensing image %s: %d real patches -> %d synthetic on %s (budget %s: %d in the store)",
+                    image_id, len(idx), n_syn, dev, config.budget, budget["store_total"])
         reals.append(torch.from_numpy(store.read_lr(idx)).permute(0, 3, 1, 2).float() / 255.0)
     work = [k for k, n_syn in enumerate(counts) if n_syn > 0]
     results: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
@@ -241,36 +189,22 @@ def condense_images(
             resume_path = Path(resume_dir) / f"{out_paths[0].name}.ckpt"
         else:
             resume_path = default_resume_path(out_paths[0])
-        packed = condense_instances(
-            [reals[k] for k in work],
-            extractor,
-            config,
-            seeds=[seeds[k] for k in work],
-            n_synthetic=[counts[k] for k in work],
-            device=dev,
-            progress=progress,
-            resume_path=resume_path,
-        )
+        packed = condense_instances([reals[k] for k in work], extractor, config, seeds=[seeds[k] for k in work],
+                                    n_synthetic=[counts[k] for k in work], device=dev, progress=progress,
+                                    resume_path=resume_path)
         results = dict(zip(work, packed))
     for k, (image_id, instance_seed, out_path, log_path) in enumerate(zip(image_ids, seeds, out_paths, log_paths)):
         if k in results:
             synthetic, log = results[k]
         else:
             # A share of 0 is a valid result: an empty file, so the DAG keeps one output per image.
-            logger.info(
-                "image %s gets no synthetic patch under budget %s; writing an empty output", image_id, config.budget
-            )
+            logger.info("image %s gets no synthetic patch under budget %s; writing an empty output",
+                        image_id, config.budget)
             synthetic = torch.zeros((0, *reals[k].shape[1:]), dtype=torch.float32)
             log = _empty_instance_log(config, len(reals[k]))
-        log.update(
-            image_id=int(image_id),
-            base_seed=int(seed),
-            instance_seed=int(instance_seed),
-            store=str(store_path),
-            extractor=str(extractor_path),
-            packed_with=[int(i) for i in image_ids],
-            budget=budget,
-        )
+        log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
+                   store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids],
+                   budget=budget)
         log["seed"] = int(seed)
         snapshots = log.pop("snapshots", {})
         save_synthetic(out_path, synthetic)
@@ -279,17 +213,9 @@ def condense_images(
     return out_paths
 
 
-def upsample_and_assemble(
-    *,
-    synthetic_paths: Sequence[str | os.PathLike],
-    image_ids: Sequence[int],
-    upsampler_path: str | os.PathLike,
-    out_store: str | os.PathLike,
-    source: str,
-    seed: int,
-    device: str = "auto",
-    batch_size: int = 16,
-) -> Path:
+def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image_ids: Sequence[int],
+                          upsampler_path: str | os.PathLike, out_store: str | os.PathLike, source: str,
+                          seed: int, device: str = "auto", batch_size: int = 16) -> Path:
     """Up-sample every instance's synthetic LR patches with the teacher and write one patch store."""
     from idc.archs import deterministic_inference, load_model
     from idc.condense.assemble import assemble_store
@@ -304,12 +230,8 @@ def upsample_and_assemble(
     # Images whose budget share is 0 have empty files; they contribute no patch to the store.
     empty = [int(i) for syn, i in zip(synthetic, image_ids) if syn.shape[0] == 0]
     if empty:
-        logger.info(
-            "%d of %d images have no synthetic patch (budget share 0): %s",
-            len(empty),
-            len(image_ids),
-            ", ".join(map(str, empty)),
-        )
+        logger.info("%d of %d images have no synthetic patch (budget share 0): %s", len(empty), len(image_ids),
+                    ", ".join(map(str, empty)))
         kept = [(syn, i) for syn, i in zip(synthetic, image_ids) if syn.shape[0] > 0]
         if not kept:
             raise ValueError(f"none of the {len(image_ids)} synthetic files holds a patch")
@@ -322,20 +244,12 @@ def upsample_and_assemble(
         lr_sets.append(to_uint8(syn))
         hr_sets.append(upsample_patches(syn, model, batch_size=batch_size, device=dev))
         progress.update(1)
-    return assemble_store(
-        out_store,
-        lr_sets,
-        hr_sets,
-        [int(i) for i in image_ids],
-        source=source,
-        seed=seed,
-        upsampler=str(upsampler_path),
-    )
+    return assemble_store(out_store, lr_sets, hr_sets, [int(i) for i in image_ids], source=source, seed=seed,
+                          upsampler=str(upsampler_path))
 
 
-def memorisation_report(
-    *, synthetic_store: str | os.PathLike, real_store: str | os.PathLike, out_path: str | os.PathLike
-) -> Path:
+def memorisation_report(*, synthetic_store: str | os.PathLike, real_store: str | os.PathLike,
+                        out_path: str | os.PathLike) -> Path:
     """Per instance: PSNR of each synthetic LR patch to its nearest real LR patch of the same image."""
     from idc.condense.memorisation import _num, nearest_real_psnr, summarise
     from idc.data.store import PatchStore
@@ -350,19 +264,11 @@ def memorisation_report(
         real_idx = real.indices_of_image(image_id)
         if len(real_idx) == 0:
             raise ValueError(f"image {image_id} of {synthetic_store} has no real patches in {real_store}")
-        psnr, nearest = nearest_real_psnr(
-            syn_store.read_lr(syn_store.indices_of_image(image_id)), real.read_lr(real_idx)
-        )
+        psnr, nearest = nearest_real_psnr(syn_store.read_lr(syn_store.indices_of_image(image_id)),
+                                          real.read_lr(real_idx))
         all_psnr.append(psnr)
-        instances[str(image_id)] = {
-            **summarise(psnr),
-            "psnr_db": [_num(v) for v in psnr],
-            "nearest_real_index": real_idx[nearest].tolist(),
-        }
-    report = {
-        "synthetic_store": str(synthetic_store),
-        "real_store": str(real_store),
-        "overall": summarise(np.concatenate(all_psnr)),
-        "instances": instances,
-    }
+        instances[str(image_id)] = {**summarise(psnr), "psnr_db": [_num(v) for v in psnr],
+                                    "nearest_real_index": real_idx[nearest].tolist()}
+    report = {"synthetic_store": str(synthetic_store), "real_store": str(real_store),
+              "overall": summarise(np.concatenate(all_psnr)), "instances": instances}
     return write_json(out_path, report)

@@ -35,22 +35,8 @@ from idc.names import check_name
 
 logger = logging.getLogger(__name__)
 
-STUDY_KEYS = {
-    "name",
-    "out",
-    "seed",
-    "scale",
-    "folder",
-    "images",
-    "crop",
-    "teacher",
-    "base",
-    "settings",
-    "downstream",
-    "testset",
-    "workers",
-    "reading",
-}
+STUDY_KEYS = {"name", "out", "seed", "scale", "folder", "images", "crop", "teacher", "base", "settings",
+              "downstream", "testset", "workers", "reading"}
 
 
 def paper_schedule(steps: int) -> dict[str, Any]:
@@ -58,13 +44,8 @@ def paper_schedule(steps: int) -> dict[str, Any]:
     15k/17k/19k) scaled to `steps`, keeping every event and milestone at the same fraction."""
     f = steps / 20000.0
     interval = max(1, round(400 * f))
-    return {
-        "steps": steps,
-        "warmup": round(4000 * f),
-        "assign_interval": interval,
-        "assign_times": 25,
-        "milestones": [round(m * f) for m in (15000, 17000, 19000)],
-    }
+    return {"steps": steps, "warmup": round(4000 * f), "assign_interval": interval, "assign_times": 25,
+            "milestones": [round(m * f) for m in (15000, 17000, 19000)]}
 
 
 def load_study(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,28 +102,14 @@ def _prepare(study: dict[str, Any]) -> dict[str, Path]:
     store = out / "data" / "train_patches.h5"
     if not store.is_file():
         crop = study["crop"]
-        crop_images_to_store(
-            study["folder"],
-            store,
-            scale=int(study.get("scale", 4)),
-            hr_size=crop["hr_size"],
-            step=crop["step"],
-            seed=int(study.get("seed", 0)),
-            workers=1,
-            source=study["folder"],
-        )
+        crop_images_to_store(study["folder"], store, scale=int(study.get("scale", 4)), hr_size=crop["hr_size"],
+                             step=crop["step"], seed=int(study.get("seed", 0)), workers=1, source=study["folder"])
     teacher_dir = out / "teacher"
     if not (teacher_dir / "model.safetensors").is_file():
         t = study["teacher"]
         val = study.get("testset", {})
-        train_sr(
-            TrainConfig.for_network(t, seed=int(study.get("seed", 0))),
-            store_path=store,
-            out_dir=teacher_dir,
-            device="cpu",
-            val_hr_dir=val.get("hr"),
-            val_lr_dir=val.get("lr"),
-        )
+        train_sr(TrainConfig.for_network(t, seed=int(study.get("seed", 0))), store_path=store, out_dir=teacher_dir,
+                 device="cpu", val_hr_dir=val.get("hr"), val_lr_dir=val.get("lr"))
     return {"store": store, "teacher": teacher_dir / "model.safetensors"}
 
 
@@ -167,25 +134,17 @@ def _condense_one(job: tuple[dict[str, Any], str, int, str, str]) -> str:
     log_path = folder / f"{image_id:04d}.json"
     if not log_path.is_file():
         torch.set_num_threads(1)
-        condense_image(
-            store_path=store_path,
-            image_id=image_id,
-            extractor_path=teacher_path,
-            out_path=folder / f"{image_id:04d}.npy",
-            log_path=log_path,
-            cfg=setting_config(study, name),
-            seed=int(study.get("seed", 0)),
-            device="cpu",
-        )
+        condense_image(store_path=store_path, image_id=image_id, extractor_path=teacher_path,
+                       out_path=folder / f"{image_id:04d}.npy", log_path=log_path,
+                       cfg=setting_config(study, name), seed=int(study.get("seed", 0)), device="cpu")
         logger.info("study: %s image %d done", name, image_id)
     return str(log_path)
 
 
 def run_condensations(study: dict[str, Any], paths: dict[str, Path]) -> list[str]:
     image_ids = study_image_ids(paths["store"], int(study["images"]))
-    jobs = [
-        (study, name, i, str(paths["store"]), str(paths["teacher"])) for name in study["settings"] for i in image_ids
-    ]
+    jobs = [(study, name, i, str(paths["store"]), str(paths["teacher"])) for name in study["settings"]
+            for i in image_ids]
     workers = int(study.get("workers", 1))
     done = []
     if workers <= 1:
@@ -210,22 +169,14 @@ def _downstream_store(study: dict[str, Any], name: str, paths: dict[str, Path], 
     out = Path(study["out"]) / "downstream" / f"idc-{name}.h5"
     if not out.is_file():
         runs = Path(study["out"]) / "runs" / name
-        upsample_and_assemble(
-            synthetic_paths=[runs / f"{i:04d}.npy" for i in image_ids],
-            image_ids=image_ids,
-            upsampler_path=paths["teacher"],
-            out_store=out,
-            source=f"study {name}",
-            seed=int(study.get("seed", 0)),
-            device="cpu",
-            batch_size=32,
-        )
+        upsample_and_assemble(synthetic_paths=[runs / f"{i:04d}.npy" for i in image_ids], image_ids=image_ids,
+                              upsampler_path=paths["teacher"], out_store=out, source=f"study {name}",
+                              seed=int(study.get("seed", 0)), device="cpu", batch_size=32)
     return out
 
 
-def _random_indices(
-    study: dict[str, Any], paths: dict[str, Path], image_ids: list[int], n: int, replicate: int
-) -> Path:
+def _random_indices(study: dict[str, Any], paths: dict[str, Path], image_ids: list[int], n: int,
+                    replicate: int) -> Path:
     from idc.data.store import PatchStore
 
     out = Path(study["out"]) / "downstream" / f"random-n{n}-r{replicate}.idx.npy"
@@ -260,28 +211,17 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
         return json.loads(result_path.read_text())
     torch.set_num_threads(max(1, int(study.get("workers", 1))))
     model = ds["model"]
-    train_sr(
-        TrainConfig.for_network(model, seed=1000 + replicate),
-        store_path=store,
-        out_dir=out_dir,
-        indices_path=indices,
-        device="cpu",
-    )
+    train_sr(TrainConfig.for_network(model, seed=1000 + replicate), store_path=store, out_dir=out_dir,
+             indices_path=indices, device="cpu")
     from idc.archs import load_model
 
     net = load_model(out_dir / "model.safetensors").eval()
     scale = int(study.get("scale", 4))
     images = load_test_images(pair_test_images(study["testset"]["hr"], study["testset"]["lr"], scale), scale)
-    rows = evaluate_images(
-        net, images, crop_border=ds.get("crop_border", 2), test_y_channel=True, device=torch.device("cpu")
-    )
-    result = {
-        "label": label,
-        "replicate": replicate,
-        "psnr": float(np.mean([r["psnr"] for r in rows])),
-        "ssim": float(np.mean([r["ssim"] for r in rows])),
-        "pairs": _pair_count(store, indices),
-    }
+    rows = evaluate_images(net, images, crop_border=ds.get("crop_border", 2), test_y_channel=True,
+                           device=torch.device("cpu"))
+    result = {"label": label, "replicate": replicate, "psnr": float(np.mean([r["psnr"] for r in rows])),
+              "ssim": float(np.mean([r["ssim"] for r in rows])), "pairs": _pair_count(store, indices)}
     write_json(result_path, result)
     return result
 
@@ -330,11 +270,8 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
     for name, logs in _runs(study).items():
         if not logs:
             continue
-        row: dict[str, Any] = {
-            "setting": name,
-            "images": len(logs),
-            "seconds": float(np.mean([log["seconds"] for log in logs])),
-        }
+        row: dict[str, Any] = {"setting": name, "images": len(logs),
+                               "seconds": float(np.mean([log["seconds"] for log in logs]))}
         for key in DIAGNOSTIC_KEYS:
             row[key] = float(np.mean([log["diagnostics"]["final"][key] for log in logs]))
             row[key + "_initial"] = float(np.mean([log["diagnostics"]["initial"][key] for log in logs]))
@@ -344,24 +281,15 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
             plateaus.append(settling_step([r["step"] for r in recs], [r[DIAG_PREFIX + "mmd"] for r in recs]))
         row["mmd_plateau_step"] = int(np.median([p for p in plateaus if p is not None]))
         # the distribution match reached by L_ins alone, before grouping and pairing take over
-        warm = [
-            min(
-                (r for r in log["steps"] if DIAG_PREFIX + "mmd" in r),
-                key=lambda r: abs(r["step"] - log["config"]["warmup"]),
-            )[DIAG_PREFIX + "mmd"]
-            for log in logs
-        ]
+        warm = [min((r for r in log["steps"] if DIAG_PREFIX + "mmd" in r),
+                    key=lambda r: abs(r["step"] - log["config"]["warmup"]))[DIAG_PREFIX + "mmd"] for log in logs]
         row["mmd_warmup_end"] = float(np.mean(warm))
         row["steps"] = int(logs[0]["config"]["steps"])
         row["real_diversity"] = float(np.mean([log["diagnostics"]["reference"]["real_diversity"] for log in logs]))
         grads = {}
         for term in ("ins", "group", "pair"):
-            vals = [
-                r[f"grad_{term}"]
-                for log in logs
-                for r in log["steps"]
-                if f"grad_{term}" in r and r["step"] >= log["config"]["warmup"] and r[f"grad_{term}"] > 0
-            ]
+            vals = [r[f"grad_{term}"] for log in logs for r in log["steps"]
+                    if f"grad_{term}" in r and r["step"] >= log["config"]["warmup"] and r[f"grad_{term}"] > 0]
             grads[term] = float(np.median(vals)) if vals else 0.0
         row.update({f"grad_{k}": v for k, v in grads.items()})
         rows.append(row)
@@ -420,23 +348,20 @@ def plot_study_figures(study: dict[str, Any], fig_dir: Path) -> list[Path]:
     runs = _runs(study)
     figure = new_figure((1400, 900), 100)
     keys = ["mmd", "colour_mean_gap", "diversity", "coverage_psnr"]
-    titles = {
-        "mmd": "MMD$^2$ (random-conv descriptors), lower is closer",
-        "colour_mean_gap": "colour mean gap (pixels in [0,1])",
-        "diversity": "diversity: mean pairwise RMS distance",
-        "coverage_psnr": "coverage: real -> nearest synthetic PSNR (dB)",
-    }
+    titles = {"mmd": "MMD$^2$ (random-conv descriptors), lower is closer",
+              "colour_mean_gap": "colour mean gap (pixels in [0,1])",
+              "diversity": "diversity: mean pairwise RMS distance",
+              "coverage_psnr": "coverage: real -> nearest synthetic PSNR (dB)"}
     panels = figure.subplots(2, 2)
     for axes, key in zip(panels.flat, keys):
         for k, (name, logs) in enumerate(runs.items()):
             if not logs:
                 continue
             steps = [r["step"] for r in logs[0]["steps"] if DIAG_PREFIX + key in r]
-            values = np.mean(
-                [[r[DIAG_PREFIX + key] for r in log["steps"] if DIAG_PREFIX + key in r][: len(steps)] for log in logs],
-                axis=0,
-            )
-            axes.plot(steps, values, label=name, linewidth=1.2, color=colours(k % 20), linestyle="--" if k % 2 else "-")
+            values = np.mean([[r[DIAG_PREFIX + key] for r in log["steps"] if DIAG_PREFIX + key in r][:len(steps)]
+                              for log in logs], axis=0)
+            axes.plot(steps, values, label=name, linewidth=1.2, color=colours(k % 20),
+                      linestyle="--" if k % 2 else "-")
         if key == "mmd":
             axes.set_yscale("log")
         if key == "diversity" and runs:
@@ -489,9 +414,8 @@ def plot_snapshot_grid(study: dict[str, Any], out_png: Path) -> Path:
     return save_figure(figure, out_png, 100)
 
 
-def write_study_document(
-    study_path: str | os.PathLike, doc_path: str | os.PathLike, fig_dir: str | os.PathLike | None = None
-) -> Path:
+def write_study_document(study_path: str | os.PathLike, doc_path: str | os.PathLike,
+                         fig_dir: str | os.PathLike | None = None) -> Path:
     study = load_study(study_path)
     doc_path = Path(doc_path)
     fig_dir = Path(fig_dir) if fig_dir is not None else doc_path.parent / "figures"
@@ -500,87 +424,55 @@ def write_study_document(
         raise ValueError(f"no study runs under {study['out']}/runs: run the study first")
     figures = plot_study_figures(study, fig_dir)
     rel = [os.path.relpath(p, doc_path.parent) for p in figures]
-    lines = [
-        f"# {study.get('name', 'Condensation settings study')}",
-        "",
-        "Generated from a real run by",
-        "",
-        "```",
-        f"python -m idc condense-study run --study {study_path}",
-        f"python -m idc condense-study report --study {study_path} --doc {doc_path}",
-        "```",
-        "",
-        TEXT_INTRO.format(images=study["images"], folder=study["folder"].split("/shared/")[-1]),
-        "",
-        "## Diagnostics after condensation (mean over the study images)",
-        "",
-        "| setting | overrides | MMD² ↓ | colour mean gap ↓ | colour std gap ↓ | diversity | "
-        "nearest-real PSNR | coverage PSNR ↑ | MMD² at warm-up end | MMD plateau step | s/image |",
-        "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
-    ]
+    lines = [f"# {study.get('name', 'Condensation settings study')}", "",
+             "Generated from a real run by", "",
+             "```", f"python -m idc condense-study run --study {study_path}",
+             f"python -m idc condense-study report --study {study_path} --doc {doc_path}", "```", "",
+             TEXT_INTRO.format(images=study["images"], folder=study["folder"].split("/shared/")[-1]), "",
+             "## Diagnostics after condensation (mean over the study images)", "",
+             "| setting | overrides | MMD² ↓ | colour mean gap ↓ | colour std gap ↓ | diversity | "
+             "nearest-real PSNR | coverage PSNR ↑ | MMD² at warm-up end | MMD plateau step | s/image |",
+             "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
     for row in rows:
         overrides = ", ".join(f"{k}={v}" for k, v in (study["settings"][row["setting"]] or {}).items()) or "(base)"
         if row["images"] < int(study["images"]):
             overrides += f" ({row['images']} of {study['images']} images)"
-        lines.append(
-            f"| {row['setting']} | {overrides} | {_fmt(row['mmd'], 4)} | {_fmt(row['colour_mean_gap'])} | "
-            f"{_fmt(row['colour_std_gap'])} | {_fmt(row['diversity'])} | {_fmt(row['nearest_psnr'], 2)} | "
-            f"{_fmt(row['coverage_psnr'], 2)} | {_fmt(row['mmd_warmup_end'], 4)} | "
-            f"{row['mmd_plateau_step']} / {row['steps']} | "
-            f"{_fmt(row['seconds'], 0)} |"
-        )
+        lines.append(f"| {row['setting']} | {overrides} | {_fmt(row['mmd'], 4)} | {_fmt(row['colour_mean_gap'])} | "
+                     f"{_fmt(row['colour_std_gap'])} | {_fmt(row['diversity'])} | {_fmt(row['nearest_psnr'], 2)} | "
+                     f"{_fmt(row['coverage_psnr'], 2)} | {_fmt(row['mmd_warmup_end'], 4)} | "
+                     f"{row['mmd_plateau_step']} / {row['steps']} | "
+                     f"{_fmt(row['seconds'], 0)} |")
     ref = real_subset_reference(study)
-    lines.append(
-        f"| *{ref['n']} random real patches* | (selection, {ref['draws']} draws per image) | "
-        f"{_fmt(ref['mmd'], 4)} | {_fmt(ref['colour_mean_gap'])} | {_fmt(ref['colour_std_gap'])} | "
-        f"{_fmt(ref['diversity'])} | (copies) | {_fmt(ref['coverage_psnr'], 2)} (held-out) | | | |"
-    )
+    lines.append(f"| *{ref['n']} random real patches* | (selection, {ref['draws']} draws per image) | "
+                 f"{_fmt(ref['mmd'], 4)} | {_fmt(ref['colour_mean_gap'])} | {_fmt(ref['colour_std_gap'])} | "
+                 f"{_fmt(ref['diversity'])} | (copies) | {_fmt(ref['coverage_psnr'], 2)} (held-out) | | | |")
     first = rows[0]
-    lines += [
-        "",
-        f"Starting points (step 0, mean): noise MMD² {_fmt(first['mmd_initial'], 4)}, coverage "
-        f"{_fmt(first['coverage_psnr_initial'], 2)} dB; the real patches' own diversity is "
-        f"{_fmt(first['real_diversity'])}.",
-        "",
-    ]
+    lines += ["", f"Starting points (step 0, mean): noise MMD² {_fmt(first['mmd_initial'], 4)}, coverage "
+              f"{_fmt(first['coverage_psnr_initial'], 2)} dB; the real patches' own diversity is "
+              f"{_fmt(first['real_diversity'])}.", ""]
     if any(r["grad_pair"] for r in rows):
-        lines += [
-            "## Which term drives the pixels",
-            "",
-            "Median pixel-gradient norm of each weighted term over the logged steps after warm-up:",
-            "",
-            "| setting | w_ins L_ins | w_group L_group | w_pair L_pair |",
-            "| :-- | --: | --: | --: |",
-        ]
-        lines += [
-            f"| {r['setting']} | {_fmt(r['grad_ins'], 2)} | {_fmt(r['grad_group'], 2)} | {_fmt(r['grad_pair'], 2)} |"
-            for r in rows
-        ]
+        lines += ["## Which term drives the pixels", "",
+                  "Median pixel-gradient norm of each weighted term over the logged steps after warm-up:", "",
+                  "| setting | w_ins L_ins | w_group L_group | w_pair L_pair |", "| :-- | --: | --: | --: |"]
+        lines += [f"| {r['setting']} | {_fmt(r['grad_ins'], 2)} | {_fmt(r['grad_group'], 2)} | "
+                  f"{_fmt(r['grad_pair'], 2)} |" for r in rows]
         lines.append("")
     results = downstream_results(study)
     if results:
         ds = study["downstream"]
-        lines += [
-            "## Downstream check",
-            "",
-            f"EDSR ({ds['model']['kwargs'].get('num_feat')}x{ds['model']['kwargs'].get('num_block')}, "
-            f"{ds['model']['train']['steps']} steps) trained on the synthetic pairs of the study images "
-            "(HR by the extractor teacher) or on as many random real pairs of the same images; the same "
-            f"seed per replicate. Test: {Path(study['testset']['hr']).parent.name}, Y-PSNR/SSIM.",
-            "",
-            "| training set | replicate | PSNR (dB) | SSIM |",
-            "| :-- | --: | --: | --: |",
-        ]
+        lines += ["## Downstream check", "",
+                  f"EDSR ({ds['model']['kwargs'].get('num_feat')}x{ds['model']['kwargs'].get('num_block')}, "
+                  f"{ds['model']['train']['steps']} steps) trained on the synthetic pairs of the study images "
+                  "(HR by the extractor teacher) or on as many random real pairs of the same images; the same "
+                  f"seed per replicate. Test: {Path(study['testset']['hr']).parent.name}, Y-PSNR/SSIM.", "",
+                  "| training set | replicate | PSNR (dB) | SSIM |", "| :-- | --: | --: | --: |"]
         for r in sorted(results, key=lambda r: (r["label"], r["replicate"])):
             lines.append(f"| {r['label']} | {r['replicate']} | {r['psnr']:.3f} | {r['ssim']:.4f} |")
         by_label: dict[str, list[float]] = {}
         for r in results:
             by_label.setdefault(r["label"], []).append(r["psnr"])
-        lines += [
-            "",
-            "Mean over replicates: " + ", ".join(f"{k} {np.mean(v):.3f} dB" for k, v in sorted(by_label.items())) + ".",
-            "",
-        ]
+        lines += ["", "Mean over replicates: " + ", ".join(f"{k} {np.mean(v):.3f} dB" for k, v in
+                                                            sorted(by_label.items())) + ".", ""]
     lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in rel] + [""]
     if study.get("reading") and Path(study["reading"]).is_file():
         lines += [Path(study["reading"]).read_text()]

@@ -18,9 +18,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def upsample_patches(
-    lr: torch.Tensor, model: nn.Module, *, batch_size: int = 16, device: str | torch.device = "cpu"
-) -> np.ndarray:
+def upsample_patches(lr: torch.Tensor, model: nn.Module, *, batch_size: int = 16,
+                     device: str | torch.device = "cpu") -> np.ndarray:
     """Up-sample (n, 3, h, w) LR patches in [0,1] with `model` (eval, batched): (n, H, W, 3) uint8.
 
     The LR input is first quantised to uint8 as it will be stored, so HR patches are exactly what
@@ -35,6 +34,6 @@ def upsample_patches(
     lr_q = torch.from_numpy(to_uint8(lr)).permute(0, 3, 1, 2).float() / 255.0
     out = []
     for start in range(0, lr_q.shape[0], batch_size):
-        out.append(to_uint8(model(lr_q[start : start + batch_size].to(device))))
+        out.append(to_uint8(model(lr_q[start:start + batch_size].to(device))))
     logger.debug("up-sampled %d patches", lr_q.shape[0])
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), np.uint8)

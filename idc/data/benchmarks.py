@@ -48,9 +48,15 @@ def find_image_dirs(root: Path, scale: int) -> tuple[Path, Path | None]:
     if not hr:
         hr = [d for d in dirs if _has_images(d)]
     if len(hr) != 1:
-        raise ValueError(f"cannot tell the HR image folder in {root}: found {[str(d) for d in hr] or 'none'}")
+        raise ValueError(
+            f"cannot tell the HR image folder in {root}: found {[str(d) for d in hr] or 'none'}"
+        )
     lr = [
-        d for d in dirs if d.name.lower() == f"x{scale}" and d.parent.name.lower().startswith("lr") and _has_images(d)
+        d
+        for d in dirs
+        if d.name.lower() == f"x{scale}"
+        and d.parent.name.lower().startswith("lr")
+        and _has_images(d)
     ]
     return hr[0], (lr[0] if len(lr) == 1 else None)
 
@@ -131,7 +137,9 @@ def prepare_testset(
         for hr_file in hr_files:  # validate everything before writing
             h, w = image_size(hr_file)
             if h < scale or w < scale:
-                raise ValueError(f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}")
+                raise ValueError(
+                    f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}"
+                )
             if lr_path is None:
                 lr_files.append(None)
                 continue
@@ -153,7 +161,11 @@ def prepare_testset(
             "n_images": len(hr_files),
             "images": [p.stem for p in hr_files],
             "hr_source": url or str(hr_path),
-            "lr_source": ("provided files" if lr_path is not None else "MATLAB bicubic imresize of the mod-cropped HR"),
+            "lr_source": (
+                "provided files"
+                if lr_path is not None
+                else "MATLAB bicubic imresize of the mod-cropped HR"
+            ),
             "created_by": f"idc-workflow {__version__}",
         }
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

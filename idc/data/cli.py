@@ -166,7 +166,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--scale", type=_positive_float, required=True, help="e.g. 0.25 for x4 down")
-    p.add_argument("--no-antialias", action="store_true", help="no kernel widening when downscaling")
+    p.add_argument(
+        "--no-antialias", action="store_true", help="no kernel widening when downscaling"
+    )
     p.set_defaults(func=cmd_resize)
 
     p = subparsers.add_parser("crop", help="crop a folder of HR images into an HDF5 patch store")
@@ -176,28 +178,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hr-size", type=int, default=256)
     p.add_argument("--step", type=int, default=128)
     p.add_argument("--thresh", type=int, default=0)
-    p.add_argument("--lr-dir", type=Path, default=None, help="provided LR images (<stem>x<scale>.png)")
+    p.add_argument(
+        "--lr-dir", type=Path, default=None, help="provided LR images (<stem>x<scale>.png)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--source", default="")
     p.add_argument("--expected-patches", type=int, default=None)
     p.set_defaults(func=cmd_crop)
 
-    p = subparsers.add_parser("demo-images", help="build the embedded demo image set (scikit-image photos)")
+    p = subparsers.add_parser(
+        "demo-images", help="build the embedded demo image set (scikit-image photos)"
+    )
     p.add_argument("out_dir", type=Path)
     p.add_argument("--max-side", type=int, default=320)
     p.set_defaults(func=cmd_demo_images)
 
     p = subparsers.add_parser("fetch-div2k", help="download (or verify a local copy of) DIV2K")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--parts", nargs="+", default=["train_HR"], help="train_HR valid_HR train_LR_bicubic_X4")
+    p.add_argument(
+        "--parts", nargs="+", default=["train_HR"], help="train_HR valid_HR train_LR_bicubic_X4"
+    )
     p.add_argument("--local-dir", type=Path, default=None, help="existing DIV2K_train_HR folder")
-    p.add_argument("--local-lr-dir", type=Path, default=None, help="existing DIV2K_train_LR_bicubic/X4 folder")
+    p.add_argument(
+        "--local-lr-dir", type=Path, default=None, help="existing DIV2K_train_LR_bicubic/X4 folder"
+    )
     p.add_argument("--base-url", default=None)
     p.add_argument("--retries", type=int, default=5)
     p.set_defaults(func=cmd_fetch_div2k)
 
-    p = subparsers.add_parser("prepare-testset", help="write a benchmark set as HR/ + LR_bicubic/X<s>/")
+    p = subparsers.add_parser(
+        "prepare-testset", help="write a benchmark set as HR/ + LR_bicubic/X<s>/"
+    )
     p.add_argument("name")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--hr-dir", type=Path, default=None)
@@ -209,10 +221,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("store-info", help="print a patch store's size and attrs as JSON")
     p.add_argument("store", type=Path)
-    p.add_argument("--verify", action="store_true", help="compare every dataset with its checksum from creation")
+    p.add_argument(
+        "--verify", action="store_true", help="compare every dataset with its checksum from creation"
+    )
     p.set_defaults(func=cmd_store_info)
 
-    p = subparsers.add_parser("export", help="write a patch store (or a selection of it) as paired PNG folders + card")
+    p = subparsers.add_parser(
+        "export", help="write a patch store (or a selection of it) as paired PNG folders + card"
+    )
     p.add_argument("store", type=Path, help="patch store (.h5)")
     p.add_argument("out_dir", type=Path, help="gets HR/, LR_bicubic/X<s>/, meta_info.txt, dataset_card.yaml")
     p.add_argument("--indices", type=Path, default=None, help="selection: .npy indices into the store")
@@ -222,7 +238,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--names-from", type=Path, default=None, help="store whose image names name the pairs")
     p.set_defaults(func=cmd_export)
 
-    p = subparsers.add_parser("import-folder", help="crop paired HR/LR folders (BasicSR layout) into a patch store")
+    p = subparsers.add_parser(
+        "import-folder", help="crop paired HR/LR folders (BasicSR layout) into a patch store"
+    )
     p.add_argument("hr_dir", type=Path)
     p.add_argument("output", type=Path, help="patch store (.h5)")
     p.add_argument("--lr-dir", type=Path, default=None, help="LR images; absent: MATLAB imresize of HR")

@@ -63,7 +63,9 @@ def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[i
     leaves more than ``thresh`` pixels uncovered. Raises ValueError when ``length < crop``.
     """
     if crop < 1 or step < 1 or thresh < 0:
-        raise ValueError(f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})")
+        raise ValueError(
+            f"crop_positions: need crop >= 1, step >= 1, thresh >= 0 (got {crop}, {step}, {thresh})"
+        )
     if length < crop:
         raise ValueError(f"crop_positions: side of {length} px is smaller than the crop {crop}")
     positions = list(range(0, length - crop + 1, step))
@@ -89,7 +91,9 @@ def find_lr_file(lr_dir: Path, hr_path: Path, scale: int) -> Path:
     for cand in candidates:
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})")
+    raise FileNotFoundError(
+        f"no LR file for {hr_path.name} in {lr_dir} (expected {candidates[0].name})"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,9 @@ def crop_image_pair(
     if lr is None:
         lr = imresize_uint8(hr, 1.0 / scale)
     if lr.shape != (hr.shape[0] // scale, hr.shape[1] // scale, 3):
-        raise ValueError(f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}")
+        raise ValueError(
+            f"LR image {lr.shape} is not the mod-cropped HR {hr.shape} divided by {scale}"
+        )
     rows = crop_positions(hr.shape[0], hr_size, step, thresh)
     cols = crop_positions(hr.shape[1], hr_size, step, thresh)
     lr_size = hr_size // scale
@@ -199,7 +205,9 @@ def _ordered_map(
     return results()
 
 
-def _image_windows(hr_path: Path, *, scale: int, hr_size: int, step: int, thresh: int) -> tuple[int, int, int]:
+def _image_windows(
+    hr_path: Path, *, scale: int, hr_size: int, step: int, thresh: int
+) -> tuple[int, int, int]:
     """(mod-cropped height, width, number of windows) of one image, from its header."""
     h, w = image_size(hr_path)
     h_mod, w_mod = h - h % scale, w - w % scale
@@ -208,10 +216,15 @@ def _image_windows(hr_path: Path, *, scale: int, hr_size: int, step: int, thresh
     return h_mod, w_mod, count_patches(h_mod, w_mod, hr_size, step, thresh)
 
 
-def image_patch_counts(hr_files: list[Path], *, scale: int, hr_size: int, step: int, thresh: int = 0) -> list[int]:
+def image_patch_counts(
+    hr_files: list[Path], *, scale: int, hr_size: int, step: int, thresh: int = 0
+) -> list[int]:
     """Patches each image will give (headers only): lets the workflow check its ratios before
     the crop job runs."""
-    return [_image_windows(p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)[2] for p in hr_files]
+    return [
+        _image_windows(p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)[2]
+        for p in hr_files
+    ]
 
 
 def _validate_inputs(
@@ -275,7 +288,9 @@ def crop_images_to_store(
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
     hr_files = list_images(hr_dir) if hr_files is None else [Path(p) for p in hr_files]
-    lr_files, total = _validate_inputs(hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh)
+    lr_files, total = _validate_inputs(
+        hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
+    )
     if expected_patches is not None and total != expected_patches:
         raise ValueError(
             f"{hr_dir}: {len(hr_files)} images give {total} patches at {hr_size}/{step}, expected {expected_patches}"
@@ -305,11 +320,18 @@ def crop_images_to_store(
         if workers > 1
         else None
     )
-    jobs = [_Job(h, l, scale, hr_size, step, thresh, i, spool) for i, (h, l) in enumerate(zip(hr_files, lr_files))]
+    jobs = [
+        _Job(h, l, scale, hr_size, step, thresh, i, spool)
+        for i, (h, l) in enumerate(zip(hr_files, lr_files))
+    ]
     extra = {
         "thresh": int(thresh),
         "lr_size": hr_size // scale,
-        "lr_source": (f"files in {lr_dir_p}" if lr_dir_p is not None else "MATLAB bicubic imresize of the HR image"),
+        "lr_source": (
+            f"files in {lr_dir_p}"
+            if lr_dir_p is not None
+            else "MATLAB bicubic imresize of the HR image"
+        ),
         "hr_dir": str(hr_dir),
         "n_images": len(hr_files),
     }
@@ -375,4 +397,6 @@ def _write_results(
                 bar.update(1)
                 progress.update(len(writer) - before)
         if len(writer) != total:  # header sizes and decoded sizes disagree: never keep such a store
-            raise ValueError(f"{out_path}: cropped {len(writer)} patches, headers announced {total}")
+            raise ValueError(
+                f"{out_path}: cropped {len(writer)} patches, headers announced {total}"
+            )

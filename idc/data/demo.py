@@ -104,6 +104,8 @@ def build_demo_images(out_dir: str | os.PathLike, *, max_side: int = 320, mod: i
                 "hw": list(img.shape[:2]),
             }
             logger.info("demo %s image %s: %dx%d -> %dx%d", split, name, h, w, *img.shape[:2])
-    text = dict(manifest, train=[str(p) for p in manifest["train"]], test=[str(p) for p in manifest["test"]])
+    text = dict(
+        manifest, train=[str(p) for p in manifest["train"]], test=[str(p) for p in manifest["test"]]
+    )
     (out_dir / "demo_images.json").write_text(json.dumps(text, indent=2) + "\n")
     return manifest

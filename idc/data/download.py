@@ -131,7 +131,9 @@ def _fetch_once(url: str, part: Path, timeout: float, chunk_size: int) -> int | 
             total_txt = content_range.rpartition("/")[2]
             total = int(total_txt) if total_txt.isdigit() else None
             if not content_range.startswith(f"bytes {have}-"):
-                raise DownloadError(f"{url}: server answered range {content_range!r} to a request from byte {have}")
+                raise DownloadError(
+                    f"{url}: server answered range {content_range!r} to a request from byte {have}"
+                )
             mode = "ab"
         else:
             if have:
@@ -139,13 +141,9 @@ def _fetch_once(url: str, part: Path, timeout: float, chunk_size: int) -> int | 
             total = int(length) if length is not None else None
             mode = "wb"
         start = have if mode == "ab" else 0
-        progress = ProgressLog(
-            logger,
-            f"download {part.name.removesuffix('.part')}",
-            None if total is None else total // 2**20,
-            unit="MiB",
-            start=start // 2**20,
-        )
+        progress = ProgressLog(logger, f"download {part.name.removesuffix('.part')}",
+                               None if total is None else total // 2**20, unit="MiB",
+                               start=start // 2**20)
         done = start
         with open(part, mode) as fh:
             while block := response.read(chunk_size):
@@ -181,7 +179,9 @@ def download(
         if sha256 is None or sha256_file(dest) == sha256.lower():
             logger.info("%s already present, not downloading", dest)
             return dest
-        raise ValueError(f"existing file {dest} does not match its SHA-256 {sha256}: delete it to download again")
+        raise ValueError(
+            f"existing file {dest} does not match its SHA-256 {sha256}: delete it to download again"
+        )
     part = dest.with_name(dest.name + ".part")
     last_error: BaseException | None = None
     for attempt in range(retries + 1):
@@ -206,7 +206,11 @@ def download(
             socket.timeout,
             TimeoutError,
         ) as err:
-            if isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500 and err.code not in (408, 429):
+            if (
+                isinstance(err, urllib.error.HTTPError)
+                and 400 <= err.code < 500
+                and err.code not in (408, 429)
+            ):
                 raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
             last_error = err
             continue
@@ -217,16 +221,24 @@ def download(
             continue
         if expected is not None and have > expected:
             part.unlink()
-            raise ValueError(f"download of {url} is larger ({have} B) than expected ({expected} B); deleted")
-        logger.info("downloaded %s (%d bytes, last attempt %.1f s)", url, have, time.monotonic() - start)
+            raise ValueError(
+                f"download of {url} is larger ({have} B) than expected ({expected} B); deleted"
+            )
+        logger.info(
+            "downloaded %s (%d bytes, last attempt %.1f s)", url, have, time.monotonic() - start
+        )
         break
     else:
-        raise DownloadError(f"{url}: gave up after {retries + 1} attempts ({last_error}); partial data kept in {part}")
+        raise DownloadError(
+            f"{url}: gave up after {retries + 1} attempts ({last_error}); partial data kept in {part}"
+        )
     if sha256 is not None:
         got = sha256_file(part)
         if got != sha256.lower():
             part.unlink()
-            raise ValueError(f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {got} (file deleted)")
+            raise ValueError(
+                f"checksum mismatch for {url}: expected SHA-256 {sha256}, got {got} (file deleted)"
+            )
     move_into_place(part, dest)  # synced first: a crash cannot leave a short file under dest
     return dest
 
@@ -277,7 +289,9 @@ def _zip_members(zf: zipfile.ZipFile, archive: Path, limit: int) -> None:
         # Unix file type bits (0 when the zip was not made on Unix or does not record them).
         file_type = stat.S_IFMT(info.external_attr >> 16)
         if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise ValueError(f"unsafe member {info.filename!r} in archive {archive} (link or special file)")
+            raise ValueError(
+                f"unsafe member {info.filename!r} in archive {archive} (link or special file)"
+            )
         if info.flag_bits & 0x1:
             raise ValueError(f"encrypted member {info.filename!r} in archive {archive} (not supported)")
         if info.compress_type not in _ZIP_METHODS:
@@ -295,13 +309,17 @@ def _tar_members(tf: tarfile.TarFile, archive: Path, limit: int) -> list[tarfile
     for m in members:
         path = _check_member_name(m.name, archive)
         if not (m.isfile() or m.isdir()):
-            raise ValueError(f"unsafe member {m.name!r} in archive {archive} (link or special file)")
+            raise ValueError(
+                f"unsafe member {m.name!r} in archive {archive} (link or special file)"
+            )
         entries.append((path, m.isdir(), m.size))
     _check_layout(entries, archive, limit)
     return members
 
 
-def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, max_bytes: int | None = None) -> Path:
+def safe_extract(
+    archive: str | os.PathLike, dest_dir: str | os.PathLike, *, max_bytes: int | None = None
+) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir`` safely and atomically.
 
     Every member is checked before anything is written: names, type, encryption, compression
@@ -327,7 +345,9 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, max
             try:
                 tf = tarfile.open(archive)
             except tarfile.TarError:
-                raise ValueError(f"not a readable zip or tar archive (corrupt or truncated?): {archive}") from None
+                raise ValueError(
+                    f"not a readable zip or tar archive (corrupt or truncated?): {archive}"
+                ) from None
             with tf:
                 members = _tar_members(tf, archive, max_bytes)
                 for m in members:
@@ -363,7 +383,9 @@ def verify_div2k_dir(path: str | os.PathLike, part: str = "train_HR") -> Path:
     names = spec.file_names()
     missing = [n for n in names if not (path / n).is_file()]
     if missing:
-        raise ValueError(f"DIV2K {part} folder {path} lacks {len(missing)} of {len(names)} files (first: {missing[0]})")
+        raise ValueError(
+            f"DIV2K {part} folder {path} lacks {len(missing)} of {len(names)} files (first: {missing[0]})"
+        )
     for n in names:
         image_size(path / n)  # raises ValueError naming the file when unreadable
     return path
@@ -421,7 +443,9 @@ def fetch_div2k_parts(
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             if image_dir.exists():
                 shutil.rmtree(image_dir)
-            os.replace(found, image_dir)  # same file system: the folder appears complete or not at all
+            os.replace(
+                found, image_dir
+            )  # same file system: the folder appears complete or not at all
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         result[part] = image_dir
@@ -445,4 +469,6 @@ def fetch_div2k(
     if "train_HR" not in parts:
         parts.insert(0, "train_HR")
     local = {"train_HR": local_dir} if local_dir is not None else None
-    return fetch_div2k_parts(out_dir, parts=parts, local_dirs=local, base_url=base_url, retries=retries)["train_HR"]
+    return fetch_div2k_parts(
+        out_dir, parts=parts, local_dirs=local, base_url=base_url, retries=retries
+    )["train_HR"]

@@ -95,10 +95,8 @@ def _refusal(im: Image.Image, path: Path) -> str | None:
     except Exception:  # noqa: BLE001 - a damaged EXIF block: orientation unknown
         return "image with an unreadable EXIF block refused (its orientation is unknown)"
     if orientation not in (1, None):
-        return (
-            f"image with EXIF orientation {orientation} refused (its pixels are stored rotated or "
-            "mirrored; rotate them and drop the tag first)"
-        )
+        return (f"image with EXIF orientation {orientation} refused (its pixels are stored rotated or "
+                "mirrored; rotate them and drop the tag first)")
     profile = _icc_profile(im)
     if profile is False:
         return "image with an unreadable ICC colour profile refused"
@@ -127,10 +125,7 @@ def _to_srgb(im: Image.Image) -> Image.Image:
     if profile is None:
         return im
     return ImageCms.profileToProfile(
-        im,
-        profile,
-        ImageCms.createProfile("sRGB"),
-        outputMode="RGB",
+        im, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
     )
 
@@ -169,7 +164,9 @@ def read_image(path: str | os.PathLike, *, keep_gray: bool = False) -> np.ndarra
         if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
             alpha = np.asarray(im.getchannel("A"))
             if alpha.min() < 255:
-                raise ValueError(f"image with transparent pixels refused (alpha < 255 found): {path}")
+                raise ValueError(
+                    f"image with transparent pixels refused (alpha < 255 found): {path}"
+                )
             im = im.convert("L" if mode in ("LA", "La") else "RGB")
             mode = im.mode
         if mode == "1":
@@ -200,7 +197,9 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
         raise ValueError(f"write_png: expected HxW or HxWx3, got shape {img.shape} for {path}")
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=compress_level)
+    Image.fromarray(np.ascontiguousarray(img)).save(
+        buf, format="PNG", compress_level=compress_level
+    )
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -224,7 +223,9 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     stems: dict[str, Path] = {}
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}")
+            raise ValueError(
+                f"not an image file (suffix {p.suffix or 'none'!r}) in image folder: {p}"
+            )
         other = stems.setdefault(p.stem.casefold(), p)
         if other is not p:
             raise ValueError(

@@ -55,7 +55,9 @@ def resize_weights(
     MATLAB's ``contributions`` does. Rows of ``weights`` sum to 1.
     """
     if in_length < 1 or out_length < 1:
-        raise ValueError(f"imresize: axis lengths must be positive (in {in_length}, out {out_length})")
+        raise ValueError(
+            f"imresize: axis lengths must be positive (in {in_length}, out {out_length})"
+        )
     widen = scale < 1 and antialiasing
     kernel_width = KERNEL_WIDTH / scale if widen else KERNEL_WIDTH
     x = np.arange(1, out_length + 1, dtype=np.float64)
@@ -73,7 +75,9 @@ def resize_weights(
     return weights[:, keep], idx[:, keep]
 
 
-def _resize_axis(img: np.ndarray, axis: int, scale: float, out_length: int, antialiasing: bool) -> np.ndarray:
+def _resize_axis(
+    img: np.ndarray, axis: int, scale: float, out_length: int, antialiasing: bool
+) -> np.ndarray:
     """Resize float64 ``img`` along ``axis`` (0 = H, 1 = W) with MATLAB bicubic weights.
 
     The 1-D resize is a sparse (out x in) matrix applied to the image flattened along the other
@@ -83,7 +87,9 @@ def _resize_axis(img: np.ndarray, axis: int, scale: float, out_length: int, anti
     weights, indices = resize_weights(in_length, out_length, scale, antialiasing)
     rows = np.repeat(np.arange(out_length), weights.shape[1])
     # Mirrored border taps can hit the same input pixel twice; csr_matrix sums such duplicates.
-    matrix = scipy.sparse.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(out_length, in_length))
+    matrix = scipy.sparse.csr_matrix(
+        (weights.ravel(), (rows, indices.ravel())), shape=(out_length, in_length)
+    )
     moved = np.moveaxis(img, axis, 0)
     flat = np.ascontiguousarray(moved).reshape(in_length, -1)
     out = np.asarray(matrix @ flat).reshape((out_length,) + moved.shape[1:])
@@ -160,5 +166,7 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     scale = int(scale)
     h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
     if h == 0 or w == 0:
-        raise ValueError(f"modcrop: image of shape {img.shape[:2]} is smaller than the scale {scale}")
+        raise ValueError(
+            f"modcrop: image of shape {img.shape[:2]} is smaller than the scale {scale}"
+        )
     return img[:h, :w, ...]

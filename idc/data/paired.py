@@ -66,8 +66,10 @@ _CHUNK = 64  # pairs read from the store per batch
 
 # Licence line of a card, by training source (checked against each source's own terms).
 LICENCES = {
-    "div2k": "DIV2K: for academic research only (terms on the DIV2K web page); the derived patches inherit these terms",
-    "demo": "scikit-image sample photos (skimage.data): per-image licences in scikit-image's data/README.txt",
+    "div2k": "DIV2K: for academic research only (terms on the DIV2K web page); the derived "
+             "patches inherit these terms",
+    "demo": "scikit-image sample photos (skimage.data): per-image licences in scikit-image's "
+            "data/README.txt",
     "folder": "unknown: set export.licence",
 }
 
@@ -103,13 +105,8 @@ def _software() -> dict[str, str]:
 
     import idc
 
-    versions = {
-        "idc-workflow": idc.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "pillow": PIL.__version__,
-    }
+    versions = {"idc-workflow": idc.__version__, "python": platform.python_version(),
+                "numpy": np.__version__, "h5py": h5py.__version__, "pillow": PIL.__version__}
     try:
         import torch
 
@@ -175,9 +172,9 @@ def export_paired(
         progress = ProgressLog(logger, f"export {out_dir.name}", len(indices), unit="pairs")
         files: dict[str, str] = {}
         for start in range(0, len(indices), _CHUNK):
-            batch = indices[start : start + _CHUNK]
+            batch = indices[start:start + _CHUNK]
             lr, hr = store.read(batch)
-            for name, lr_img, hr_img in zip(names[start : start + _CHUNK], lr, hr):
+            for name, lr_img, hr_img in zip(names[start:start + _CHUNK], lr, hr):
                 for rel, img in ((hr_rel / f"{name}.png", hr_img), (lr_rel / f"{name}x{scale}.png", lr_img)):
                     write_png(tmp / rel, img, compress_level=PNG_LEVEL)
                     files[rel.as_posix()] = sha256_file(tmp / rel)
@@ -201,20 +198,12 @@ def export_paired(
                 "lr_name": f"<name>x{scale}.png",
                 "meta_info": META_INFO_NAME,
                 # What BasicSR's training options need to read this folder as it is.
-                "basicsr": {
-                    "type": "PairedImageDataset",
-                    "dataroot_gt": hr_rel.as_posix(),
-                    "dataroot_lq": lr_rel.as_posix(),
-                    "meta_info_file": META_INFO_NAME,
-                    "filename_tmpl": f"{{}}x{scale}",
-                    "io_backend": {"type": "disk"},
-                },
+                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": hr_rel.as_posix(),
+                            "dataroot_lq": lr_rel.as_posix(), "meta_info_file": META_INFO_NAME,
+                            "filename_tmpl": f"{{}}x{scale}", "io_backend": {"type": "disk"}},
             },
-            "store": {
-                "path": str(store_path),
-                "indices": str(indices_path) if indices_path else None,
-                **{k: store.attrs.get(k) for k in ("source", "created_by", "seed", "step")},
-            },
+            "store": {"path": str(store_path), "indices": str(indices_path) if indices_path else None,
+                      **{k: store.attrs.get(k) for k in ("source", "created_by", "seed", "step")}},
             **made_by,
             "software": _software(),
             "sha256": files,
@@ -331,15 +320,7 @@ def import_paired(
 
     hr_files, _ = paired_files(hr_dir, lr_dir, meta_info, scale=scale)
     return crop_images_to_store(
-        hr_dir,
-        out_store,
-        scale=scale,
-        hr_size=hr_size,
-        step=step,
-        thresh=0,
-        lr_dir=lr_dir,
-        seed=None,
-        workers=workers,
-        source=source or f"folder:{hr_dir}",
+        hr_dir, out_store, scale=scale, hr_size=hr_size, step=step, thresh=0,
+        lr_dir=lr_dir, seed=None, workers=workers, source=source or f"folder:{hr_dir}",
         hr_files=hr_files,
     )

@@ -43,7 +43,8 @@ import numpy as np
 from idc import __version__
 from idc.atomic import move_into_place, remove_stale_temporaries, temporary_path
 
-__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION", "COMPRESSION"]
+__all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION",
+           "COMPRESSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,9 @@ class PatchStoreWriter:
         if int(scale) != scale or scale < 1:
             raise ValueError(f"patch store {path}: scale must be a positive integer, got {scale!r}")
         if int(hr_size) != hr_size or hr_size < 1 or hr_size % int(scale):
-            raise ValueError(f"patch store {path}: hr_size {hr_size!r} must be a positive multiple of scale {scale}")
+            raise ValueError(
+                f"patch store {path}: hr_size {hr_size!r} must be a positive multiple of scale {scale}"
+            )
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"patch store {path}: the output path is a folder")
@@ -161,8 +164,12 @@ class PatchStoreWriter:
                     dtype=np.uint8,
                     compression=COMPRESSION,
                 )
-            f.create_dataset("image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64)
-            f.create_dataset("origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64)
+            f.create_dataset(
+                "image_id", shape=(0,), maxshape=(None,), chunks=(_ID_CHUNK,), dtype=np.int64
+            )
+            f.create_dataset(
+                "origin", shape=(0, 2), maxshape=(None, 2), chunks=(_ID_CHUNK, 2), dtype=np.int64
+            )
             attrs = {
                 "scale": self.scale,
                 "hr_size": self.hr_size,
@@ -176,7 +183,9 @@ class PatchStoreWriter:
             }
             for key, value in (extra_attrs or {}).items():
                 if key in attrs or key == "complete":
-                    raise ValueError(f"patch store {path}: extra attr {key!r} clashes with a schema attr")
+                    raise ValueError(
+                        f"patch store {path}: extra attr {key!r} clashes with a schema attr"
+                    )
                 attrs[key] = value
             for key, value in attrs.items():
                 f.attrs[key] = _attr_value(value)
@@ -202,7 +211,9 @@ class PatchStoreWriter:
         hr = np.asarray(hr)
         n = hr.shape[0] if hr.ndim == 4 else -1
         if lr.dtype != np.uint8 or hr.dtype != np.uint8:
-            raise ValueError(f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}")
+            raise ValueError(
+                f"patch store {self.path}: lr/hr must be uint8, got {lr.dtype}/{hr.dtype}"
+            )
         if hr.shape[1:] != (self.hr_size, self.hr_size, 3) or hr.ndim != 4:
             raise ValueError(
                 f"patch store {self.path}: hr batch must be (n,{self.hr_size},{self.hr_size},3), got {hr.shape}"
@@ -298,7 +309,9 @@ class PatchStoreWriter:
         if name in ("lr", "hr", "image_id", "origin"):
             raise ValueError(f"patch store {self.path}: {name!r} is written by append()")
         if isinstance(data, (list, tuple)) and data and isinstance(data[0], str):
-            self._file.create_dataset(name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype())
+            self._file.create_dataset(
+                name, data=np.asarray(data, dtype=object), dtype=h5py.string_dtype()
+            )
         else:
             self._file.create_dataset(name, data=np.asarray(data))
 
@@ -366,7 +379,9 @@ class PatchStore:
         try:
             f = h5py.File(self.path, "r")
         except OSError as err:
-            raise ValueError(f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}") from None
+            raise ValueError(
+                f"not a readable HDF5 patch store (corrupt or truncated?): {self.path}: {err}"
+            ) from None
         with f:
             self._validate(f)
             self.attrs: dict[str, Any] = {k: _python_value(v) for k, v in f.attrs.items()}
@@ -376,7 +391,9 @@ class PatchStore:
             self.hr_shape: tuple[int, ...] = tuple(f["hr"].shape[1:])
             self._len = int(f["hr"].shape[0])
             if "image_name" in f:
-                self.image_names: list[str] | None = [_python_value(x) for x in f["image_name"][...]]
+                self.image_names: list[str] | None = [
+                    _python_value(x) for x in f["image_name"][...]
+                ]
             else:
                 self.image_names = None
         self._file: h5py.File | None = None
@@ -385,7 +402,9 @@ class PatchStore:
     def _validate(self, f: h5py.File) -> None:
         where = f"patch store {self.path}"
         if not bool(f.attrs.get("complete", False)):
-            raise ValueError(f"{where} is incomplete (no completion marker: half-written or interrupted)")
+            raise ValueError(
+                f"{where} is incomplete (no completion marker: half-written or interrupted)"
+            )
         for name in ("lr", "hr", "image_id", "origin"):
             if name not in f:
                 raise ValueError(f"{where} lacks dataset {name!r}")
@@ -394,7 +413,9 @@ class PatchStore:
             raise ValueError(f"{where} lacks attrs {missing}")
         lr, hr, ids, org = f["lr"], f["hr"], f["image_id"], f["origin"]
         if lr.dtype != np.uint8 or hr.dtype != np.uint8 or lr.ndim != 4 or hr.ndim != 4:
-            raise ValueError(f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}")
+            raise ValueError(
+                f"{where}: lr/hr must be 4-D uint8, got {lr.dtype}{lr.shape}/{hr.dtype}{hr.shape}"
+            )
         n = hr.shape[0]
         if lr.shape[0] != n or ids.shape != (n,) or org.shape != (n, 2):
             raise ValueError(
@@ -412,9 +433,13 @@ class PatchStore:
             or hr.shape[1] != lr.shape[1] * scale
             or hr.shape[2] != lr.shape[2] * scale
         ):
-            raise ValueError(f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}")
+            raise ValueError(
+                f"{where}: hr {hr.shape[1:]} is not lr {lr.shape[1:]} times scale {scale}"
+            )
         if "n_patches" in f.attrs and int(f.attrs["n_patches"]) != n:
-            raise ValueError(f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)")
+            raise ValueError(
+                f"{where}: n_patches attr {int(f.attrs['n_patches'])} != {n} stored (truncated?)"
+            )
         # The small index arrays are read whole on every open: their checksums cost nothing.
         for name in ("image_id", "origin"):
             self._check_digest(f, name)
@@ -423,7 +448,8 @@ class PatchStore:
             raise ValueError(f"{where}: negative image_id {int(image_id.min())} (corrupt?)")
         if "image_name" in f and n and image_id.max() >= f["image_name"].shape[0]:
             raise ValueError(
-                f"{where}: image_id {int(image_id.max())} has no entry in image_name ({f['image_name'].shape[0]} names)"
+                f"{where}: image_id {int(image_id.max())} has no entry in image_name "
+                f"({f['image_name'].shape[0]} names)"
             )
         if n and origin.min() < -1:
             raise ValueError(f"{where}: origin {int(origin.min())} below -1 (corrupt?)")
@@ -489,7 +515,9 @@ class PatchStore:
         return self._len
 
     def __repr__(self) -> str:
-        return f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        return (
+            f"PatchStore({str(self.path)!r}, n={self._len}, lr={self.lr_shape}, hr={self.hr_shape})"
+        )
 
     # -- reads --------------------------------------------------------------------------------
     def _index_array(self, indices: Any) -> np.ndarray:
@@ -582,7 +610,9 @@ def write_patch_store(
         hr_size = hr.shape[1]
     if scale is None:
         if lr.shape[1] == 0 or hr.shape[1] % lr.shape[1]:
-            raise ValueError(f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}")
+            raise ValueError(
+                f"patch store {path}: hr size {hr.shape[1]} is not a multiple of lr size {lr.shape[1]}"
+            )
         scale = hr.shape[1] // lr.shape[1]
     with PatchStoreWriter(
         path,

@@ -65,30 +65,15 @@ def training_cost(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]
     share = train["batch_size"] / ranks
     entry = match_figure(spec, table)
     if gpus == 0:
-        return {
-            "gpus": 0,
-            "share": share,
-            "hours": float(res.get("runtime", 0)) / 60,
-            "mem": None,
-            "basis": "limit (CPU job: the figures are for GPUs)",
-        }
+        return {"gpus": 0, "share": share, "hours": float(res.get("runtime", 0)) / 60, "mem": None,
+                "basis": "limit (CPU job: the figures are for GPUs)"}
     if entry is None:
-        return {
-            "gpus": gpus,
-            "share": share,
-            "hours": float(res.get("runtime", 0)) / 60,
-            "mem": None,
-            "basis": f"limit (no throughput figure for {spec['arch']})",
-        }
+        return {"gpus": gpus, "share": share, "hours": float(res.get("runtime", 0)) / 60, "mem": None,
+                "basis": f"limit (no throughput figure for {spec['arch']})"}
     pixels = share * train["gt_size"] ** 2 / (entry["batch"] * entry["gt"] ** 2)
     steps_per_s = entry["steps_per_s"] / pixels
-    return {
-        "gpus": gpus,
-        "share": share,
-        "hours": train["steps"] / steps_per_s / 3600,
-        "mem": entry["peak_gib"] * pixels,
-        "basis": f"{entry['kind']}: {entry['name']}",
-    }
+    return {"gpus": gpus, "share": share, "hours": train["steps"] / steps_per_s / 3600,
+            "mem": entry["peak_gib"] * pixels, "basis": f"{entry['kind']}: {entry['name']}"}
 
 
 def _image_count(config: dict[str, Any]) -> int:
@@ -106,9 +91,7 @@ def _image_count(config: dict[str, Any]) -> int:
     return min(total, trainset.get("images") or total)
 
 
-def plan(
-    config: dict[str, Any], table: dict[str, Any] | None = None, *, tables: list[str] | None = None
-) -> list[PlanRow]:
+def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables: list[str] | None = None) -> list[PlanRow]:
     """Plan rows for a validated configuration; ``tables`` replaces ``config["targets"]``."""
     from idc.condense.config import resolve_condense_config
 
@@ -117,9 +100,8 @@ def plan(
     for name in targets:
         if name not in config["tables"]:
             raise ValueError(f"unknown table {name!r}; the config has {sorted(config['tables'])}")
-    pairs = sorted(
-        {(d, m) for t in targets for d in config["tables"][t]["datasets"] for m in config["tables"][t]["models"]}
-    )
+    pairs = sorted({(d, m) for t in targets for d in config["tables"][t]["datasets"]
+                    for m in config["tables"][t]["models"]})
     datasets = config["datasets"]
     used = sorted({d for d, _ in pairs})
     rows: list[PlanRow] = []
@@ -142,19 +124,8 @@ def plan(
         if spec.get("weights"):
             continue
         cost = training_cost(spec, table)
-        rows.append(
-            PlanRow(
-                "train_teacher",
-                name,
-                1,
-                cost["gpus"],
-                cost["hours"],
-                int(cost["share"]),
-                cost["mem"],
-                spec["resources"]["runtime"] / 60,
-                cost["basis"],
-            )
-        )
+        rows.append(PlanRow("train_teacher", name, 1, cost["gpus"], cost["hours"], int(cost["share"]),
+                            cost["mem"], spec["resources"]["runtime"] / 60, cost["basis"]))
 
     # Condensation: one job per image of each (variant, ratio, replicate) run.
     runs: dict[str, tuple[int, int]] = {}
@@ -162,28 +133,16 @@ def plan(
     for d in idc:
         spec = datasets[d]
         key = f"{spec['variant']}_r{spec['ratio']}_s{spec.get('replicate', 0)}"
-        steps = resolve_condense_config(config["condense"]["params"], variant=spec["variant"], ratio=spec["ratio"])[
-            "steps"
-        ]
+        steps = resolve_condense_config(config["condense"]["params"], variant=spec["variant"], ratio=spec["ratio"])["steps"]
         images = spec.get("images") or n_images
         runs[key] = (max(runs.get(key, (0, 0))[0], min(images, n_images)), steps)
     if runs:
         cond = table["condensation"]
         jobs = sum(n for n, _ in runs.values())
         steps = max(s for _, s in runs.values())
-        rows.append(
-            PlanRow(
-                "condense_image",
-                f"{len(runs)} runs",
-                jobs,
-                1,
-                steps * cond["ms_per_step"] / 3.6e6,
-                None,
-                None,
-                config["condense"]["resources"]["runtime"] / 60,
-                f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)",
-            )
-        )
+        rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, 1, steps * cond["ms_per_step"] / 3.6e6,
+                            None, None, config["condense"]["resources"]["runtime"] / 60,
+                            f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"))
         rows.append(PlanRow("upsample_condensed", "", len(idc), 1, 2.0, None, None, 2.0, "limit"))
 
     # Selection runs on a GPU only when it computes teacher features (herding, k-center).
@@ -195,11 +154,8 @@ def plan(
             on_gpu[spec["method"] in ("herding", "kcenter") and merged["feature_source"] == "teacher"] += 1
     for gpu, count in ((True, on_gpu[True]), (False, on_gpu[False])):
         if count:
-            rows.append(
-                PlanRow(
-                    "select_baseline", "teacher features" if gpu else "", count, int(gpu), 2.0, None, None, 2.0, "limit"
-                )
-            )
+            rows.append(PlanRow("select_baseline", "teacher features" if gpu else "", count, int(gpu), 2.0,
+                                None, None, 2.0, "limit"))
 
     by_model: dict[str, int] = {}
     for _, m in pairs:
@@ -207,19 +163,8 @@ def plan(
     for m, count in sorted(by_model.items()):
         spec = config["models"][m]
         cost = training_cost(spec, table)
-        rows.append(
-            PlanRow(
-                "train_sr",
-                m,
-                count,
-                cost["gpus"],
-                cost["hours"],
-                int(cost["share"]),
-                cost["mem"],
-                spec["resources"]["runtime"] / 60,
-                cost["basis"],
-            )
-        )
+        rows.append(PlanRow("train_sr", m, count, cost["gpus"], cost["hours"], int(cost["share"]), cost["mem"],
+                            spec["resources"]["runtime"] / 60, cost["basis"]))
     if pairs:
         rows.append(PlanRow("test_sr", "", len(pairs), 1, 1.0, None, None, 1.0, "limit"))
     return rows
@@ -236,21 +181,15 @@ def format_plan(rows: list[PlanRow], *, gpu_mem_gib: float = 80.0) -> str:
         mem = f"{r.mem_gib:.1f}" if r.mem_gib is not None else ""
         batch = str(r.batch_per_gpu) if r.batch_per_gpu is not None else ""
         limit = f"{r.limit_h:.3g}" if r.limit_h is not None else ""
-        lines.append(
-            f"| {r.rule} | {r.what} | {r.jobs} | {r.gpus} | {batch} | {mem} | {r.hours:.1f} | {limit} | "
-            f"{r.gpu_hours:,.0f} | {r.basis} |"
-        )
+        lines.append(f"| {r.rule} | {r.what} | {r.jobs} | {r.gpus} | {batch} | {mem} | {r.hours:.1f} | {limit} | "
+                     f"{r.gpu_hours:,.0f} | {r.basis} |")
         if r.mem_gib is not None and r.mem_gib > gpu_mem_gib:
-            warnings.append(
-                f"{r.rule} {r.what}: {r.mem_gib:.0f} GiB per GPU does not fit {gpu_mem_gib:.0f} GiB; "
-                f"raise resources.gpu (batch per GPU {r.batch_per_gpu})"
-            )
+            warnings.append(f"{r.rule} {r.what}: {r.mem_gib:.0f} GiB per GPU does not fit {gpu_mem_gib:.0f} GiB; "
+                            f"raise resources.gpu (batch per GPU {r.batch_per_gpu})")
         if r.limit_h is not None and r.hours > r.limit_h and not r.basis.startswith("limit"):
             attempts = math.ceil(r.hours / r.limit_h)
-            warnings.append(
-                f"{r.rule} {r.what}: {r.hours:.0f} h exceeds its {r.limit_h:.0f} h limit; "
-                f"it needs {attempts} attempts, each resuming from the checkpoint (profile retries)"
-            )
+            warnings.append(f"{r.rule} {r.what}: {r.hours:.0f} h exceeds its {r.limit_h:.0f} h limit; "
+                            f"it needs {attempts} attempts, each resuming from the checkpoint (profile retries)")
     total = sum(r.gpu_hours for r in rows)
     jobs = sum(r.jobs for r in rows)
     lines.append(f"| **total** | | {jobs} | | | | | | {total:,.0f} | {total / 24:,.1f} GPU-days |")

@@ -23,12 +23,8 @@ def _plan(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     text = "jobs, GPUs per job, hours and GPU-hours per rule, before submitting"
     parser = subparsers.add_parser("plan", help=text, description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config/config.yaml"],
-        help="workflow config file(s), later ones update earlier ones",
-    )
+    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                        help="workflow config file(s), later ones update earlier ones")
     parser.add_argument("--tables", nargs="+", help="cost only these tables (default: the config's targets)")
     parser.add_argument("--gpu-mem-gib", type=float, default=80.0, help="memory of one GPU, for the fit check")
     parser.add_argument("--throughput", help="another throughput table (default: idc/plan/throughput.yaml)")

@@ -49,7 +49,8 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command, figures_dir=args.figures)
+    text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command,
+                         figures_dir=args.figures)
     if args.out:
         atomic_write_text(args.out, text + "\n")
     else:
@@ -108,7 +109,9 @@ def _run_tables(args: argparse.Namespace) -> int:
     if args.results is not None:
         results = read_results_csv(args.results)
     else:
-        results = collect_results([{"method": m, "model": mo, "path": p} for m, mo, p in args.entry])
+        results = collect_results(
+            [{"method": m, "model": mo, "path": p} for m, mo, p in args.entry]
+        )
     spec = TableSpec.from_mapping(
         args.out.name,
         {
@@ -159,7 +162,9 @@ def _register_figures(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_patches(args: argparse.Namespace) -> int:
-    figures.plot_store_patches(args.store, args.image_id, args.out, title=args.title, max_patches=args.max_patches)
+    figures.plot_store_patches(
+        args.store, args.image_id, args.out, title=args.title, max_patches=args.max_patches
+    )
     return 0
 
 

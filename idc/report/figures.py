@@ -34,11 +34,8 @@ LOSS_TITLES = {
     "loss_pair": "pair loss $L_{pair}$",
 }
 WEIGHTED_KEYS = ("w_loss_ins", "w_loss_group", "w_loss_pair")
-WEIGHTED_LABELS = {
-    "w_loss_ins": "$w_{ins} L_{ins}$",
-    "w_loss_group": "$w_{group} L_{group}$",
-    "w_loss_pair": "$w_{pair} (L_{pair} + \\lambda R_{deform})$",
-}
+WEIGHTED_LABELS = {"w_loss_ins": "$w_{ins} L_{ins}$", "w_loss_group": "$w_{group} L_{group}$",
+                   "w_loss_pair": "$w_{pair} (L_{pair} + \\lambda R_{deform})$"}
 # Above this many instance logs, single curves are drawn faintly with their median on top.
 MAX_LABELLED_CURVES = 10
 
@@ -47,7 +44,9 @@ def new_figure(size_px: tuple[int, int], dpi: int) -> Figure:
     """An empty figure of `size_px` pixels on its own Agg canvas."""
     width, height = (int(v) for v in size_px)
     if width < 16 or height < 16 or dpi <= 0:
-        raise ValueError(f"figure size must be at least 16x16 px with positive dpi, got {size_px} @ {dpi}")
+        raise ValueError(
+            f"figure size must be at least 16x16 px with positive dpi, got {size_px} @ {dpi}"
+        )
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
@@ -114,7 +113,9 @@ def plot_patch_grid(
         raise ValueError("max_patches and columns must be >= 1, cell_px >= 8")
     n = min(lr.shape[0], max_patches)
     title_px = 48
-    width, height = patch_grid_size(n, hr is not None, columns=columns, cell_px=cell_px, title_px=title_px)
+    width, height = patch_grid_size(
+        n, hr is not None, columns=columns, cell_px=cell_px, title_px=title_px
+    )
     figure = new_figure((width, height), dpi)
     caption = f"{title}\n{n} of {lr.shape[0]} patches, LR {lr.shape[1]}x{lr.shape[2]}"
     if hr is not None:
@@ -129,7 +130,9 @@ def plot_patch_grid(
             row = grid_row * rows_per_patch + k
             left = (grid_col + pad) * cell_px / width
             bottom = (height - title_px - (row + 1 - pad) * cell_px) / height
-            axes = figure.add_axes((left, bottom, (1 - 2 * pad) * cell_px / width, (1 - 2 * pad) * cell_px / height))
+            axes = figure.add_axes(
+                (left, bottom, (1 - 2 * pad) * cell_px / width, (1 - 2 * pad) * cell_px / height)
+            )
             axes.imshow(image, interpolation="nearest")
             axes.set_axis_off()
     return save_figure(figure, out_png, dpi)
@@ -298,14 +301,10 @@ def read_condense_log(path: str | os.PathLike[str]) -> pd.DataFrame:
         weighted = {
             "w_loss_ins": frame["loss_ins"] * cfg.get("w_ins", np.nan) if cfg.get("use_ins", True) else np.nan,
             "w_loss_group": (frame["loss_group"] * cfg.get("w_group", np.nan)).where(frame["step"] >= warmup)
-            if cfg.get("use_group", True)
-            else np.nan,
-            "w_loss_pair": (
-                (frame["loss_pair"] + cfg.get("deform_l2", 0.0) * frame["deform_reg"].fillna(0.0))
-                * cfg.get("w_pair", np.nan)
-            ).where(frame["step"] >= warmup)
-            if cfg.get("use_pair", True)
-            else np.nan,
+            if cfg.get("use_group", True) else np.nan,
+            "w_loss_pair": ((frame["loss_pair"] + cfg.get("deform_l2", 0.0) * frame["deform_reg"].fillna(0.0))
+                            * cfg.get("w_pair", np.nan)).where(frame["step"] >= warmup)
+            if cfg.get("use_pair", True) else np.nan,
         }
         for key, values in weighted.items():
             frame[key] = values
@@ -357,14 +356,8 @@ def plot_loss_curves(
         median = table.median(axis=1, skipna=True).dropna().sort_index()
         if not median.empty:
             label = "total loss" if key == "loss" else WEIGHTED_LABELS[key]
-            weighted_axes.plot(
-                median.index,
-                median.to_numpy(),
-                label=label,
-                color=f"C{k}",
-                linewidth=2.2 if key == "loss" else 1.4,
-                linestyle=":" if key == "loss" else "-",
-            )
+            weighted_axes.plot(median.index, median.to_numpy(), label=label, color=f"C{k}",
+                               linewidth=2.2 if key == "loss" else 1.4, linestyle=":" if key == "loss" else "-")
     weighted_axes.set_yscale("log")
     weighted_axes.set_title("weighted terms of the total loss" + (" (median)" if len(logs) > 1 else ""), fontsize=10)
     weighted_axes.grid(True, alpha=0.3)
@@ -378,7 +371,9 @@ def plot_loss_curves(
             else:
                 axes.plot(frame["step"], frame[key], label=path.stem, linewidth=1.2)
         if many and present:
-            table = pd.concat([f.set_index("step")[key].rename(str(p)) for p, f in present.items()], axis=1)
+            table = pd.concat(
+                [f.set_index("step")[key].rename(str(p)) for p, f in present.items()], axis=1
+            )
             median = table.median(axis=1, skipna=True).sort_index()
             axes.plot(median.index, median.to_numpy(), color="C0", linewidth=1.8, label="median")
         values = pd.concat([f[key] for f in present.values()]) if present else pd.Series([])
@@ -441,9 +436,8 @@ def plot_workflow_figures(
     return written
 
 
-def plot_progress_files(
-    snapshot_file: str | os.PathLike[str], real_store: str | os.PathLike[str] | None, out_dir: Path
-) -> list[Path]:
+def plot_progress_files(snapshot_file: str | os.PathLike[str], real_store: str | os.PathLike[str] | None,
+                        out_dir: Path) -> list[Path]:
     """`progress_<condense key>_<image>.png`: an instance's synthetic patches at each snapshot step
     and, in the last row, as many of its real patches (an instance's log names its image id)."""
     from idc.condense.stage import load_snapshots
@@ -464,9 +458,8 @@ def plot_progress_files(
     return [plot_progress_grid(rows, out_dir / name, title)]
 
 
-def plot_condensation_convergence(
-    runs: Mapping[str, Sequence[Mapping]], out_png: str | os.PathLike[str], *, dpi: int = 110
-) -> Path:
+def plot_condensation_convergence(runs: Mapping[str, Sequence[Mapping]], out_png: str | os.PathLike[str],
+                                  *, dpi: int = 110) -> Path:
     """Mean held-out MMD² and mean instance loss over the images of each condensation folder,
     against the step, with the warm-up end and the learning-rate decays marked."""
     from idc.report.results import mean_curves

@@ -79,7 +79,10 @@ def _parse_transcription(text: str) -> dict[str, pd.DataFrame]:
             if len(numbers) != len(columns):
                 raise AssertionError(f"{where}: {len(numbers)} numbers for {len(columns)} columns")
             if delta and base is not None:
-                numbers = [round(b + v, _DECIMALS[metric]) for b, v, (metric, _, _) in zip(base, numbers, columns)]
+                numbers = [
+                    round(b + v, _DECIMALS[metric])
+                    for b, v, (metric, _, _) in zip(base, numbers, columns)
+                ]
             base = base or numbers
             for (metric, testset, model), value in zip(columns, numbers):
                 values[table].setdefault((method, model, testset), {})[metric] = value

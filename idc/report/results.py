@@ -61,7 +61,8 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         if bad.any():
             row = frame[bad].iloc[0]
             raise ValueError(
-                f"{path}: {metric} of image {row['image']!r} ({row['testset']}) is not a finite number: {row[metric]!r}"
+                f"{path}: {metric} of image {row['image']!r} ({row['testset']}) is not a "
+                f"finite number: {row[metric]!r}"
             )
         frame[metric] = values.astype(float)
     return frame[list(PER_IMAGE_COLUMNS)]
@@ -93,7 +94,9 @@ def validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, 
             raise ValueError(f"results entry {i}: empty method or model name")
         key = (method, model)
         if key in seen:
-            raise ValueError(f"results for method {method!r}, model {model!r} given twice: {seen[key]} and {path}")
+            raise ValueError(
+                f"results for method {method!r}, model {model!r} given twice: {seen[key]} and {path}"
+            )
         seen[key] = path
         checked.append({"method": method, "model": model, "path": path})
     return checked
@@ -140,7 +143,9 @@ def normalise_results(frame: pd.DataFrame) -> pd.DataFrame:
     duplicated = out.duplicated(subset=["method", "model", "testset"])
     if duplicated.any():
         row = out[duplicated].iloc[0]
-        raise ValueError(f"results list {row['method']}/{row['model']} on {row['testset']} more than once")
+        raise ValueError(
+            f"results list {row['method']}/{row['model']} on {row['testset']} more than once"
+        )
     return out
 
 
@@ -196,12 +201,8 @@ def convergence_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
         cfg = logs[0]["config"]
         end = int(logs[0].get("stopping", {}).get("end_step", cfg["steps"]))
         first_decay = (cfg["milestones"] or [end])[0]
-        row: dict[str, Any] = {
-            "run": name,
-            "images": len(logs),
-            "steps": end,
-            "seconds": float(np.mean([log["seconds"] for log in logs])),
-        }
+        row: dict[str, Any] = {"run": name, "images": len(logs), "steps": end,
+                               "seconds": float(np.mean([log["seconds"] for log in logs]))}
         for key in DIAGNOSTIC_KEYS:
             finals = [log["diagnostics"]["final"][key] for log in logs]
             row[key] = float(np.mean(finals))
@@ -222,17 +223,12 @@ def paired_mmd_difference(runs: dict[str, list[dict[str, Any]]], a: str, b: str)
     if a not in runs or b not in runs:
         return None
     by_image = {log["image_id"]: log["diagnostics"]["final"]["mmd"] for log in runs[b]}
-    diffs = [
-        log["diagnostics"]["final"]["mmd"] - by_image[log["image_id"]] for log in runs[a] if log["image_id"] in by_image
-    ]
+    diffs = [log["diagnostics"]["final"]["mmd"] - by_image[log["image_id"]] for log in runs[a]
+             if log["image_id"] in by_image]
     if not diffs:
         return None
-    return {
-        "mean": float(np.mean(diffs)),
-        "mean_abs": float(np.mean(np.abs(diffs))),
-        "std": float(np.std(diffs)),
-        "images": len(diffs),
-    }
+    return {"mean": float(np.mean(diffs)), "mean_abs": float(np.mean(np.abs(diffs))),
+            "std": float(np.std(diffs)), "images": len(diffs)}
 
 
 def mean_curves(logs: list[dict[str, Any]], key: str = MMD) -> tuple[np.ndarray, np.ndarray]:
@@ -243,19 +239,15 @@ def mean_curves(logs: list[dict[str, Any]], key: str = MMD) -> tuple[np.ndarray,
 
 
 def convergence_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| condensation | images | steps | MMD² start | at warm-up end | at 1st lr decay | final (± sd over images) "
-        "| change after 1st decay | settles at step | colour mean gap | coverage PSNR | diversity | s/image |",
-        "| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
-    ]
+    lines = ["| condensation | images | steps | MMD² start | at warm-up end | at 1st lr decay | final (± sd over images) "
+             "| change after 1st decay | settles at step | colour mean gap | coverage PSNR | diversity | s/image |",
+             "| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
     for r in rows:
-        lines.append(
-            f"| `{r['run']}` | {r['images']} | {r['steps']} | {r['mmd_initial']:.4f} | "
-            f"{r['mmd_warmup_end']:.4f} | {r['mmd_first_decay']:.4f} | {r['mmd']:.4f} ± {r['mmd_std']:.4f} | "
-            f"{100 * r['decay_phase_change']:+.1f}% | {r['mmd_settling_step']} | "
-            f"{r['colour_mean_gap']:.3f} | {r['coverage_psnr']:.2f} | {r['diversity']:.3f} | "
-            f"{r['seconds']:.0f} |"
-        )
+        lines.append(f"| `{r['run']}` | {r['images']} | {r['steps']} | {r['mmd_initial']:.4f} | "
+                     f"{r['mmd_warmup_end']:.4f} | {r['mmd_first_decay']:.4f} | {r['mmd']:.4f} ± {r['mmd_std']:.4f} | "
+                     f"{100 * r['decay_phase_change']:+.1f}% | {r['mmd_settling_step']} | "
+                     f"{r['colour_mean_gap']:.3f} | {r['coverage_psnr']:.2f} | {r['diversity']:.3f} | "
+                     f"{r['seconds']:.0f} |")
     return lines
 
 
@@ -275,60 +267,35 @@ def stage_wall_times(results_dir: Path) -> dict[str, tuple[int, float]]:
 def _commit(repo: Path) -> str:
     try:
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def summarise_run(
-    results_dir: str | Path,
-    *,
-    configfile: str | Path,
-    command: str,
-    repo: str | Path = ".",
-    figures_dir: str | Path | None = None,
-) -> str:
+def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
+                  figures_dir: str | Path | None = None) -> str:
     """The Markdown record of a finished run; with `figures_dir`, the condensation convergence
     figure is written there and linked (relative to the folder holding `figures_dir`)."""
     results_dir, repo = Path(results_dir), Path(repo)
     config = yaml.safe_load(Path(configfile).read_text())
-    lines = [
-        f"## Run `{config['run']}`",
-        "",
-        f"- command: `{command}`",
-        f"- commit: `{_commit(repo)}`",
-        f"- configuration: `{configfile}` (master seed {config.get('seed', 0)}; every job derives its seed "
-        "from it and its identity: stage, image, model, replicate)",
-        "",
-    ]
+    lines = [f"## Run `{config['run']}`", "", f"- command: `{command}`", f"- commit: `{_commit(repo)}`",
+             f"- configuration: `{configfile}` (master seed {config.get('seed', 0)}; every job derives its seed "
+             "from it and its identity: stage, image, model, replicate)", ""]
     for table in sorted((results_dir / "tables").glob("*.md")):
         lines += [table.read_text().strip(), ""]
     times = stage_wall_times(results_dir)
     if times:
-        lines += [
-            "### Wall time per stage",
-            "",
-            "| rule | jobs | summed job wall time (min) |",
-            "| --- | ---: | ---: |",
-        ]
+        lines += ["### Wall time per stage", "", "| rule | jobs | summed job wall time (min) |", "| --- | ---: | ---: |"]
         for rule, (jobs, seconds) in sorted(times.items(), key=lambda kv: -kv[1][1]):
             lines.append(f"| {rule} | {jobs} | {seconds / 60:.1f} |")
         total = sum(s for _, s in times.values())
         lines += [f"| **all benchmarked jobs** | {sum(j for j, _ in times.values())} | {total / 60:.1f} |", ""]
     runs = read_condensation_logs(results_dir) if (results_dir / "condense").is_dir() else {}
     if runs:
-        lines += [
-            "### Condensation convergence (held-out diagnostics, mean over the images)",
-            "",
-            *convergence_markdown(convergence_rows(runs)),
-            "",
-        ]
+        lines += ["### Condensation convergence (held-out diagnostics, mean over the images)", "",
+                  *convergence_markdown(convergence_rows(runs)), ""]
         if figures_dir is not None:
             from idc.report.figures import plot_condensation_convergence
 
@@ -336,17 +303,11 @@ def summarise_run(
             lines += [f"![condensation convergence]({Path(figures_dir).name}/{png.name})", ""]
     memo = sorted((results_dir / "datasets").glob("*.memorisation.json"))
     if memo:
-        lines += [
-            "### Memorisation (PSNR of each synthetic LR patch to its nearest real LR patch of the same image)",
-            "",
-            "| dataset | patches | exact copies | mean dB | min dB | max dB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
+        lines += ["### Memorisation (PSNR of each synthetic LR patch to its nearest real LR patch of the same image)",
+                  "", "| dataset | patches | exact copies | mean dB | min dB | max dB |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for path in memo:
             o = json.loads(path.read_text())["overall"]
-            lines.append(
-                f"| {path.name.removesuffix('.memorisation.json')} | {o['n']} | {o['exact_copies']} | "
-                f"{o['mean_db']:.2f} | {o['min_db']:.2f} | {o['max_db']:.2f} |"
-            )
+            lines.append(f"| {path.name.removesuffix('.memorisation.json')} | {o['n']} | {o['exact_copies']} | "
+                         f"{o['mean_db']:.2f} | {o['min_db']:.2f} | {o['max_db']:.2f} |")
         lines.append("")
     return "\n".join(lines)

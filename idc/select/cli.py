@@ -50,18 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output index file (.npy)")
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--n-splits", type=int, default=20, help="random groups (paper: 20)")
-    parser.add_argument(
-        "--features", choices=FEATURE_SOURCES, default="teacher", help="feature space of herding/kcenter"
-    )
+    parser.add_argument("--features", choices=FEATURE_SOURCES, default="teacher",
+                        help="feature space of herding/kcenter")
     parser.add_argument("--teacher", default=None, help="teacher model file (idc.archs.save_model)")
     parser.add_argument("--batch-size", type=int, default=256, help="teacher feature batch size")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--hparam",
-        action="append",
-        type=_parse_hparam,
-        default=[],
-        metavar="KEY=VALUE",
-        help="selector hyper-parameter, e.g. rule=deepcore or threshold=median (repeatable)",
-    )
+    parser.add_argument("--hparam", action="append", type=_parse_hparam, default=[], metavar="KEY=VALUE",
+                        help="selector hyper-parameter, e.g. rule=deepcore or threshold=median (repeatable)")
     parser.set_defaults(func=_run)

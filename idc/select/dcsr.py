@@ -79,7 +79,9 @@ def cluster_descriptors(
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
-def cluster_quotas(sizes: np.ndarray, n: int, *, allocation: str, rng: np.random.Generator) -> np.ndarray:
+def cluster_quotas(
+    sizes: np.ndarray, n: int, *, allocation: str, rng: np.random.Generator
+) -> np.ndarray:
     """How many to draw from each cluster: sums to n, never exceeds a cluster's size."""
     sizes = np.asarray(sizes, dtype=np.int64)
     if n > int(sizes.sum()):
@@ -114,7 +116,9 @@ def select_dcsr(
     chunk_size: int = 512,
 ) -> np.ndarray:
     """DCSR selection of n of the LR patches `images` (N, h, w, 3) uint8; `features` fixes N."""
-    n_candidates = check_selection_args(features, n, rng, method="dcsr", images=images, need_images=True)
+    n_candidates = check_selection_args(
+        features, n, rng, method="dcsr", images=images, need_images=True
+    )
     if allocation not in ALLOCATIONS:
         raise ValueError(f"dcsr: allocation must be one of {ALLOCATIONS}, got {allocation!r}")
     if n_clusters < 1 or n_init < 1:
@@ -131,12 +135,7 @@ def select_dcsr(
             logger.warning(
                 "dcsr: only %d of %d patches score above the %s threshold (%.4g) but %d are "
                 "wanted; topping up with the %d highest-scoring dropped patches",
-                survivors.size,
-                n_candidates,
-                threshold,
-                cut,
-                n,
-                top_up.size,
+                survivors.size, n_candidates, threshold, cut, n, top_up.size,
             )
         return as_sorted_indices(np.concatenate([survivors, top_up]))
     labels = cluster_descriptors(

@@ -77,11 +77,7 @@ def teacher_features(
                 rate = done / max(elapsed, 1e-9)
                 logger.info(
                     "teacher features: %d/%d patches (%.1f s, %.0f patches/s, eta %s)",
-                    done,
-                    n_patches,
-                    elapsed,
-                    rate,
-                    format_duration((n_patches - done) / rate),
+                    done, n_patches, elapsed, rate, format_duration((n_patches - done) / rate),
                 )
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)

@@ -41,7 +41,9 @@ def select_herding(
     """Select n indices by herding on `features` (N, D); see the module docstring for `rule`."""
     if rule not in HERDING_RULES:
         raise ValueError(f"herding: rule must be one of {HERDING_RULES}, got {rule!r}")
-    n_candidates = check_selection_args(features, n, rng, method="herding", images=images, need_feature_dims=True)
+    n_candidates = check_selection_args(
+        features, n, rng, method="herding", images=images, need_feature_dims=True
+    )
     torch_device = resolve_device(device)
     dtype = resolve_dtype(precision)
     with torch.no_grad():

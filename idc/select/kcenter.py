@@ -34,7 +34,9 @@ def select_kcenter(
     chunk_elements: int = 2**24,
 ) -> np.ndarray:
     """Select n indices by K-Center Greedy on `features` (N, D)."""
-    n_candidates = check_selection_args(features, n, rng, method="kcenter", images=images, need_feature_dims=True)
+    n_candidates = check_selection_args(
+        features, n, rng, method="kcenter", images=images, need_feature_dims=True
+    )
     if chunk_elements < 1:
         raise ValueError(f"kcenter: chunk_elements must be >= 1, got {chunk_elements}")
     torch_device = resolve_device(device)

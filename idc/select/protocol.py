@@ -118,12 +118,7 @@ def select_in_splits(
         elapsed = time.perf_counter() - started
         logger.info(
             "%s: group %d/%d selected %d of %d (%.1f s so far, eta %s)",
-            name,
-            index + 1,
-            len(groups),
-            share,
-            group.size,
-            elapsed,
+            name, index + 1, len(groups), share, group.size, elapsed,
             format_duration(elapsed / (index + 1) * (len(groups) - index - 1)),
         )
     merged = np.sort(np.concatenate(selected)).astype(np.int64)

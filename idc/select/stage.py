@@ -105,7 +105,8 @@ def select_baseline(
     unknown = set(hparams) - _selector_hparams(select)
     if unknown:
         raise ValueError(
-            f"{method}: unknown hyper-parameter(s) {sorted(unknown)}; accepted: {sorted(_selector_hparams(select))}"
+            f"{method}: unknown hyper-parameter(s) {sorted(unknown)}; "
+            f"accepted: {sorted(_selector_hparams(select))}"
         )
     uses_features = method in FEATURE_METHODS
     uses_teacher = uses_features and feature_source == "teacher"
@@ -161,9 +162,8 @@ def select_baseline(
         "feature_source": feature_source if uses_features else None,
         "feature_dim": int(features.shape[1]) if uses_features else None,
         "teacher_path": str(teacher_path) if uses_teacher else None,
-        "hparams": {
-            key: (value if isinstance(value, (int, float, str, bool)) else str(value)) for key, value in hparams.items()
-        },
+        "hparams": {key: (value if isinstance(value, (int, float, str, bool)) else str(value))
+                    for key, value in hparams.items()},
         "store": str(store_path),
         "store_source": store_source,
         "device": str(torch_device),

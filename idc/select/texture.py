@@ -27,11 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DESCRIPTOR_BLOCKS: dict[str, slice] = {
-    "orientation": slice(0, 8),
-    "lbp": slice(8, 18),
-    "contrast": slice(18, 22),
-}
+DESCRIPTOR_BLOCKS: dict[str, slice] = {"orientation": slice(0, 8), "lbp": slice(8, 18), "contrast": slice(18, 22)}
 DESCRIPTOR_DIM = 22
 _ORIENTATION_BINS = 8
 _LBP_LABELS = 10
@@ -95,8 +91,7 @@ def _lbp_histogram(gray: np.ndarray) -> np.ndarray:
     padded = np.pad(gray, ((0, 0), (1, 1), (1, 1)), mode="reflect")
     h, w = gray.shape[1:]
     bits = np.stack(
-        [padded[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] >= gray for dr, dc in _LBP_OFFSETS],
-        axis=1,
+        [padded[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] >= gray for dr, dc in _LBP_OFFSETS], axis=1
     )  # (N, 8, h, w)
     ones = bits.sum(axis=1)
     transitions = (bits != np.roll(bits, 1, axis=1)).sum(axis=1)

@@ -47,7 +47,9 @@ def check_selection_args(
         if images.dtype != np.uint8:
             raise ValueError(f"{method}: images must be uint8, got dtype {images.dtype}")
         if images.shape[0] != n_candidates:
-            raise ValueError(f"{method}: images hold {images.shape[0]} patches but features hold {n_candidates}")
+            raise ValueError(
+                f"{method}: images hold {images.shape[0]} patches but features hold {n_candidates}"
+            )
     return int(n_candidates)
 
 

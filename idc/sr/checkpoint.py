@@ -73,9 +73,7 @@ def read_manifest(resume_dir: str | os.PathLike) -> dict[str, Any] | None:
     return manifest
 
 
-def load_checkpoint(
-    resume_dir: str | os.PathLike, manifest: dict[str, Any], map_location: Any = "cpu"
-) -> dict[str, Any]:
+def load_checkpoint(resume_dir: str | os.PathLike, manifest: dict[str, Any], map_location: Any = "cpu") -> dict[str, Any]:
     """The checkpoint named by ``manifest``, after verifying its hash."""
     resume_dir = Path(resume_dir)
     path = resume_dir / manifest["file"]
@@ -89,9 +87,7 @@ def load_checkpoint(
     except Exception as err:  # torch raises several types for damaged archives
         raise CorruptCheckpointError(f"checkpoint {path} cannot be read ({err}); {hint}") from err
     if payload.get("format") != FORMAT_VERSION:
-        raise CorruptCheckpointError(
-            f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT_VERSION}; {hint}"
-        )
+        raise CorruptCheckpointError(f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT_VERSION}; {hint}")
     return payload
 
 

@@ -54,11 +54,8 @@ def load_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 def check_keys(config: dict[str, Any], func: Callable[..., Any], *, also: dict[str, bool] | None = None) -> None:
     """Keys that are no keyword-only argument of `func` (nor in `also`: further names mapped to
     whether they are required), and missing required ones, give a ValueError naming them."""
-    params = {
-        n: p.default is inspect.Parameter.empty
-        for n, p in inspect.signature(func).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_FROM_CONFIG
-    }
+    params = {n: p.default is inspect.Parameter.empty for n, p in inspect.signature(func).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_FROM_CONFIG}
     params.update(also or {})
     unknown = sorted(set(config) - set(params))
     if unknown:
@@ -73,10 +70,8 @@ def train_arguments(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     each rank) as (TrainConfig of its fields, the other keyword arguments of train_sr)."""
     from idc.sr.train import TrainConfig, train_sr
 
-    fields = {
-        f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        for f in dataclasses.fields(TrainConfig)
-    }
+    fields = {f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+              for f in dataclasses.fields(TrainConfig)}
     check_keys(config, train_sr, also=fields)
     cfg = TrainConfig(**{k: v for k, v in config.items() if k in fields})
     return cfg, {k: v for k, v in config.items() if k not in fields}
@@ -103,9 +98,7 @@ def _test(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     check_keys(config, test_sr)
     testsets = config.get("testsets")
-    if not isinstance(testsets, dict) or not all(
-        isinstance(v, (list, tuple)) and len(v) == 2 for v in testsets.values()
-    ):
+    if not isinstance(testsets, dict) or not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in testsets.values()):
         raise ValueError("testsets must map each test-set name to [hr_dir, lr_dir]")
     config["testsets"] = {name: tuple(dirs) for name, dirs in testsets.items()}
     frame = test_sr(**config)

@@ -62,9 +62,8 @@ def world_from_env(env: Mapping[str, str] | None = None) -> World:
     if "WORLD_SIZE" not in env:
         return World()
     try:
-        world = World(
-            rank=int(env["RANK"]), size=int(env["WORLD_SIZE"]), local_rank=int(env.get("LOCAL_RANK", env["RANK"]))
-        )
+        world = World(rank=int(env["RANK"]), size=int(env["WORLD_SIZE"]),
+                      local_rank=int(env.get("LOCAL_RANK", env["RANK"])))
     except (KeyError, ValueError) as err:
         raise ValueError(f"distributed environment is incomplete or malformed (RANK/WORLD_SIZE): {err}") from None
     if world.size < 1 or not 0 <= world.rank < world.size:
@@ -99,9 +98,8 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     # Rank 0 validates alone while the others wait in their next collective: allow for a long
     # validation of a large network before the wait counts as a hang.
-    dist.init_process_group(
-        backend=backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(minutes=60)
-    )
+    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size,
+                            timeout=datetime.timedelta(minutes=60))
     logger.info("rank %d of %d joined the %s process group", world.rank, world.size, backend)
     try:
         yield
@@ -172,18 +170,8 @@ def check_training_ranks(config: Mapping[str, Any]) -> None:
 def torchrun_command(config_path: str | os.PathLike, ranks: int) -> list[str]:
     """``torchrun --standalone`` on this node, one process per rank, each running ``idc sr train``.
     ``--standalone`` picks a free rendezvous port, so several such jobs may share a node."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={ranks}",
-        "-m",
-        "idc",
-        "sr",
-        "train",
-        str(config_path),
-    ]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+            "-m", "idc", "sr", "train", str(config_path)]
 
 
 def _plain(value: Any) -> Any:
@@ -218,9 +206,8 @@ def launch_training(cfg: TrainConfig, run: Mapping[str, Any], ranks: int, *, thr
     env["OMP_NUM_THREADS"] = str(max(1, (threads or os.cpu_count() or 1) // ranks))
     command = torchrun_command(config_path, ranks)
     logger.info("launching %d ranks: %s", ranks, " ".join(command))
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
-    )
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
 
     def forward(signum: int, frame: Any) -> None:
         logger.warning("%s received: asking the ranks to checkpoint and stop", signal.Signals(signum).name)

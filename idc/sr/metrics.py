@@ -69,12 +69,7 @@ def _prepare(
 
 
 def calculate_psnr(
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int,
-    test_y_channel: bool = False,
-    *,
-    channel_order: str = "rgb",
+    img: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool = False, *, channel_order: str = "rgb"
 ) -> float:
     """Peak signal-to-noise ratio in dB for peak 255; ``inf`` for identical images."""
     a, b = _prepare(img, img2, crop_border, test_y_channel, channel_order)
@@ -110,12 +105,7 @@ def _ssim_single_channel(a: np.ndarray, b: np.ndarray, g: np.ndarray) -> float:
 
 
 def calculate_ssim(
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int,
-    test_y_channel: bool = False,
-    *,
-    channel_order: str = "rgb",
+    img: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool = False, *, channel_order: str = "rgb"
 ) -> float:
     """Structural similarity (11x11 Gaussian window, sigma 1.5, valid region), averaged over channels."""
     a, b = _prepare(img, img2, crop_border, test_y_channel, channel_order)

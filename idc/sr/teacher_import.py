@@ -42,19 +42,11 @@ def import_teacher(
     model_path = import_official_weights(weights, out_model, arch, **dict(kwargs))
     logger.info("imported %s as %s (%s)", weights, arch, model_path)
     if testsets:
-        frame = test_sr(
-            model_path=model_path,
-            testsets=testsets,
-            out_csv=out_metrics,
-            scale=scale,
-            crop_border=crop_border,
-            test_y_channel=test_y_channel,
-            device=device,
-        )
+        frame = test_sr(model_path=model_path, testsets=testsets, out_csv=out_metrics, scale=scale,
+                        crop_border=crop_border, test_y_channel=test_y_channel, device=device)
         for name, rows in frame.groupby("testset", sort=False):
-            logger.info(
-                "imported teacher on %s: PSNR %.3f dB, SSIM %.4f", name, rows["psnr"].mean(), rows["ssim"].mean()
-            )
+            logger.info("imported teacher on %s: PSNR %.3f dB, SSIM %.4f", name, rows["psnr"].mean(),
+                        rows["ssim"].mean())
     else:
         write_csv_atomic(pd.DataFrame(columns=["testset", "image", "psnr", "ssim"]), out_metrics)
     return model_path

@@ -171,10 +171,7 @@ def evaluate_images(
                     raise FloatingPointError(f"{err} for image {name}") from None
                 if sr.shape != hr.shape:
                     raise ValueError(f"model output {sr.shape} for {name} does not match HR {hr.shape}: wrong scale?")
-                row: dict[str, float | str] = {
-                    "image": name,
-                    "psnr": calculate_psnr(sr, hr, crop_border, test_y_channel),
-                }
+                row: dict[str, float | str] = {"image": name, "psnr": calculate_psnr(sr, hr, crop_border, test_y_channel)}
                 if with_ssim:
                     row["ssim"] = calculate_ssim(sr, hr, crop_border, test_y_channel)
                 rows.append(row)
@@ -228,13 +225,8 @@ def test_sr(
         logger.info("testing %s on %s (%d images)", model_path.name, name, len(pairs))
         progress = ProgressLog(logger, f"test {name}", len(pairs), unit="images")
         for row in evaluate_images(
-            model,
-            load_test_images(pairs, scale),
-            crop_border=crop_border,
-            test_y_channel=test_y_channel,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            device=torch_device,
+            model, load_test_images(pairs, scale), crop_border=crop_border, test_y_channel=test_y_channel,
+            tile=tile, tile_overlap=tile_overlap, device=torch_device,
         ):
             rows.append({"testset": name, **row})
             logger.info("%s/%s: PSNR %.4f dB, SSIM %.4f", name, row["image"], row["psnr"], row["ssim"])

@@ -110,24 +110,13 @@ class TrainConfig:
         """The run of one network of a validated config: `spec` an entry of `teachers`/`models`
         (`arch`, `kwargs`, `train`), `metric` the `test` section (its crop_border, test_y_channel)."""
         metric = {k: v for k, v in (metric or {}).items() if k in ("crop_border", "test_y_channel")}
-        return cls(
-            model_name=spec["arch"],
-            model_kwargs=spec.get("kwargs") or {},
-            seed=seed,
-            **dict(spec.get("train") or {}),
-            **metric,
-        )
+        return cls(model_name=spec["arch"], model_kwargs=spec.get("kwargs") or {}, seed=seed,
+                   **dict(spec.get("train") or {}), **metric)
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range setting."""
-        ints = {
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "gt_size": self.gt_size,
-            "val_every": self.val_every,
-            "checkpoint_every": self.checkpoint_every,
-            "log_every": self.log_every,
-        }
+        ints = {"steps": self.steps, "batch_size": self.batch_size, "gt_size": self.gt_size,
+                "val_every": self.val_every, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
         for key, value in ints.items():
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
@@ -261,7 +250,8 @@ def run_steps(
         batch = next(batches)
         lq = batch["lq"].to(device, non_blocking=True)
         gt = batch["gt"].to(device, non_blocking=True)
-        loss = train_step(net, lq, gt, state.optimizer, state.scaler, step=step, amp_dtype=amp_dtype, average=average)
+        loss = train_step(net, lq, gt, state.optimizer, state.scaler, step=step, amp_dtype=amp_dtype,
+                          average=average)
         state.scheduler.step()
         if state.ema is not None:
             ema_update(state.ema, state.model, cfg.ema_decay)
@@ -279,12 +269,7 @@ def run_steps(
             rate = (step - start_step) / max(now - timer_start, 1e-9)
             logger.info(
                 "step %d/%d  loss %.5f  lr %.3g  %.2f steps/s  eta %.0f s",
-                step,
-                cfg.steps,
-                loss,
-                state.optimizer.param_groups[0]["lr"],
-                rate,
-                (cfg.steps - step) / max(rate, 1e-9),
+                step, cfg.steps, loss, state.optimizer.param_groups[0]["lr"], rate, (cfg.steps - step) / max(rate, 1e-9),
             )
             last_report = now
         if validate is not None and (step % cfg.val_every == 0 or step == cfg.steps):
@@ -364,12 +349,8 @@ def payload_to_state(payload: Mapping[str, Any], state: TrainState, device: torc
 def _software_versions() -> dict[str, str]:
     import idc
 
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "idc": getattr(idc, "__version__", "unknown"),
-    }
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                "idc": getattr(idc, "__version__", "unknown")}
     if torch.cuda.is_available():
         versions["cuda"] = str(torch.version.cuda)
         versions["gpu"] = torch.cuda.get_device_name()
@@ -459,28 +440,16 @@ def train_sr(
     arch, arch_kwargs = resolve(cfg.model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
     upscale = arch_kwargs.get("upscale", default_kwarg(arch, "upscale"))
     if upscale != dataset.scale:
-        raise ValueError(
-            f"model {cfg.model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}"
-        )
+        raise ValueError(f"model {cfg.model_name!r} up-samples x{upscale}, the patch store {store_path} is x{dataset.scale}")
     world = world_from_env()
     share = split_batch(cfg.batch_size, world)  # this rank's part of every step's batch
     torch_device = rank_device(resolve_device(device), world)
     amp_dtype = _amp_dtype(torch_device, cfg.amp)
     with process_group(world, torch_device):
         return _train(
-            cfg,
-            world=world,
-            share=share,
-            torch_device=torch_device,
-            amp_dtype=amp_dtype,
-            dataset=dataset,
-            val_images=val_images,
-            store_path=store_path,
-            out_dir=out_dir,
-            resume_dir=resume_dir,
-            indices_path=indices_path,
-            val_dirs=(val_hr_dir, val_lr_dir),
-            num_workers=num_workers,
+            cfg, world=world, share=share, torch_device=torch_device, amp_dtype=amp_dtype, dataset=dataset,
+            val_images=val_images, store_path=store_path, out_dir=out_dir, resume_dir=resume_dir,
+            indices_path=indices_path, val_dirs=(val_hr_dir, val_lr_dir), num_workers=num_workers,
             step_callback=step_callback,
         )
 
@@ -540,23 +509,16 @@ def _train(
     if world.is_main:
         logger.info(
             "training %s on %s (%d patches, gt %d, batch %d%s) for %d steps on %s%s",
-            cfg.model_name,
-            store_path.name,
-            len(dataset),
-            cfg.gt_size,
-            cfg.batch_size,
-            f" = {world.size} ranks x {share}" if world.distributed else "",
-            cfg.steps,
-            torch_device,
+            cfg.model_name, store_path.name, len(dataset), cfg.gt_size, cfg.batch_size,
+            f" = {world.size} ranks x {share}" if world.distributed else "", cfg.steps, torch_device,
             f" with {amp_dtype} autocast" if amp_dtype else "",
         )
 
     loader = DataLoader(
         dataset,
         batch_size=share,
-        sampler=StreamSampler(
-            len(dataset), cfg.seed, start=state.step * cfg.batch_size, shards=(world.rank, world.size, share)
-        ),
+        sampler=StreamSampler(len(dataset), cfg.seed, start=state.step * cfg.batch_size,
+                              shards=(world.rank, world.size, share)),
         num_workers=num_workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
@@ -565,14 +527,8 @@ def _train(
     )
 
     def validate(net: nn.Module) -> float:
-        rows = evaluate_images(
-            net,
-            val_images,
-            crop_border=cfg.crop_border,
-            test_y_channel=cfg.test_y_channel,
-            device=torch_device,
-            with_ssim=False,
-        )
+        rows = evaluate_images(net, val_images, crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel,
+                               device=torch_device, with_ssim=False)
         return float(np.mean([r["psnr"] for r in rows]))
 
     session_start = time.perf_counter()
@@ -594,17 +550,10 @@ def _train(
         batches = iter(loader)
         try:
             run_steps(
-                state,
-                batches,
-                cfg,
-                device=torch_device,
-                amp_dtype=amp_dtype,
-                validate=validate if val_images and world.is_main else None,
-                checkpoint=save,
-                stop_requested=stop_requested,
-                step_callback=step_callback,
-                average=(lambda t: all_mean(t, world)) if world.distributed else None,
-                verbose=world.is_main,
+                state, batches, cfg, device=torch_device, amp_dtype=amp_dtype,
+                validate=validate if val_images and world.is_main else None, checkpoint=save,
+                stop_requested=stop_requested, step_callback=step_callback,
+                average=(lambda t: all_mean(t, world)) if world.distributed else None, verbose=world.is_main,
             )
         except TrainingInterrupted as err:
             barrier(world)  # rank 0's checkpoint is complete before any rank reports the stop
@@ -621,17 +570,10 @@ def _train(
     train_log = {
         "seed": cfg.seed,
         "versions": _software_versions(),
-        "settings": {
-            **asdict(cfg),
-            "store_path": str(store_path),
-            "indices_path": indices_path,
-            "val_hr_dir": val_hr_dir,
-            "val_lr_dir": val_lr_dir,
-            "num_workers": num_workers,
-            "device": str(torch_device),
-            "amp_dtype": str(amp_dtype) if amp_dtype else None,
-            "ranks": world.size,
-        },
+        "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
+                     "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
+                     "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None,
+                     "ranks": world.size},
         "n_patches": len(dataset),
         "final_step": state.step,
         "resumed_from_step": start_step or None,

@@ -11,11 +11,7 @@ with job_logging(snakemake.log[0]):
     if div2k:  # a local copy used in place must be complete before hours of work start
         verify_div2k_dir(snakemake.input.hr)
     first = snakemake.params.images  # keep only the first K images (name order); None = all
-    paper_crop = (
-        first is None
-        and div2k
-        and (crop["hr_size"], crop["step"], crop["thresh"], snakemake.params.scale) == (256, 128, 0, 4)
-    )
+    paper_crop = first is None and div2k and (crop["hr_size"], crop["step"], crop["thresh"], snakemake.params.scale) == (256, 128, 0, 4)
     crop_images_to_store(
         snakemake.input.hr,
         snakemake.output.store,

@@ -15,7 +15,5 @@ with job_logging(snakemake.log[0]):
         batch_size=snakemake.config["condense"]["upsample_batch"],
     )
     memorisation_report(
-        synthetic_store=snakemake.output.store,
-        real_store=snakemake.input.store,
-        out_path=snakemake.output.memorisation,
+        synthetic_store=snakemake.output.store, real_store=snakemake.input.store, out_path=snakemake.output.memorisation
     )
