@@ -87,7 +87,7 @@ class FeatureCall:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._precision():
             f = self._fn(images)
-        f = f.float().contiguous()
+        f = f.float()
         g = self.tap.take(f.shape[2], f.shape[3]) if self.tap is not None else None
         return f, g
 
@@ -102,7 +102,7 @@ class FeatureCall:
                 part = part.contiguous(memory_format=torch.channels_last)
             with self._precision():
                 f = self._plain(part)
-            f = f.float().contiguous()
+            f = f.float()
             fs.append(f)
             if self.tap is not None:
                 gs.append(self.tap.take(f.shape[2], f.shape[3]))
