@@ -188,9 +188,10 @@ def test_torchrun_launch_equals_one_process(data, tmp_path):
 
 _LAUNCHER = """
 import logging, sys, yaml
+from idc.sr.cli import train_arguments
 from idc.sr.distributed import launch_training
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-sys.exit(launch_training(yaml.safe_load(open(sys.argv[1])), ranks=2, threads=2))
+sys.exit(launch_training(*train_arguments(yaml.safe_load(open(sys.argv[1]))), ranks=2, threads=2))
 """
 
 
@@ -222,7 +223,7 @@ def test_stop_signal_to_the_launcher_checkpoints_all_ranks_and_the_rerun_resumes
     manifest = read_manifest(default_resume_dir(out))
     assert manifest is not None and 1 <= manifest["step"] < 400, "".join(lines)
     assert not out.exists()
-    assert launch_training(settings, ranks=2, threads=2) == 0
+    assert launch_training(*train_arguments(settings), ranks=2, threads=2) == 0
     assert _outputs(out)[2]["resumed_from_step"] == manifest["step"]
 
 
