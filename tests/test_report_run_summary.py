@@ -51,7 +51,7 @@ def test_condensation_convergence_rows_pairs_and_figure(tmp_path):
         folder.mkdir(parents=True)
         for image_id in (0, 1):
             (folder / f"img_{image_id}.json").write_text(json.dumps(_condense_log(image_id, curve)))
-    runs = read_condensation_logs(results)
+    runs = read_condensation_logs(results / "condense")
     rows = {r["run"]: r for r in convergence_rows(runs)}
     a = rows["a_r0.1_s0"]
     assert a["images"] == 2 and a["mmd"] == 0.2 and a["mmd_std"] == 0.0

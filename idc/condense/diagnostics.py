@@ -21,7 +21,10 @@ from outside the loss:
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -196,3 +199,28 @@ def plateau_step(records: list[dict[str, Any]], *, after: int, patience: int, to
             if since >= patience:
                 return record["step"] + 1
     return None
+
+
+def read_condensation_logs(folder: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """run name -> per-image condensation logs (`<folder>/<run>/<image>.json`, name order);
+    empty when `folder` does not exist. The workflow's `results/<run>/condense` and a settings
+    study's `runs` folder have this layout."""
+    root = Path(folder)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for sub in sorted(p for p in root.glob("*") if p.is_dir()):
+        logs = [json.loads(p.read_text()) for p in sorted(sub.glob("*.json"))]
+        if logs:
+            runs[sub.name] = logs
+    return runs
+
+
+def diagnostic_curve(log: dict[str, Any], key: str = DIAG_PREFIX + "mmd") -> tuple[list[int], list[float]]:
+    """(logged steps, values) of one diagnostic in a condensation log."""
+    records = [r for r in log["steps"] if key in r]
+    return [r["step"] for r in records], [float(r[key]) for r in records]
+
+
+def diagnostic_at_step(log: dict[str, Any], step: int, key: str = DIAG_PREFIX + "mmd") -> float:
+    """The diagnostic at the logged step nearest to `step` (the first of equally near ones)."""
+    steps, values = diagnostic_curve(log, key)
+    return values[int(np.argmin(np.abs(np.asarray(steps) - step)))]

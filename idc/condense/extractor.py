@@ -76,18 +76,18 @@ class FeatureCall:
         self._plain = extractor.features
         self._fn = torch.compile(self._plain, mode=cfg.compile_mode) if self.compiled else self._plain
 
-    def _precision(self) -> contextlib.AbstractContextManager:
-        if not self.autocast:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+    def _forward(self, fn, images: torch.Tensor) -> torch.Tensor:
+        """`fn(images)` in the run's memory format and precision, returned as float32."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        precision = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.autocast
+                     else contextlib.nullcontext())
+        with precision:
+            return fn(images).float()
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features f, first-layer features g or None) of a batch of patches (N, 3, h, w)."""
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with self._precision():
-            f = self._fn(images)
-        f = f.float()
+        f = self._forward(self._fn, images)
         g = self.tap.take(f.shape[2], f.shape[3]) if self.tap is not None else None
         return f, g
 
@@ -97,12 +97,7 @@ class FeatureCall:
         the compiled graph: its shapes differ from the step's, which would compile it again."""
         fs, gs = [], []
         for start in range(0, x.shape[0], batch):
-            part = x[start:start + batch]
-            if self.channels_last:
-                part = part.contiguous(memory_format=torch.channels_last)
-            with self._precision():
-                f = self._plain(part)
-            f = f.float()
+            f = self._forward(self._plain, x[start:start + batch])
             fs.append(f)
             if self.tap is not None:
                 gs.append(self.tap.take(f.shape[2], f.shape[3]))

@@ -255,16 +255,16 @@ def run_study(study_path: str | os.PathLike) -> None:
 
 
 def _runs(study: dict[str, Any]) -> dict[str, list[dict]]:
-    logs: dict[str, list[dict]] = {}
-    for name in study["settings"]:
-        folder = Path(study["out"]) / "runs" / name
-        logs[name] = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return logs
+    """setting -> its per-image logs, in the study file's order (empty when not run)."""
+    from idc.condense.diagnostics import read_condensation_logs
+
+    logs = read_condensation_logs(Path(study["out"]) / "runs")
+    return {name: logs.get(name, []) for name in study["settings"]}
 
 
 def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per setting: final diagnostics (mean over the study images), plateau steps."""
-    from idc.condense.diagnostics import DIAG_PREFIX, DIAGNOSTIC_KEYS, settling_step
+    from idc.condense.diagnostics import DIAGNOSTIC_KEYS, diagnostic_at_step, diagnostic_curve, settling_step
 
     rows = []
     for name, logs in _runs(study).items():
@@ -275,14 +275,10 @@ def summarise_study(study: dict[str, Any]) -> list[dict[str, Any]]:
         for key in DIAGNOSTIC_KEYS:
             row[key] = float(np.mean([log["diagnostics"]["final"][key] for log in logs]))
             row[key + "_initial"] = float(np.mean([log["diagnostics"]["initial"][key] for log in logs]))
-        plateaus = []
-        for log in logs:
-            recs = [r for r in log["steps"] if DIAG_PREFIX + "mmd" in r]
-            plateaus.append(settling_step([r["step"] for r in recs], [r[DIAG_PREFIX + "mmd"] for r in recs]))
+        plateaus = [settling_step(*diagnostic_curve(log)) for log in logs]
         row["mmd_plateau_step"] = int(np.median([p for p in plateaus if p is not None]))
         # the distribution match reached by L_ins alone, before grouping and pairing take over
-        warm = [min((r for r in log["steps"] if DIAG_PREFIX + "mmd" in r),
-                    key=lambda r: abs(r["step"] - log["config"]["warmup"]))[DIAG_PREFIX + "mmd"] for log in logs]
+        warm = [diagnostic_at_step(log, log["config"]["warmup"]) for log in logs]
         row["mmd_warmup_end"] = float(np.mean(warm))
         row["steps"] = int(logs[0]["config"]["steps"])
         row["real_diversity"] = float(np.mean([log["diagnostics"]["reference"]["real_diversity"] for log in logs]))

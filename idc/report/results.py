@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from idc.condense.diagnostics import DIAG_PREFIX, DIAGNOSTIC_KEYS, settling_step
+from idc.condense.diagnostics import (
+    DIAG_PREFIX,
+    DIAGNOSTIC_KEYS,
+    diagnostic_at_step,
+    diagnostic_curve,
+    read_condensation_logs,
+    settling_step,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,27 +177,6 @@ def results_to_csv_text(frame: pd.DataFrame) -> str:
 MMD = DIAG_PREFIX + "mmd"
 
 
-def read_condensation_logs(results_dir: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """condensation folder name -> the per-image logs in image-name order (snapshots excluded)."""
-    root = Path(results_dir) / "condense"
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for folder in sorted(p for p in root.glob("*") if p.is_dir()):
-        logs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-        if logs:
-            runs[folder.name] = logs
-    return runs
-
-
-def _diag_curve(log: dict[str, Any], key: str = MMD) -> tuple[list[int], list[float]]:
-    recs = [r for r in log["steps"] if key in r]
-    return [r["step"] for r in recs], [float(r[key]) for r in recs]
-
-
-def _at_step(log: dict[str, Any], step: int, key: str = MMD) -> float:
-    steps, values = _diag_curve(log, key)
-    return values[int(np.argmin(np.abs(np.asarray(steps) - step)))]
-
-
 def convergence_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per condensation folder: images, configured steps, the mean (and spread over images) of the
     final diagnostics, MMD² at the start, at the end of the warm-up and at the first lr decay, the
@@ -208,10 +194,10 @@ def convergence_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
             row[key] = float(np.mean(finals))
             row[key + "_std"] = float(np.std(finals))
         row["mmd_initial"] = float(np.mean([log["diagnostics"]["initial"]["mmd"] for log in logs]))
-        row["mmd_warmup_end"] = float(np.mean([_at_step(log, cfg["warmup"]) for log in logs]))
-        row["mmd_first_decay"] = float(np.mean([_at_step(log, first_decay) for log in logs]))
+        row["mmd_warmup_end"] = float(np.mean([diagnostic_at_step(log, cfg["warmup"]) for log in logs]))
+        row["mmd_first_decay"] = float(np.mean([diagnostic_at_step(log, first_decay) for log in logs]))
         row["decay_phase_change"] = (row["mmd"] - row["mmd_first_decay"]) / row["mmd_first_decay"]
-        settled = [settling_step(*_diag_curve(log)) for log in logs]
+        settled = [settling_step(*diagnostic_curve(log)) for log in logs]
         row["mmd_settling_step"] = int(np.median([s for s in settled if s is not None]))
         rows.append(row)
     return rows
@@ -233,7 +219,7 @@ def paired_mmd_difference(runs: dict[str, list[dict[str, Any]]], a: str, b: str)
 
 def mean_curves(logs: list[dict[str, Any]], key: str = MMD) -> tuple[np.ndarray, np.ndarray]:
     """(steps, mean over images) of one diagnostic or loss at the logged steps all images share."""
-    curves = [dict(zip(*_diag_curve(log, key))) for log in logs]
+    curves = [dict(zip(*diagnostic_curve(log, key))) for log in logs]
     steps = sorted(set.intersection(*(set(c) for c in curves)))
     return np.asarray(steps), np.asarray([np.mean([c[s] for c in curves]) for s in steps])
 
@@ -292,7 +278,7 @@ def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: s
             lines.append(f"| {rule} | {jobs} | {seconds / 60:.1f} |")
         total = sum(s for _, s in times.values())
         lines += [f"| **all benchmarked jobs** | {sum(j for j, _ in times.values())} | {total / 60:.1f} |", ""]
-    runs = read_condensation_logs(results_dir) if (results_dir / "condense").is_dir() else {}
+    runs = read_condensation_logs(results_dir / "condense")
     if runs:
         lines += ["### Condensation convergence (held-out diagnostics, mean over the images)", "",
                   *convergence_markdown(convergence_rows(runs)), ""]
