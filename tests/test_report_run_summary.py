@@ -65,7 +65,7 @@ def test_condensation_convergence_rows_pairs_and_figure(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"run": "x", "seed": 0}))
     text = summarise_run(results, configfile=config, command="snakemake", repo=tmp_path,
-                         figures_dir=tmp_path / "docs" / "figures")
+                         figures_dir=tmp_path / "docs" / "figures", link_base=tmp_path / "docs")
     assert "### Condensation convergence" in text and "| `a_r0.1_s0` | 2 | 8 | 1.0000 |" in text
     assert "](figures/condense_convergence.png)" in text
     assert (tmp_path / "docs" / "figures" / "condense_convergence.png").stat().st_size > 0

@@ -45,12 +45,16 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--command", required=True, help="the command that produced the run")
     p.add_argument("--out", type=Path, help="write here (default: stdout)")
     p.add_argument("--figures", type=Path, help="write the condensation convergence figure into this folder")
+    p.add_argument("--link-base", type=Path,
+                   help="folder of the document the record goes into (figure links are relative to it; "
+                        "default: the folder of --out, else the current folder)")
     p.set_defaults(func=_run_summary)
 
 
 def _run_summary(args: argparse.Namespace) -> int:
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command,
-                         figures_dir=args.figures)
+                         figures_dir=args.figures,
+                         link_base=args.link_base or (args.out.parent if args.out else Path(".")))
     if args.out:
         atomic_write_text(args.out, text + "\n")
     else:

@@ -261,9 +261,10 @@ def _commit(repo: Path) -> str:
 
 
 def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
-                  figures_dir: str | Path | None = None) -> str:
+                  figures_dir: str | Path | None = None, link_base: str | Path = ".") -> str:
     """The Markdown record of a finished run; with `figures_dir`, the condensation convergence
-    figure is written there and linked (relative to the folder holding `figures_dir`)."""
+    figure is written there and linked relative to `link_base`, the folder of the document the
+    record goes into."""
     results_dir, repo = Path(results_dir), Path(repo)
     config = yaml.safe_load(Path(configfile).read_text())
     lines = [f"## Run `{config['run']}`", "", f"- command: `{command}`", f"- commit: `{_commit(repo)}`",
@@ -286,7 +287,8 @@ def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: s
             from idc.report.figures import plot_condensation_convergence
 
             png = plot_condensation_convergence(runs, Path(figures_dir) / "condense_convergence.png")
-            lines += [f"![condensation convergence]({Path(figures_dir).name}/{png.name})", ""]
+            link = Path(os.path.relpath(Path(png).resolve(), Path(link_base).resolve())).as_posix()
+            lines += [f"![condensation convergence]({link})", ""]
     memo = sorted((results_dir / "datasets").glob("*.memorisation.json"))
     if memo:
         lines += ["### Memorisation (PSNR of each synthetic LR patch to its nearest real LR patch of the same image)",
