@@ -102,8 +102,14 @@ def prepare_testset(
     url: str | None = None,
     sha256: str | None = None,
     scale: int = 4,
+    skip: int = 0,
+    images: int | None = None,
 ) -> Path:
     """Write test set ``name`` to ``out_dir`` (layout in the module docstring); returns out_dir.
+
+    ``skip`` drops the first images in name order and ``images`` keeps at most that many of the
+    rest, so a folder that also holds training images (the first K of BSD100) can give a test
+    set disjoint from them.
 
     Exactly one source: ``hr_dir`` (with optional ``lr_dir``) or ``url`` + ``sha256`` of a zip/tar
     archive (its ``HR`` and ``LR_bicubic/X<scale>`` folders are found inside). All headers are
@@ -132,7 +138,9 @@ def prepare_testset(
             lr_path = Path(lr_dir) if lr_dir is not None else None
             if lr_path is not None and not lr_path.is_dir():
                 raise FileNotFoundError(f"test set {name}: LR folder not found: {lr_path}")
-        hr_files = list_images(hr_path)
+        hr_files = list_images(hr_path)[skip : None if images is None else skip + images]
+        if not hr_files:
+            raise ValueError(f"test set {name}: no images left in {hr_path} after skip {skip}")
         lr_files: list[Path | None] = []
         for hr_file in hr_files:  # validate everything before writing
             h, w = image_size(hr_file)
@@ -160,6 +168,7 @@ def prepare_testset(
             "scale": int(scale),
             "n_images": len(hr_files),
             "images": [p.stem for p in hr_files],
+            "skip": int(skip),
             "hr_source": url or str(hr_path),
             "lr_source": (
                 "provided files"

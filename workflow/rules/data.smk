@@ -60,6 +60,9 @@ rule prepare_testset:
         runtime=30,
     params:
         scale=SCALE,
+        cut=lambda wc: {
+            k: config["data"]["testsets"][wc.testset][k] for k in ("skip", "images")
+        },
         impl=IMPL["data"],
     script:
         "../scripts/prepare_testset.py"

@@ -10,4 +10,6 @@ with job_logging(snakemake.log[0]):
         hr_dir=snakemake.input.hr,
         lr_dir=snakemake.input.get("lr"),
         scale=snakemake.params.scale,
+        skip=snakemake.params.cut["skip"],
+        images=snakemake.params.cut["images"],
     )
