@@ -85,8 +85,48 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), str(e.path)))
     if errors:
         raise ConfigError(_one_line(errors[0]))
+    _expand_replicates(config)
     _cross_check(config)
     return config
+
+
+REAL_PATCH_METHODS = ("whole", "random", "herding", "kcenter", "dcsr")
+
+
+def replicate_name(key: str, number: int, first: int) -> str:
+    """The dataset key of replicate `number` of the entry `key` whose first replicate is `first`:
+    the key itself for the first, `<key>-s<number>` for the others (the names the configs gave
+    replicates by hand before `replicates` existed, so their results folders are reused)."""
+    return key if number == first else f"{key}-s{number}"
+
+
+def _expand_replicates(config: dict) -> None:
+    """`datasets.<key>.replicates: R` -> R entries with consecutive replicate numbers, each marked
+    `replicate_of: <key>`, in place and idempotent (an expanded entry has `replicates: 1`)."""
+    datasets = config.get("datasets", {})
+    expanded: dict = {}
+    for key, spec in datasets.items():
+        count = spec.get("replicates", 1)
+        if count == 1:
+            expanded[key] = spec
+            continue
+        first = spec["replicate"]
+        for number in range(first, first + count):
+            name = replicate_name(key, number, first)
+            if name in datasets and name != key:
+                raise ConfigError(f"config key datasets.{key}.replicates: replicate {number} would be named "
+                                  f"{name!r}, which is already a key of datasets")
+            expanded[name] = {**copy.deepcopy(spec), "replicate": number, "replicates": 1, "replicate_of": key}
+    if expanded.keys() != datasets.keys():
+        datasets.clear()
+        datasets.update(expanded)
+
+
+def replicate_members(datasets: dict, key: str) -> list[str]:
+    """The dataset keys whose results a row `key` of a table stands for: its replicates when the
+    entry was expanded from `replicates`, else the key alone."""
+    members = [name for name, spec in datasets.items() if spec.get("replicate_of") == key]
+    return members or [key]
 
 
 def _check_names(config: dict) -> None:
@@ -201,6 +241,20 @@ def _cross_check(config: dict) -> None:
                     key = f"datasets.{name}.variant" if "variant" in str(err) else "condense.params"
                     raise ConfigError(f"config key {key}: {err}") from None
     for name, spec in datasets.items():
+        of = spec.get("replicate_of")
+        if of is not None and (of not in datasets or datasets[of].get("replicate_of") != of):
+            raise ConfigError(f"config key datasets.{name}.replicate_of: set by the expansion of `replicates`, "
+                              "not by hand")
+        if spec["hr_source"] == "teacher":
+            if spec["method"] not in REAL_PATCH_METHODS:
+                raise ConfigError(f"config key datasets.{name}.hr_source: teacher applies to the real-patch methods "
+                                  f"({', '.join(REAL_PATCH_METHODS)}); method {spec['method']!r} has its own HR side")
+            if "upsampler" not in spec:
+                raise ConfigError(f"config key datasets.{name}.upsampler: required with hr_source teacher")
+            if spec["upsampler"] not in teachers:
+                raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
+        elif "upsampler" in spec and spec["method"] != "idc":
+            raise ConfigError(f"config key datasets.{name}.upsampler: only for method idc or hr_source teacher")
         if spec["method"] == "folder" and not spec.get("hr"):
             raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
         if spec["method"] not in ("whole", "folder") and "ratio" not in spec:
@@ -223,6 +277,17 @@ def _cross_check(config: dict) -> None:
             for item in table[key]:
                 if item not in known:
                     raise ConfigError(f"config key tables.{name}.{key}: {item!r} is not a key of {section}")
+        repeated = sorted({d for d in table["datasets"] if table["datasets"].count(d) > 1})
+        if repeated:
+            raise ConfigError(f"config key tables.{name}.datasets: {repeated[0]!r} is listed more than once")
+        if table["kind"] == "verdict":
+            verdict_methods(name, table, datasets)
+        else:
+            for key in ("compare_to", "whole"):
+                if table[key] is not None:
+                    raise ConfigError(f"config key tables.{name}.{key}: only for kind verdict")
+            if table["contrasts"]:
+                raise ConfigError(f"config key tables.{name}.contrasts: only for kind verdict")
     for item in config.get("export", {}).get("datasets", []):
         if item not in datasets:
             raise ConfigError(f"config key export.datasets: {item!r} is not a key of datasets")
@@ -302,3 +367,28 @@ def _deep_update(base: dict, update: dict) -> dict:
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+def verdict_methods(name: str, table: dict, datasets: dict) -> tuple[str, str | None]:
+    """(reference, whole) of verdict table `name`: as given, or the table's first dataset with
+    method random (reference) and whole; each must be a row of the table."""
+    rows = table["datasets"]
+
+    def first(method: str) -> str | None:
+        return next((d for d in rows if datasets[d]["method"] == method), None)
+
+    reference = table["compare_to"] or first("random")
+    if reference is None:
+        raise ConfigError(f"config key tables.{name}.compare_to: no dataset of method random in the table; "
+                          "name the reference method")
+    whole = table["whole"] or first("whole")
+    for key, value in (("compare_to", reference), ("whole", whole)):
+        if value is not None and value not in rows:
+            raise ConfigError(f"config key tables.{name}.{key}: {value!r} is not one of the table's datasets")
+    for a, b in table["contrasts"]:
+        for item in (a, b):
+            if item not in rows:
+                raise ConfigError(f"config key tables.{name}.contrasts: {item!r} is not one of the table's datasets")
+        if a == b:
+            raise ConfigError(f"config key tables.{name}.contrasts: [{a}, {b}] compares a method with itself")
+    return reference, whole

@@ -329,6 +329,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Fresh frequencies at every step where the run's settings use a frequency pool (the check
     # that the pool gives the same result within replicate spread, config/mini.yaml).
     "fresh": dict(freq_pool=0),
+    # The condensation's starting point: its initial patches (real ones under the default init),
+    # not a single step taken. Up-sampled like every variant, it is the teacher-relabelling control
+    # of IDC itself: what the synthetic set owes to relabelling rather than to condensation.
+    "start": dict(steps=0),
     # v1: the original NCFD (global features; the Gaussian frequencies are the random projection).
     "v1": dict(feature_transform="gaussian", local_feature=False, unfold=False, use_group=False, use_pair=False),
     "v2": dict(unfold=False, use_group=False, use_pair=False),

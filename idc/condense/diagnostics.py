@@ -204,11 +204,14 @@ def plateau_step(records: list[dict[str, Any]], *, after: int, patience: int, to
 def read_condensation_logs(folder: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
     """run name -> per-image condensation logs (`<folder>/<run>/<image>.json`, name order);
     empty when `folder` does not exist. The workflow's `results/<run>/condense` and a settings
-    study's `runs` folder have this layout."""
+    study's `runs` folder have this layout. Only logs with a logged diagnostic are kept: an image
+    whose budget share is 0 (most images at r = 1%) and a 0-step run (variant start) optimised
+    nothing, so they have no curve to summarise; a run with no such log is left out."""
     root = Path(folder)
     runs: dict[str, list[dict[str, Any]]] = {}
     for sub in sorted(p for p in root.glob("*") if p.is_dir()):
         logs = [json.loads(p.read_text()) for p in sorted(sub.glob("*.json"))]
+        logs = [log for log in logs if (log.get("diagnostics") or {}).get("final") and log.get("steps")]
         if logs:
             runs[sub.name] = logs
     return runs

@@ -53,6 +53,14 @@ def _random_picks(n_real: int, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.randperm(n_real, generator=gen) for _ in range(reps)])[:n]
 
 
+def initial_real_picks(n_real: int, n: int, seed: int) -> np.ndarray:
+    """Indices (into the instance's real patches) of the real patches that the "real" and
+    "real_noise" inits start from: the first draw of the init generator, as `_init_synthetic`
+    makes it. The relabelling control of IDC (variant start) is these patches with the teacher's HR."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "init"))
+    return _random_picks(n_real, n, gen).numpy().astype(np.int64)
+
+
 def _init_synthetic(real_lr: torch.Tensor, n: int, cfg: CondenseConfig, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(derive_seed(seed, "init"))
     shape = (n, *real_lr.shape[1:])

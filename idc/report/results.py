@@ -45,6 +45,9 @@ RESULT_COLUMNS = ("method", "model", "testset", "psnr", "ssim", "n_images")
 METRICS = ("psnr", "ssim")
 PER_IMAGE_COLUMNS = ("testset", "image", "psnr", "ssim")
 ENTRY_KEYS = ("method", "model", "path")
+# Optional: the replicate number of the entry's training run; a row with several replicates is
+# their mean (per image, then over the test set).
+OPTIONAL_ENTRY_KEYS = ("replicate",)
 
 
 def read_metrics_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -83,30 +86,49 @@ def summarise_metrics(per_image: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, str]]:
-    """Check `{"method", "model", "path"}` entries (keys, names, no duplicates); files not read."""
-    checked: list[dict[str, str]] = []
-    seen: dict[tuple[str, str], str] = {}
+def validate_entries(entries: Iterable[Mapping[str, object]]) -> list[dict[str, Any]]:
+    """Check `{"method", "model", "path"[, "replicate"]}` entries (keys, names, no duplicate
+    (method, model, replicate)); files not read. `replicate` defaults to 0."""
+    checked: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, int], str] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise ValueError(f"results entry {i} is not a mapping: {entry!r}")
         missing = [k for k in ENTRY_KEYS if k not in entry]
         if missing:
             raise ValueError(f"results entry {i} lacks key(s) {', '.join(missing)}")
-        extra = sorted(set(entry) - set(ENTRY_KEYS))
+        extra = sorted(set(entry) - set(ENTRY_KEYS) - set(OPTIONAL_ENTRY_KEYS))
         if extra:
             raise ValueError(f"results entry {i} has unknown key(s) {', '.join(extra)}")
         method, model, path = (str(entry[k]) for k in ENTRY_KEYS)
         if not method or not model:
             raise ValueError(f"results entry {i}: empty method or model name")
-        key = (method, model)
+        replicate = entry.get("replicate", 0)
+        if isinstance(replicate, bool) or not isinstance(replicate, (int, np.integer)) or replicate < 0:
+            raise ValueError(f"results entry {i}: replicate must be a non-negative integer, got {replicate!r}")
+        key = (method, model, int(replicate))
         if key in seen:
             raise ValueError(
-                f"results for method {method!r}, model {model!r} given twice: {seen[key]} and {path}"
+                f"results for method {method!r}, model {model!r}, replicate {int(replicate)} given twice: "
+                f"{seen[key]} and {path}"
             )
         seen[key] = path
-        checked.append({"method": method, "model": model, "path": path})
+        checked.append({"method": method, "model": model, "path": path, "replicate": int(replicate)})
     return checked
+
+
+def mean_over_replicates(frames: Mapping[int, pd.DataFrame], what: str) -> pd.DataFrame:
+    """Per-image metrics averaged over replicates (replicate -> per-image frame); every replicate
+    must hold the same images, or the mean would mix test sets."""
+    items = sorted(frames.items())
+    first_rep, first = items[0]
+    keys = set(zip(first["testset"], first["image"]))
+    for rep, frame in items[1:]:
+        if set(zip(frame["testset"], frame["image"])) != keys:
+            raise ValueError(f"{what}: replicate {rep} was tested on other images than replicate {first_rep}")
+    stacked = pd.concat([f for _, f in items], ignore_index=True)
+    mean = stacked.groupby(["testset", "image"], sort=False)[list(METRICS)].mean().reset_index()
+    return mean[list(PER_IMAGE_COLUMNS)]
 
 
 def collect_results(entries: Iterable[Mapping[str, object]]) -> pd.DataFrame:
@@ -120,14 +142,18 @@ def collect_results(entries: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     missing = [e["path"] for e in checked if not Path(e["path"]).is_file()]
     if missing:
         raise FileNotFoundError(f"metrics file not found: {missing[0]}")
-    parts = []
+    per_row: dict[tuple[str, str], dict[int, pd.DataFrame]] = defaultdict(dict)
     for entry in checked:
-        summary = summarise_metrics(read_metrics_csv(entry["path"]))
-        summary.insert(0, "model", entry["model"])
-        summary.insert(0, "method", entry["method"])
+        per_row[(entry["method"], entry["model"])][entry["replicate"]] = read_metrics_csv(entry["path"])
+        logger.debug("read %s (%s/%s, replicate %d)", entry["path"], entry["method"], entry["model"],
+                     entry["replicate"])
+    parts = []
+    for (method, model), frames in per_row.items():
+        summary = summarise_metrics(mean_over_replicates(frames, f"results of {method}/{model}"))
+        summary.insert(0, "model", model)
+        summary.insert(0, "method", method)
         parts.append(summary)
-        logger.debug("read %s (%s/%s)", entry["path"], entry["method"], entry["model"])
-    logger.info("collected results of %d trained models", len(parts))
+    logger.info("collected results of %d trained models in %d rows", len(checked), len(parts))
     if not parts:
         return normalise_results(pd.DataFrame({c: [] for c in RESULT_COLUMNS}))
     return normalise_results(pd.concat(parts, ignore_index=True))

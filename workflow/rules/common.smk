@@ -8,7 +8,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from idc.config import ConfigError, check_ratios, read_config_file, validate_config
+from idc.config import (
+    ConfigError,
+    check_ratios,
+    read_config_file,
+    replicate_members,
+    validate_config,
+    verdict_methods,
+)
 from idc.runloop import derive_seed
 from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
@@ -147,9 +154,12 @@ def train_patch_counts():
         sys.exit(f"error: config key {key}: {err}")
 
 
+# Patches per training image, or None where only the crop job can tell (demo, DIV2K download).
+TRAIN_PATCH_COUNTS = train_patch_counts()
+
 try:
     # Each ratio must keep at least one patch: found here, not after the crop job ran.
-    check_ratios(config, train_patch_counts())
+    check_ratios(config, TRAIN_PATCH_COUNTS)
 except ConfigError as err:
     sys.exit(f"error: {err}")
 
@@ -196,6 +206,8 @@ SELECTION_DATASETS = [
 ]
 IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "idc"]
 FOLDER_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "folder"]
+# Real-patch datasets whose HR side is the up-sampler teacher's (the relabelling control).
+RELABELLED_DATASETS = [k for k, d in DATASETS.items() if d["hr_source"] == "teacher"]
 
 
 def teacher_path(name):
@@ -213,8 +225,27 @@ def condense_key(dataset):
 
 
 def condense_images(dataset):
+    """The images condensed for an IDC dataset: the first `images` of the training set, less
+    those whose budget share is 0 when the patch counts are known before cropping (at r = 1% most
+    images keep no pair: a job each would only write an empty file)."""
     k = DATASETS[dataset]["images"]
-    return IMAGES if k is None else IMAGES[:k]
+    images = IMAGES if k is None else IMAGES[:k]
+    if TRAIN_PATCH_COUNTS is None:
+        return images
+    shares = synthetic_shares(condense_key(dataset))
+    return [s for s in images if shares[IMAGE_INDEX[s]] > 0]
+
+
+def synthetic_shares(ckey):
+    """Synthetic patches of every training image under a condensation's budget rule, as each
+    condensation job computes them from the store (the same counts, the same rule)."""
+    from idc.condense.config import CondenseConfig, resolve_condense_config
+
+    variant, ratio, _ = parse_condense_key(ckey)
+    resolved = resolve_condense_config(
+        config["condense"]["params"], variant=variant, ratio=ratio
+    )
+    return CondenseConfig.from_dict(resolved).synthetic_counts(TRAIN_PATCH_COUNTS)
 
 
 def get_condense_params(wildcards):
@@ -244,7 +275,7 @@ def condense_keys():
 def dataset_store(dataset):
     """(store, indices) the SR models of `dataset` train on."""
     method = DATASETS[dataset]["method"]
-    if method in ("idc", "folder"):
+    if method in ("idc", "folder") or dataset in RELABELLED_DATASETS:
         return {"store": f"{RESULTS}/datasets/{dataset}.h5"}
     if method == "whole":
         return {"store": STORE}
@@ -260,8 +291,47 @@ def get_table_pairs(table):
     return [(d, m) for d in spec["datasets"] for m in spec["models"]]
 
 
+def get_table_entries(table):
+    """(row, dataset, replicate, model) of every trained model a table reads: a row stands for
+    its replicates (`replicates` in the dataset's entry), whose results it averages or pairs.
+    """
+    return [
+        (row, member, DATASETS[member]["replicate"], model)
+        for row, model in get_table_pairs(table)
+        for member in replicate_members(DATASETS, row)
+    ]
+
+
+# The table keys that only the verdict kind reads; a paper table's params leave them out, so
+# adding them to the schema reran no table.
+VERDICT_KEYS = ("kind", "compare_to", "whole", "contrasts", "bootstrap", "level")
+VERDICT_TABLES = [k for k, t in config["tables"].items() if t["kind"] == "verdict"]
+PAPER_TABLES = [k for k in config["tables"] if k not in VERDICT_TABLES]
+
+
+def get_verdict_spec(wc):
+    table = config["tables"][wc.table]
+    reference, whole = verdict_methods(wc.table, table, DATASETS)
+    return canonical(
+        {
+            "title": table["title"],
+            "methods": table["datasets"],
+            "models": table["models"],
+            "testsets": table["testsets"],
+            "reference": reference,
+            "whole": whole,
+            "contrasts": table["contrasts"],
+            "labels": table["method_labels"],
+            "n_boot": table["bootstrap"],
+            "level": table["level"],
+            "seed": derived_seed(5, wc.table),
+        }
+    )
+
+
 def table_outputs(table):
-    return [f"{RESULTS}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "html")]
+    exts = ("csv", "md") if table in VERDICT_TABLES else ("csv", "md", "tex", "html")
+    return [f"{RESULTS}/tables/{table}.{ext}" for ext in exts]
 
 
 def all_targets():
@@ -325,6 +395,14 @@ def get_selection_params(wc):
         params["n_clusters"] = cfg["dcsr_clusters"]
         params["allocation"] = cfg["dcsr_allocation"]
     return params
+
+
+def get_relabel_inputs(wc):
+    spec = DATASETS[wc.dataset]
+    inputs = {"store": STORE, "upsampler": teacher_path(spec["upsampler"])}
+    if spec["method"] != "whole":
+        inputs["indices"] = f"{RESULTS}/datasets/{wc.dataset}.idx.npy"
+    return inputs
 
 
 def get_sr_train_inputs(wc):
@@ -425,6 +503,14 @@ def get_export_card(wc):
         "idc": (
             f"LR: synthetic patches condensed by IDC (variant {spec.get('variant')}); "
             f"HR: their up-sampling by the teacher {spec.get('upsampler')}"
+        ),
+        **(
+            {
+                method: f"LR: real patches ({method}); HR: the teacher {spec['upsampler']}'s "
+                "up-sampling of them (relabelling control)"
+            }
+            if wc.dataset in RELABELLED_DATASETS
+            else {}
         ),
         "folder": "patch pairs imported from paired folders",
     }.get(method, f"real patch pairs selected by {method}")

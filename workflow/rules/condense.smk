@@ -67,3 +67,33 @@ rule upsample_condensed:
         impl=IMPL["upsample"],
     script:
         "../scripts/upsample_condensed.py"
+
+
+# The teacher-relabelling control: a real-patch dataset (`hr_source: teacher`) whose HR side is
+# the up-sampler's output on its real LR patches, made by the function that makes IDC's HR side.
+rule relabel_dataset:
+    input:
+        unpack(get_relabel_inputs),
+    output:
+        store=f"{RESULTS}/datasets/{{dataset}}.h5",
+    log:
+        f"{RESULTS}/logs/relabel_dataset/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/relabel_dataset/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=_alternatives(RELABELLED_DATASETS),
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=lambda wc: min(
+            1,
+            config["teachers"][DATASETS[wc.dataset]["upsampler"]]["resources"]["gpu"],
+        ),
+        cpus_per_task=cpus(4),
+        mem_mb=mem(16000),
+        runtime=120,
+    params:
+        seed=config["seed"],
+        impl=IMPL["upsample"],
+    script:
+        "../scripts/relabel_dataset.py"

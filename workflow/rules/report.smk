@@ -4,7 +4,7 @@
 rule make_table:
     input:
         metrics=lambda wc: [
-            f"{sr_dir(d, m)}/metrics.csv" for d, m in get_table_pairs(wc.table)
+            f"{sr_dir(d, m)}/metrics.csv" for _, d, _, m in get_table_entries(wc.table)
         ],
     output:
         csv=report(
@@ -21,6 +21,8 @@ rule make_table:
         ),
     log:
         f"{RESULTS}/logs/make_table/{{table}}.log",
+    wildcard_constraints:
+        table=_alternatives(PAPER_TABLES),
     conda:
         "../../envs/idc.yaml"
     resources:
@@ -29,11 +31,50 @@ rule make_table:
         mem_mb=mem(2000),
         runtime=10,
     params:
-        spec=lambda wc: canonical(config["tables"][wc.table]),
-        pairs=lambda wc: get_table_pairs(wc.table),
+        spec=lambda wc: canonical(
+            {
+                k: v
+                for k, v in config["tables"][wc.table].items()
+                if k not in VERDICT_KEYS
+            }
+        ),
+        entries=lambda wc: get_table_entries(wc.table),
         impl=IMPL["report"],
     script:
         "../scripts/make_table.py"
+
+
+# Paired differences with bootstrap intervals over replicates and test images, read against the
+# positive control (Whole - Random).
+rule make_verdict:
+    input:
+        metrics=lambda wc: [
+            f"{sr_dir(d, m)}/metrics.csv" for _, d, _, m in get_table_entries(wc.table)
+        ],
+    output:
+        csv=report(
+            f"{RESULTS}/tables/{{table}}.csv",
+            caption="../report/verdict.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/{{table}}.md",
+    log:
+        f"{RESULTS}/logs/make_verdict/{{table}}.log",
+    wildcard_constraints:
+        table=_alternatives(VERDICT_TABLES),
+    conda:
+        "../../envs/idc.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=cpus(1),
+        mem_mb=mem(4000),
+        runtime=10,
+    params:
+        spec=get_verdict_spec,
+        entries=lambda wc: get_table_entries(wc.table),
+        impl=IMPL["report"],
+    script:
+        "../scripts/make_verdict.py"
 
 
 rule plot_figures:

@@ -9,7 +9,7 @@ with job_logging(snakemake.log[0]):
     spec = dict(snakemake.params.spec)
     spec["methods"] = spec.pop("datasets")  # the table's rows are our training sets
     entries = [
-        {"method": dataset, "model": model, "path": path}
-        for (dataset, model), path in zip(snakemake.params.pairs, snakemake.input.metrics)
+        {"method": row, "model": model, "replicate": replicate, "path": path}
+        for (row, _, replicate, model), path in zip(snakemake.params.entries, snakemake.input.metrics)
     ]
     make_tables(entries=entries, out_dir=Path(snakemake.output.csv).parent, tables={snakemake.wildcards.table: spec})
