@@ -145,6 +145,29 @@ def test_demo_produces_table1(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_writes_a_verdict_over_two_replicates(demo_run):
+    tables = demo_run / "results/demo/tables"
+    verdict = pd.read_csv(tables / "verdict.csv", keep_default_na=False)
+    versus_random = verdict[(verdict["versus"] == "random") & (verdict["testset"] == "all")
+                            & (verdict["metric"] == "psnr")].set_index("method")
+    assert set(versus_random.index) == {"whole", "idc"}
+    assert (versus_random["n_replicates"] == 2).all()
+    assert (versus_random["ci_low"].astype(float) <= versus_random["diff"].astype(float)).all()
+    assert set(verdict["reading"]) <= {"better", "worse", "not resolved", ""}
+    text = (tables / "verdict.md").read_text()
+    control = versus_random.loc["whole"]
+    # The control comes first; when it is not resolved the table says so above everything else.
+    if control["reading"] == "not resolved":
+        assert text.startswith("> **This setting cannot resolve differences in training data")
+    assert "Positive control (edsr): Whole - Random" in text
+    # Table 1 shows the mean of the two replicates of Random.
+    table1 = pd.read_csv(tables / "table1.csv").set_index(["method", "model", "testset"])
+    means = verdict[(verdict["versus"] == "") & (verdict["testset"] == "DemoTest")
+                    & (verdict["metric"] == "psnr")].set_index("method")["mean"].astype(float)
+    assert table1.loc[("random", "edsr", "DemoTest"), "psnr"] == pytest.approx(means["random"])
+
+
+@pytest.mark.slow
 def test_demo_idc_trains_on_as_many_pairs_as_random(demo_run):
     from idc.data.store import PatchStore
 
@@ -175,10 +198,11 @@ def test_changing_one_models_training_reruns_only_that_model(demo_run, tmp_path)
         config["models"]["edsr"]["train"] = {**config["models"]["edsr"]["train"], "lr": 1e-3}
 
     jobs = _dry_run_with(demo_run, tmp_path, change_lr)
-    n_datasets = 6
+    n_datasets = 9  # six rows, three of them with two replicates
     assert jobs.pop("train_sr") == n_datasets
     assert jobs.pop("test_sr") == n_datasets
     assert jobs.pop("make_table") == 1
+    assert jobs.pop("make_verdict") == 1  # EDSR is the verdict's model
     jobs.pop("plot_figures", None)  # the trajectories it draws changed
     jobs.pop("all", None)
     assert jobs == {}, jobs
@@ -193,7 +217,7 @@ def test_changing_the_condensation_ratio_keeps_data_and_teachers(demo_run, tmp_p
     assert jobs.get("condense_image", 0) > 0
     for rule in ("build_demo_images", "prepare_testset", "crop_patches", "train_teacher", "select_baseline"):
         assert rule not in jobs, jobs
-    assert jobs["train_sr"] == 3  # IDC's dataset only, for the three models
+    assert jobs["train_sr"] == 6  # IDC's two replicates only, for the three models
 
 
 @pytest.mark.slow

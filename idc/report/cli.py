@@ -48,12 +48,14 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--link-base", type=Path,
                    help="folder of the document the record goes into (figure links are relative to it; "
                         "default: the folder of --out, else the current folder)")
+    p.add_argument("--trajectories", action="store_true",
+                   help="add the validation PSNR of every table row at each logged training step")
     p.set_defaults(func=_run_summary)
 
 
 def _run_summary(args: argparse.Namespace) -> int:
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command,
-                         figures_dir=args.figures,
+                         figures_dir=args.figures, trajectories=args.trajectories,
                          link_base=args.link_base or (args.out.parent if args.out else Path(".")))
     if args.out:
         atomic_write_text(args.out, text + "\n")

@@ -14,6 +14,7 @@ two settings of one run be compared image by image.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -21,7 +22,7 @@ import math
 import os
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -286,11 +287,56 @@ def _commit(repo: Path) -> str:
         return "unknown"
 
 
+def trajectory_rows(results_dir: str | Path, datasets: Mapping[str, Mapping[str, Any]],
+                    rows: Sequence[str], model: str) -> pd.DataFrame:
+    """Validation PSNR at each logged step of `model` trained on each row's replicates: columns
+    `step, row, mean, low, high, n` (mean and range over the replicates that logged the step).
+    `datasets`: the validated config's datasets (a row stands for its replicates)."""
+    from idc.config import replicate_members
+
+    parts = []
+    for row in rows:
+        for member in replicate_members(dict(datasets), row):
+            path = Path(results_dir) / "sr" / member / model / "trajectory.csv"
+            if path.is_file():
+                frame = pd.read_csv(path)[["step", "psnr"]]
+                frame["row"] = row
+                parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=["step", "row", "mean", "low", "high", "n"])
+    stacked = pd.concat(parts, ignore_index=True)
+    grouped = stacked.groupby(["step", "row"], sort=True)["psnr"]
+    out = grouped.agg(mean="mean", low="min", high="max", n="size").reset_index()
+    return out
+
+
+def trajectory_markdown(frame: pd.DataFrame, rows: Sequence[str], model: str) -> list[str]:
+    """Steps down, rows across: mean validation PSNR [min, max over replicates]."""
+    if frame.empty:
+        return []
+    rows = [r for r in rows if r in set(frame["row"])]
+    lines = [f"| step ({model}) | " + " | ".join(rows) + " |", "| --: | " + " | ".join("--:" for _ in rows) + " |"]
+    for step, part in frame.groupby("step", sort=True):
+        cells = []
+        by_row = part.set_index("row")
+        for row in rows:
+            if row not in by_row.index:
+                cells.append("")
+                continue
+            r = by_row.loc[row]
+            spread = f" [{r['low']:.2f}, {r['high']:.2f}]" if r["n"] > 1 else ""
+            cells.append(f"{r['mean']:.2f}{spread}")
+        lines.append(f"| {int(step)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
-                  figures_dir: str | Path | None = None, link_base: str | Path = ".") -> str:
+                  figures_dir: str | Path | None = None, link_base: str | Path = ".",
+                  trajectories: bool = False) -> str:
     """The Markdown record of a finished run; with `figures_dir`, the condensation convergence
     figure is written there and linked relative to `link_base`, the folder of the document the
-    record goes into."""
+    record goes into. With `trajectories`, the validation PSNR of every table row (mean and range
+    over its replicates) at each logged training step: how the rows part as training goes on."""
     results_dir, repo = Path(results_dir), Path(repo)
     config = yaml.safe_load(Path(configfile).read_text())
     lines = [f"## Run `{config['run']}`", "", f"- command: `{command}`", f"- commit: `{_commit(repo)}`",
@@ -298,6 +344,18 @@ def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: s
              "from it and its identity: stage, image, model, replicate)", ""]
     for table in sorted((results_dir / "tables").glob("*.md")):
         lines += [table.read_text().strip(), ""]
+    if trajectories:
+        from idc.config import validate_config
+
+        checked = validate_config(copy.deepcopy(config))
+        rows = list(dict.fromkeys(d for t in checked["targets"] for d in checked["tables"][t]["datasets"]))
+        models = list(dict.fromkeys(m for t in checked["targets"] for m in checked["tables"][t]["models"]))
+        validation = checked["data"].get("validation")
+        for model in models:
+            body = trajectory_markdown(trajectory_rows(results_dir, checked["datasets"], rows, model), rows, model)
+            if body:
+                lines += [f"### Validation PSNR during training ({validation}; mean over replicates [min, max])", "",
+                          *body, ""]
     times = stage_wall_times(results_dir)
     if times:
         lines += ["### Wall time per stage", "", "| rule | jobs | summed job wall time (min) |", "| --- | ---: | ---: |"]

@@ -19,6 +19,8 @@ rule train_teacher:
         f"{RESULTS}/benchmarks/train_teacher/{{teacher}}.tsv"
     wildcard_constraints:
         teacher=_alternatives(TRAINED_TEACHERS),
+    # Teachers gate the condensation, the relabelling and every IDC row: run them first.
+    priority: 20
     conda:
         "../../envs/idc.yaml"
     threads: lambda wc: cpus(config["teachers"][wc.teacher]["resources"]["cpus"])
