@@ -163,7 +163,8 @@ class VerdictSpec:
         for method in self.methods:
             if method != self.reference:
                 pairs.append((method, self.reference))
-            if self.whole is not None and method != self.whole:
+            # Reference - Whole would only mirror the positive control.
+            if self.whole is not None and method not in (self.whole, self.reference):
                 pairs.append((method, self.whole))
         if self.whole is not None:
             pairs.append((self.whole, self.reference))
