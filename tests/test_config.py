@@ -242,3 +242,27 @@ def test_schema_is_package_data():
     assert resource.is_file() and load_schema() == yaml.safe_load(resource.read_text())
     assert '"idc" = ["schemas/config.schema.yaml"]' in (PROJECT_ROOT / "pyproject.toml").read_text()
     assert not (PROJECT_ROOT / "workflow" / "schemas").exists()
+
+
+def test_verdict_overlay_merged_into_the_paper_config_validates():
+    """config/verdict-div2k.yaml adds replicates and the controls to the paper config's r = 1% rows."""
+    from snakemake.utils import update_config
+
+    config = _read("config.yaml")
+    update_config(config, _read("verdict-div2k.yaml"))
+    config = validate_config(config)
+    assert config["targets"] == ["verdict"]
+    datasets = config["datasets"]
+    for row in ("whole", "random-r1", "random_teacher-r1", "dcsr-r1", "idc-start-r1", "idc-r1", "idc-v3-r1"):
+        assert [datasets[k]["replicate"] for k in (row, f"{row}-s1", f"{row}-s2")] == [0, 1, 2]
+    assert datasets["random_teacher-r1"]["hr_source"] == "teacher"
+    assert datasets["idc"]["replicate_of"] is None  # the r = 10% rows are left alone
+
+
+@pytest.mark.parametrize("name", ["verdict.yaml", "verdict-pilot.yaml"])
+def test_verdict_configs_validate_with_disjoint_test_images(name):
+    config = load_config(PROJECT_ROOT / "config" / name)
+    train = config["data"]["trainset"]
+    for spec in config["data"]["testsets"].values():
+        if spec["hr"] == "BSD100/HR":  # the training photos are the first `images` of that folder
+            assert spec["skip"] >= train["images"]
