@@ -272,7 +272,7 @@ def test_warning_comes_first_when_the_positive_control_fails():
                                "control Whole - Random is 0.000 dB [0.000, 0.000] (edsr), an interval that contains 0.")
     assert lines[0].endswith("Read no difference below as a result.")
     assert "**Pilot**" in lines[1:4]
-    assert "Positive control (edsr): Whole - Random = 0.000 dB [0.000, 0.000], not resolved." in lines
+    assert "Positive control (edsr): Whole - Random = 0.000 dB [0.000, 0.000], not resolved: the control fails." in lines
 
 
 def test_no_warning_when_whole_is_clearly_better():
@@ -284,7 +284,7 @@ def test_no_warning_when_whole_is_clearly_better():
     lines = markdown.splitlines()
     assert lines[0] == "**Pilot**"
     assert "cannot resolve" not in markdown
-    assert any(line.startswith("Positive control (edsr): Whole - Random = +") and line.endswith("], resolved.")
+    assert any(line.startswith("Positive control (edsr): Whole - Random = +") and line.endswith("], resolved: the control passes.")
                for line in lines)
     assert any(line.startswith("- IDC (edsr): better than Random by 0.2") and "dB [+0." in line for line in lines)
     assert any(line.startswith("- Bad (edsr): worse than Random by 0.3") and "dB [-0." in line for line in lines)
@@ -330,3 +330,24 @@ def test_make_verdict_from_metrics_files_and_a_spec_mapping(tmp_path):
     assert np.allclose(from_files["ci_low"], expected["ci_low"], equal_nan=True, rtol=1e-9)
     with pytest.raises(ValueError, match="unknown key 'bootstrap'"):
         VerdictSpec.from_mapping({**mapping, "bootstrap": 10})
+
+
+def test_a_control_resolved_in_the_wrong_direction_fails_too():
+    """Whole clearly below the reference: resolved, but the set-up cannot rank training sets."""
+    import numpy as np
+    import pandas as pd
+
+    from idc.report.verdict import VerdictSpec, render_verdict_markdown, verdict_frame
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for method, shift in (("whole", -1.0), ("random", 0.0)):
+        for rep in range(3):
+            for i in range(30):
+                rows.append({"method": method, "replicate": rep, "model": "edsr", "testset": "T", "image": f"i{i}",
+                             "psnr": 28.0 + i * 0.01 + shift + rng.normal(0, 0.05), "ssim": 0.8})
+    spec = VerdictSpec(methods=("whole", "random"), models=("edsr",), testsets=("T",), reference="random",
+                       whole="whole", n_boot=500)
+    text = render_verdict_markdown(verdict_frame(pd.DataFrame(rows), spec), spec)
+    assert text.startswith("> **This setting cannot resolve differences in training data:**")
+    assert "resolved in the wrong direction: the control fails." in text

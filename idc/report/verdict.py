@@ -428,9 +428,9 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], align: Sequence
 def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
     """The verdict as a Markdown document (from `verdict_frame`'s frame, or its CSV read back).
 
-    When the positive control (whole - reference, PSNR over all test sets) of some model has an
-    interval containing 0, the document's first line says that nothing in it can be read as a
-    difference.
+    When the positive control (whole - reference, PSNR over all test sets) of some model is not
+    resolved as better (its interval contains 0 or lies below it), the document's first line says
+    that nothing in it can be read as a difference.
     """
     frame = frame.copy()
     frame["versus"] = frame["versus"].fillna("").astype(str)
@@ -453,12 +453,22 @@ def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
         for model in spec.models:
             control = row(spec.whole, spec.reference, model, ALL, "psnr")
             shown = f"{_signed(control['diff'], DIFF_DECIMALS['psnr'])} dB {_interval(control, 'psnr')}"
+            # The control passes only when the full data is resolved as better: a setting where it
+            # is resolved as worse cannot rank training sets either (an undertrained model, a
+            # reference that is not a subset of the whole).
             if _contains_zero(control):
                 lines.append(f"> **This setting cannot resolve differences in training data:** the positive control "
                              f"{whole_label} - {ref_label} is {shown} ({model}), an interval that contains 0. "
                              f"Read no difference below as a result.")
-            controls.append(f"Positive control ({model}): {whole_label} - {ref_label} = {shown}, "
-                            f"{'not resolved' if _contains_zero(control) else 'resolved'}.")
+                outcome = "not resolved: the control fails"
+            elif control["ci_high"] < 0:
+                lines.append(f"> **This setting cannot resolve differences in training data:** the positive control "
+                             f"{whole_label} - {ref_label} is {shown} ({model}): the full data trains a worse "
+                             f"model than its subset. Read no difference below as a result.")
+                outcome = "resolved in the wrong direction: the control fails"
+            else:
+                outcome = "resolved: the control passes"
+            controls.append(f"Positive control ({model}): {whole_label} - {ref_label} = {shown}, {outcome}.")
         if lines:
             lines.append("")
     if spec.title:
