@@ -46,7 +46,7 @@ def test_n_synthetic_of_one_instance_follows_the_budget_rule() -> None:
 
 
 def test_variants_cover_the_tables_and_build() -> None:
-    expected = ({"idc", "literal", "balanced", "fresh"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
+    expected = ({"idc", "literal", "balanced", "fresh", "start"} | {f"v{i}" for i in range(1, 8)} | {f"a{i}" for i in range(12)}
                 | {"x1", "x2", "x3"})
     assert set(VARIANTS) == expected
     for name in VARIANTS:
@@ -56,6 +56,7 @@ def test_variants_cover_the_tables_and_build() -> None:
     assert CondenseConfig.from_dict({}, variant="x2").feature_transform == "dct"
     assert CondenseConfig.from_dict({}, variant="literal").init == "random" and CondenseConfig().init == "real"
     assert CondenseConfig.from_dict({}, variant="balanced").w_pair == 3000.0
+    assert CondenseConfig.from_dict({"steps": 800}, variant="start").steps == 0
 
 
 def test_unknown_key_and_bad_values_are_named() -> None:

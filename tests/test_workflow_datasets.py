@@ -38,7 +38,7 @@ def test_a_folder_dataset_is_planned_like_any_other(tmp_path):
     proc = snakemake(["-n", "--configfile", str(_demo_with(work, tmp_path, add_folder))], cwd=work)
     jobs = planned_jobs(proc.stdout)
     assert jobs["import_folder"] == 1
-    assert jobs["train_sr"] == jobs["test_sr"] == 7 * 3  # the demo's six datasets and ext, 3 models
+    assert jobs["train_sr"] == jobs["test_sr"] == 10 * 3  # the demo's nine datasets (six rows, three with two replicates) and ext, 3 models
     assert jobs["export_dataset"] == 2
     assert "select_baseline" in jobs and jobs["select_baseline"] == 4  # ext is not a selection
 

@@ -14,10 +14,10 @@ rule condense_image:
         f"{RESULTS}/logs/condense_image/{{ckey}}/{{image}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/condense_image/{{ckey}}/{{image}}.tsv"
-    group:
-        "condense"
     # Before the SR trainings that do not wait on them, so the IDC rows are not last in line.
     priority: 10
+    group:
+        "condense"
     conda:
         "../../envs/idc.yaml"
     threads: cpus(config["condense"]["resources"]["cpus"])
