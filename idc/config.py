@@ -299,12 +299,21 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(f"config key data.testsets.{name}.hr: required for a folder test set")
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last).
+
+    Merge keys (``<<: *anchor``) are valid YAML: the keys they bring in may be overridden by the
+    mapping's own keys, so only the mapping's own keys are compared with each other; the merge
+    itself is left to SafeLoader."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ConfigError(

@@ -1,13 +1,16 @@
 """Saving and loading SR networks without executing pickled code.
 
 `save_model` writes a safetensors file whose metadata names the architecture and its constructor
-arguments (JSON), so `load_model` can rebuild the network from the file alone.
+arguments (JSON), so `load_model` can rebuild the network from the file alone, and holds the SHA-256
+of its tensors (`tensors_digest`), which `load_model` compares (files written before that carry
+none and are loaded unverified). `load_model` also refuses non-finite weights.
 `load_official_weights` reads released checkpoints (BasicSR-style dicts with `params` /
 `params_ema`, or plain state dicts) from safetensors or with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +44,34 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors (name, dtype, shape and raw bytes, in name order): the checksum a
+    model file carries in its metadata, so a flipped byte in its weights is found on load."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        values = tensors[name].detach().cpu().contiguous()
+        digest.update(repr((name, str(values.dtype), tuple(values.shape))).encode())
+        # As raw bytes (numpy has no bfloat16); reshaped first, since a 0-d tensor has no view.
+        digest.update(values.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_weights(path: Path, state: Mapping[str, torch.Tensor], meta: Mapping[str, str]) -> None:
+    """ValueError naming the file when a weight is NaN or infinite, or the tensors differ from the
+    checksum written at save (absent in files of earlier versions: then not checked)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"model file {path}: tensor {name!r} holds non-finite values (NaN or inf); "
+                             "the file is corrupt or the training diverged")
+    expected = meta.get("sha256")
+    if expected is None:
+        logger.debug("model file %s carries no checksum (written before checksums existed): not verified", path)
+        return
+    if tensors_digest(state) != expected:
+        raise ValueError(f"model file {path}: its weights do not match the checksum written at save "
+                         "(corrupt file: recreate it)")
+
+
 def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Mapping[str, Any],
                extra_metadata: Mapping[str, str] | None = None) -> Path:
     """Write `model`'s state dict to `path` (safetensors) with `name` + `kwargs` in the metadata.
@@ -55,14 +86,15 @@ def save_model(path: str | os.PathLike, model: nn.Module, name: str, kwargs: Map
         kwargs_json = json.dumps(_to_jsonable(dict(kwargs)), sort_keys=True)
     except TypeError as err:
         raise ValueError(f"save_model: constructor kwargs must be JSON values (numbers, strings, lists): {err}") from err
-    metadata = {"format": FORMAT_TAG, "arch": name, "kwargs": kwargs_json, "torch": torch.__version__}
+    # safetensors refuses shared or non-contiguous storage: store independent contiguous copies.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT_TAG, "arch": name, "kwargs": kwargs_json, "torch": torch.__version__,
+                "sha256": tensors_digest(tensors)}
     if extra_metadata:
         clash = set(extra_metadata) & set(metadata)
         if clash:
             raise ValueError(f"save_model: extra_metadata may not override {sorted(clash)}")
         metadata.update({str(k): str(v) for k, v in extra_metadata.items()})
-    # safetensors refuses shared or non-contiguous storage: store independent contiguous copies.
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     logger.info("saved %s (%s, %d tensors) to %s", name, FORMAT_TAG, len(tensors), path)
@@ -90,9 +122,10 @@ def read_model_metadata(path: str | os.PathLike) -> tuple[str, dict[str, Any], d
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the network saved by `save_model` and load its weights strictly (eval mode)."""
+    """Rebuild the network saved by `save_model` and load its weights strictly (eval mode), after
+    checking them finite and, where the file carries one, against its checksum."""
     path = Path(path)
-    arch, kwargs, _ = read_model_metadata(path)
+    arch, kwargs, meta = read_model_metadata(path)
     try:
         model = build_model(arch, **kwargs)  # checked first: metadata may ask for any size
     except ValueError as err:
@@ -102,6 +135,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:
         raise ValueError(f"model file {path} could not be read (corrupt or truncated?): {err}") from err
+    _check_weights(path, state, meta)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

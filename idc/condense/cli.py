@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+logger = logging.getLogger(__name__)
+
+# Exit status of a run stopped by a signal after checkpointing: 128 + signal number, as a shell
+# reports a process ended by that signal (and as `sr train` exits), so schedulers retry it.
+_SIGNAL_EXIT_BASE = 128
 
 
 def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
@@ -33,22 +40,35 @@ def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+def _until_interrupted(run: Any) -> int:
+    """Run `run()`; a stop signal (checkpoint written) ends it with one log line and 128 + signum
+    instead of a traceback."""
+    from idc.condense.condenser import CondensationInterrupted
+
+    try:
+        run()
+    except CondensationInterrupted as err:
+        logger.error("%s; rerun to continue", err)
+        return _SIGNAL_EXIT_BASE + err.signum
+    return 0
+
+
 def _condense_image(args: argparse.Namespace) -> int:
     from idc.condense.stage import condense_image
 
-    condense_image(store_path=args.store, image_id=args.image_id, extractor_path=args.extractor,
-                   out_path=args.out, log_path=args.log, cfg=_load_cfg(args), seed=args.seed,
-                   device=args.device, resume_dir=args.resume_dir, progress=args.progress)
-    return 0
+    return _until_interrupted(lambda: condense_image(
+        store_path=args.store, image_id=args.image_id, extractor_path=args.extractor, out_path=args.out,
+        log_path=args.log, cfg=_load_cfg(args), seed=args.seed, device=args.device, resume_dir=args.resume_dir,
+        progress=args.progress))
 
 
 def _condense_images(args: argparse.Namespace) -> int:
     from idc.condense.stage import condense_images
 
-    condense_images(store_path=args.store, image_ids=args.image_ids, extractor_path=args.extractor,
-                    out_paths=args.out, log_paths=args.log, cfg=_load_cfg(args), seed=args.seed,
-                    device=args.device, resume_dir=args.resume_dir, progress=args.progress)
-    return 0
+    return _until_interrupted(lambda: condense_images(
+        store_path=args.store, image_ids=args.image_ids, extractor_path=args.extractor, out_paths=args.out,
+        log_paths=args.log, cfg=_load_cfg(args), seed=args.seed, device=args.device, resume_dir=args.resume_dir,
+        progress=args.progress))
 
 
 def _upsample_assemble(args: argparse.Namespace) -> int:
@@ -58,7 +78,7 @@ def _upsample_assemble(args: argparse.Namespace) -> int:
         raise ValueError(f"--synthetic has {len(args.synthetic)} files but --image-ids {len(args.image_ids)} ids")
     upsample_and_assemble(synthetic_paths=args.synthetic, image_ids=args.image_ids, upsampler_path=args.upsampler,
                           out_store=args.out, source=args.source, seed=args.seed, device=args.device,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, real_store=args.real_store)
     return 0
 
 
@@ -120,6 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--real-store", default=None,
+                   help="the real patch store condensed: fixes the patch size, bounds each image's count")
     p.set_defaults(func=_upsample_assemble)
 
     p = subparsers.add_parser("memorisation", help="IDC: nearest-real-patch PSNR of synthetic patches")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,8 @@ from torch import nn
 
 from idc.condense.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_instance_states,
+    extractor_digest,
     fingerprint,
     load_checkpoint,
     save_checkpoint,
@@ -47,7 +50,15 @@ __all__ = ["CHECKPOINT_FORMAT", "CondensationInterrupted", "NonFiniteLossError",
 
 
 class CondensationInterrupted(RunInterrupted):
-    """Raised after a checkpoint was written because SIGTERM/SIGUSR1 arrived."""
+    """Raised after a checkpoint was written because SIGTERM/SIGUSR1 arrived; `signum` is that
+    signal (the command's exit status is 128 + signum, as for `sr train`)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process pools (the settings study) intact
+        return type(self), (str(self), self.signum)
 
 
 def defer_host_checks(device: torch.device) -> bool:
@@ -133,16 +144,17 @@ def condense_instances(
     n_synthetic = [int(n) for n in n_synthetic]
     device = torch.device(device)
     resume_path = Path(resume_path) if resume_path is not None else None
-    fingerprints = [fingerprint(cfg, s, r, n) for s, r, n in zip(seeds, reals, n_synthetic)]
+    weights = extractor_digest(extractor) if resume_path is not None else None
+    fingerprints = [fingerprint(cfg, s, r, n, extractor_sha256=weights) for s, r, n in zip(seeds, reals, n_synthetic)]
 
     checkpoint = None
     if resume_path is not None and resume_path.exists():
         checkpoint = load_checkpoint(resume_path)
         stale = stale_reason(checkpoint, fingerprints)
         if stale is not None:
-            # The settings changed since the interruption (the workflow reruns the job because its
-            # parameters changed): that run's state is of no use for this one, so start afresh.
-            logger.warning("discarding condensation checkpoint %s made with other settings (%s); starting afresh",
+            # The settings, the extractor or the code changed since the interruption (the workflow
+            # reruns the job because an input changed): that run's state is of no use, so start afresh.
+            logger.warning("discarding condensation checkpoint %s made with %s; starting afresh",
                            resume_path, stale)
             checkpoint = None
 
@@ -197,6 +209,9 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
     events = set(cfg.assignment_steps())
     start_step, seconds_before, resumed_from = 0, 0.0, None
     if checkpoint is not None:
+        check_instance_states(resume_path, checkpoint.get("instances"),
+                              [{"syn_param": inst.syn_param, "deform_scale": inst.deform_scale,
+                                "deform_shift": inst.deform_shift} for inst in insts])
         for inst, state in zip(insts, checkpoint["instances"]):
             inst.load(state)
         optimizer.load_state_dict(to_device(checkpoint["optimizer"], device))
@@ -231,7 +246,8 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
             finite.check()
             make_checkpoint(step)
             where = f"checkpoint at {resume_path}" if resume_path else "no checkpoint path given"
-            raise CondensationInterrupted(f"condensation interrupted by {stop.name} at step {step} ({where})")
+            raise CondensationInterrupted(f"condensation interrupted by {stop.name} at step {step} ({where})",
+                                          stop.signum)
         lr_now = cfg.lr_at(step, plateau)
         end = milestones_end[1]
         for group in optimizer.param_groups:

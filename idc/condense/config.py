@@ -39,6 +39,13 @@ def _of_type(value: Any, kind: str) -> bool:
     return kind != "str" or isinstance(value, str)
 
 
+# Upper bounds of the sizes that allocate memory in proportion: far above the paper's values
+# (num_freqs 1024, channels 256, Table 4's largest 512) and every shipped config, so only a typo
+# (an extra three zeros) meets them, which would otherwise end in an out-of-memory error inside
+# the job. The real side's characteristic functions alone take real_chunk x num_freqs floats.
+MAX_SIZES = {"num_freqs": 16384, "channels": 16384}
+
+
 @dataclass
 class CondenseConfig:
     # --- data volume -------------------------------------------------------------------------
@@ -206,6 +213,9 @@ class CondenseConfig:
                     "freq_resample_every", "real_chunk", "wavelet_levels", "plateau_patience"):
             if int(getattr(self, key)) != getattr(self, key) or getattr(self, key) < 1:
                 bad(key, "must be a positive integer")
+        for key, most in MAX_SIZES.items():
+            if getattr(self, key) > most:
+                bad(key, f"must be at most {most} (memory grows with it; see MAX_SIZES)")
         if self.kernel % 2 != 1:
             bad("kernel", "must be odd (padding k//2 keeps the spatial size)")
         for key in ("lr", "freq_std", "bn_eps"):

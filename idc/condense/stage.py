@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ def load_snapshots(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
+    """Synthetic LR patches written by `save_synthetic`: float32 (n,3,h,w), square, every value
+    finite and in [0, 1]; ValueError naming the file otherwise (a NaN would become black patches,
+    an out-of-range value a clipped one, silently)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"synthetic patches not found: {path}")
@@ -88,7 +92,56 @@ def load_synthetic(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(f"synthetic patches {path} are unreadable ({err})") from err
     if arr.ndim != 4 or arr.shape[1] != 3 or arr.dtype != np.float32:
         raise ValueError(f"synthetic patches {path} must be float32 (n,3,h,w), got {arr.dtype} {arr.shape}")
+    if arr.shape[2] != arr.shape[3]:
+        raise ValueError(f"synthetic patches {path} must be square, got {arr.shape[2]}x{arr.shape[3]}")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"synthetic patches {path} hold {int((~np.isfinite(arr)).sum())} non-finite values")
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"synthetic patches {path} hold values outside [0, 1] "
+                         f"(min {float(arr.min()):.4g}, max {float(arr.max()):.4g})")
     return torch.from_numpy(arr)
+
+
+def allotted_count(synthetic_path: str | os.PathLike, image_id: int) -> int | None:
+    """The number of synthetic patches `condense_image` allotted to `image_id` (its budget share),
+    from the instance log written beside the .npy; None when there is no such log. ValueError
+    when the log is unreadable or belongs to another image."""
+    log_path = Path(synthetic_path).with_suffix(".json")
+    if not log_path.is_file():
+        return None
+    try:
+        log = json.loads(log_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"condensation log {log_path} is unreadable ({err})") from None
+    if not isinstance(log, dict) or not isinstance(log.get("n_synthetic"), int):
+        return None
+    if "image_id" in log and log["image_id"] != int(image_id):
+        raise ValueError(f"synthetic patches {synthetic_path}: its log {log_path} is for image {log['image_id']}, "
+                         f"not image {image_id}")
+    return log["n_synthetic"]
+
+
+def check_synthetic_set(synthetic: Sequence[torch.Tensor], paths: Sequence[str | os.PathLike],
+                        image_ids: Sequence[int], *, real_store=None) -> None:
+    """Before any up-sampling: every file's patches have one size (the real store's LR patch
+    size when `real_store` is given), each file holds the count its log allotted, and never more
+    than its image has real patches (the ratio is at most 1). ValueError naming the file."""
+    sizes = Counter(int(syn.shape[2]) for syn in synthetic if syn.shape[0])
+    expected_size = int(real_store.lr_size) if real_store is not None else next(iter(sizes.most_common(1)), (None,))[0]
+    for syn, path, image_id in zip(synthetic, paths, image_ids):
+        n = int(syn.shape[0])
+        if n and int(syn.shape[2]) != expected_size:
+            what = f"the LR patch size of {real_store.path}" if real_store is not None else "that of the other files"
+            raise ValueError(f"synthetic patches {path} are {syn.shape[2]}x{syn.shape[3]}, "
+                             f"not {expected_size}x{expected_size} ({what})")
+        allotted = allotted_count(path, image_id)
+        if allotted is not None and n != allotted:
+            raise ValueError(f"synthetic patches {path} hold {n} patches, but image {image_id} was allotted {allotted}")
+        if real_store is not None:
+            n_real = len(real_store.indices_of_image(int(image_id)))
+            if n > n_real:
+                raise ValueError(f"synthetic patches {path} hold {n} patches, more than the {n_real} real patches "
+                                 f"of image {image_id} in {real_store.path}")
 
 
 def config_from_dict(cfg: dict[str, Any] | CondenseConfig) -> CondenseConfig:
@@ -215,8 +268,11 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
 
 def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image_ids: Sequence[int],
                           upsampler_path: str | os.PathLike, out_store: str | os.PathLike, source: str,
-                          seed: int, device: str = "auto", batch_size: int = 16) -> Path:
-    """Up-sample every instance's synthetic LR patches with the teacher and write one patch store."""
+                          seed: int, device: str = "auto", batch_size: int = 16,
+                          real_store: str | os.PathLike | None = None) -> Path:
+    """Up-sample every instance's synthetic LR patches with the teacher and write one patch store.
+    Every file is checked first (`load_synthetic`, `check_synthetic_set`); `real_store`, when
+    given, fixes the patch size and bounds each image's count by its real patches."""
     from idc.archs import deterministic_inference, load_model
     from idc.condense.assemble import assemble_store
     from idc.condense.upsample import to_uint8, upsample_patches
@@ -227,6 +283,11 @@ def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image
     if not upsampler_path.is_file():
         raise FileNotFoundError(f"up-sampler not found: {upsampler_path}")
     synthetic = [load_synthetic(p) for p in synthetic_paths]  # all inputs checked before the work
+    if real_store is not None:
+        from idc.data.store import PatchStore
+
+        real_store = PatchStore(real_store)
+    check_synthetic_set(synthetic, synthetic_paths, image_ids, real_store=real_store)
     # Images whose budget share is 0 have empty files; they contribute no patch to the store.
     empty = [int(i) for syn, i in zip(synthetic, image_ids) if syn.shape[0] == 0]
     if empty:

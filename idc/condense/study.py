@@ -171,7 +171,7 @@ def _downstream_store(study: dict[str, Any], name: str, paths: dict[str, Path], 
         runs = Path(study["out"]) / "runs" / name
         upsample_and_assemble(synthetic_paths=[runs / f"{i:04d}.npy" for i in image_ids], image_ids=image_ids,
                               upsampler_path=paths["teacher"], out_store=out, source=f"study {name}",
-                              seed=int(study.get("seed", 0)), device="cpu", batch_size=32)
+                              seed=int(study.get("seed", 0)), device="cpu", batch_size=32, real_store=paths["store"])
     return out
 
 

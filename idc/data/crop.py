@@ -12,14 +12,18 @@ holds under its HR patch (not a resize of the HR patch, whose borders would diff
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +39,11 @@ from idc.data.store import (
     WRITE_MARGIN,
     PatchStoreWriter,
     check_free_space,
+    check_replaceable_store,
     write_patch_store,
 )
 from idc.progress import ProgressLog
+from idc.runloop import STOP_SIGNALS, RunInterrupted
 
 __all__ = [
     "DIV2K_TRAIN_PATCHES",
@@ -47,6 +53,8 @@ __all__ = [
     "find_lr_file",
     "image_patch_counts",
     "crop_images_to_store",
+    "check_output_path",
+    "CropInterrupted",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +62,7 @@ logger = logging.getLogger(__name__)
 # DIV2K train HR (800 images), HR crop 256, step 128, thresh 0: the paper's number of pairs.
 DIV2K_TRAIN_PATCHES = 120_765
 LOG_EVERY_S = 30.0  # progress log period
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal to the caller when its parent ends
 
 
 def crop_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -168,17 +177,69 @@ def _crop_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Path:
     )
 
 
+class CropInterrupted(RunInterrupted):
+    """A stop signal ended the cropping; the workers were stopped and nothing was written."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"cropping stopped by {signal.Signals(signum).name}; nothing was written, rerun to crop")
+        self.signum = int(signum)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initialiser. Stop signals are ignored (a signal sent to the whole process group
+    reaches the parent, which cancels the pending jobs and lets the running ones finish: no worker
+    dies mid-job under it), and the worker is killed when its parent ends, however that ends
+    (Linux prctl; elsewhere the parent's own stop handling must do)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (AttributeError, OSError):  # no prctl in this libc: the parent's handler remains
+            pass
+    if os.getppid() != parent_pid:  # the parent ended before the request took effect
+        os._exit(1)
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker pool for cropping, or None for in-process work.
 
     Fork where the platform has it: the children inherit the imported modules without
     re-executing the caller's main script (which a Snakemake ``script:`` would be under spawn).
+    The workers end with their parent (`_die_with_parent`): none is left orphaned.
     """
     if workers <= 1:
         return None
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods else methods[0])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """SIGTERM/SIGUSR1 raise CropInterrupted in the main thread while cropping, so the pool is shut
+    down, the spool and the temporary store removed, and the command ends with one line (the
+    default action would end the process at once, its workers left running). Elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if not received:  # once: a second signal must not break off the clean-up of the first
+            received.append(signum)
+            raise CropInterrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _ordered_map(
@@ -250,6 +311,34 @@ def _validate_inputs(
     return lr_files, total
 
 
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_path(
+    out_path: str | os.PathLike,
+    *,
+    input_dirs: Sequence[Path | None],
+    input_files: Sequence[Path | None] = (),
+) -> None:
+    """ValueError naming the store unless ``out_path`` may take a new store: it must lie outside
+    every input folder (a store written there would replace an image or mix into the images a
+    later run lists), differ from every input file, and hold nothing a user made
+    (`check_replaceable_store`). Cheap: runs before any image is read."""
+    out_path = Path(out_path)
+    resolved = out_path.resolve()
+    for folder in input_dirs:
+        if folder is not None and _is_within(resolved, Path(folder).resolve()):
+            raise ValueError(
+                f"patch store {out_path}: the output path is inside the input folder {folder} "
+                "(choose a path outside the inputs)"
+            )
+    for file in input_files:
+        if file is not None and resolved == Path(file).resolve():
+            raise ValueError(f"patch store {out_path}: the output path is the input file {file}")
+    check_replaceable_store(out_path)
+
+
 def crop_images_to_store(
     hr_dir: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -288,6 +377,7 @@ def crop_images_to_store(
     if lr_dir_p is not None and not lr_dir_p.is_dir():
         raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
     hr_files = list_images(hr_dir) if hr_files is None else [Path(p) for p in hr_files]
+    check_output_path(out_path, input_dirs=[hr_dir, lr_dir_p], input_files=hr_files)
     lr_files, total = _validate_inputs(
         hr_files, lr_dir_p, scale=scale, hr_size=hr_size, step=step, thresh=thresh
     )
@@ -309,8 +399,6 @@ def crop_images_to_store(
     # With several workers, compression (the costliest part of writing) happens in the workers:
     # they spool small compressed stores next to the output, the writer copies their chunks.
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.is_dir():
-        raise ValueError(f"patch store {out_path}: the output path is a folder")
     remove_stale_temporaries(out_path)
     # Uncompressed size as the bound: LZF keeps 86-87 % of real photos, noise not at all.
     lr_size = hr_size // scale
@@ -364,13 +452,14 @@ def _write_store(
 ) -> None:
     """Run the crop jobs and write their patches, in image order, into one store
     (`store_attrs`: the PatchStoreWriter keyword arguments)."""
-    pool = _process_pool(workers)
-    try:
-        results = _ordered_map(_crop_job, jobs, pool, window=2 * workers)
-        _write_results(out_path, results, len(jobs), total, store_attrs=store_attrs, names=names)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    with _stop_signals_raise():
+        pool = _process_pool(workers)
+        try:
+            results = _ordered_map(_crop_job, jobs, pool, window=2 * workers)
+            _write_results(out_path, results, len(jobs), total, store_attrs=store_attrs, names=names)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_results(

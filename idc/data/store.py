@@ -44,7 +44,7 @@ from idc import __version__
 from idc.atomic import move_into_place, remove_stale_temporaries, temporary_path
 
 __all__ = ["PatchStoreWriter", "PatchStore", "write_patch_store", "dataset_digest", "SCHEMA_VERSION",
-           "COMPRESSION"]
+           "COMPRESSION", "check_replaceable_store", "is_own_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,39 @@ def _python_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+# The `created_by` attr of every store this package writes starts with this: how a writer knows
+# that an existing file at its output path is its own earlier output, and so may be replaced.
+CREATED_BY_PREFIX = "idc-workflow"
+
+
+def is_own_store(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 patch store written by this package (its ``created_by`` attr
+    names the package). Any file that cannot be opened as HDF5 is not."""
+    try:
+        with h5py.File(path, "r") as f:
+            created_by = _python_value(f.attrs.get("created_by", ""))
+    except (OSError, ValueError):
+        return False
+    return isinstance(created_by, str) and created_by.startswith(CREATED_BY_PREFIX)
+
+
+def check_replaceable_store(path: str | os.PathLike) -> None:
+    """ValueError naming ``path`` unless a store may be written there: nothing exists there yet,
+    or it is a store this package wrote (a rerun replaces its own output, never a user's file)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if path.is_dir():
+        raise ValueError(f"patch store {path}: the output path is a folder")
+    if not path.is_file():
+        raise ValueError(f"patch store {path}: the output path exists and is not a regular file")
+    if not is_own_store(path):
+        raise ValueError(
+            f"patch store {path}: the output path holds a file not written by idc-workflow; "
+            "refusing to replace it (move it away or choose another output)"
+        )
 
 
 def check_free_space(path: Path, needed_bytes: int) -> None:
@@ -138,8 +171,7 @@ class PatchStoreWriter:
                 f"patch store {path}: hr_size {hr_size!r} must be a positive multiple of scale {scale}"
             )
         self.path = Path(path)
-        if self.path.is_dir():
-            raise ValueError(f"patch store {path}: the output path is a folder")
+        check_replaceable_store(self.path)
         self.scale = int(scale)
         self.hr_size = int(hr_size)
         self.lr_size = self.hr_size // self.scale

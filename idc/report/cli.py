@@ -20,7 +20,7 @@ from pathlib import Path
 from idc.atomic import atomic_write_text
 from idc.report import figures
 from idc.report.paper_reference import PAPER_TABLES
-from idc.report.results import collect_results, read_results_csv, summarise_run
+from idc.report.results import check_run_folder, collect_results, read_results_csv, summarise_run
 from idc.report.tables import (
     LAYOUTS,
     MARKINGS,
@@ -54,6 +54,7 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
+    check_run_folder(args.results_dir, args.configfile)
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command,
                          figures_dir=args.figures, trajectories=args.trajectories,
                          link_base=args.link_base or (args.out.parent if args.out else Path(".")))

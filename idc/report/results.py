@@ -330,6 +330,27 @@ def trajectory_markdown(frame: pd.DataFrame, rows: Sequence[str], model: str) ->
     return lines
 
 
+def check_run_folder(results_dir: str | Path, configfile: str | Path) -> None:
+    """ValueError (or FileNotFoundError) in one line unless `configfile` is a readable mapping
+    whose `run` names `results_dir`, an existing folder: a record must never put one run's name
+    above another run's tables, nor describe a folder that is not there."""
+    results_dir, configfile = Path(results_dir), Path(configfile)
+    try:
+        config = yaml.safe_load(configfile.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {configfile} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"config file {configfile} must hold a mapping (got {type(config).__name__})")
+    run = config.get("run")
+    if not isinstance(run, str) or not run:
+        raise ValueError(f"config file {configfile}: config key run is missing or not a name")
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist (run `{run}` has no results there)")
+    if results_dir.resolve().name != run:
+        raise ValueError(f"results folder {results_dir} is not the folder of run `{run}` named in {configfile} "
+                         f"(expected results/{run})")
+
+
 def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
                   figures_dir: str | Path | None = None, link_base: str | Path = ".",
                   trajectories: bool = False) -> str:

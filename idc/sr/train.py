@@ -357,15 +357,15 @@ def _software_versions() -> dict[str, str]:
     return versions
 
 
-def _fingerprint(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[str, str] | None) -> str:
-    """Identity of a run: a checkpoint is resumed only by a run with the same fingerprint."""
-    ident = {
+def _identity(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[str, str] | None) -> dict[str, Any]:
+    """Identity of a run: a checkpoint is resumed only by a run with the same fingerprint (its
+    digest) and the same implementation version (recorded beside it, `ckpt.stale_reason`)."""
+    return {
         "config": asdict(cfg),
         "store": file_identity(store),
         "indices": hashlib.sha256(indices.read_bytes()).hexdigest() if indices is not None else None,
         "validation": val,
     }
-    return fingerprint_digest(ident)
 
 
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -484,13 +484,15 @@ def _train(
         raise ValueError(f"model_kwargs do not fit model {cfg.model_name!r}: {err}") from err
     model.to(torch_device)
     state = build_state(model, cfg, amp_dtype=amp_dtype)
-    fingerprint = _fingerprint(
+    identity = _identity(
         cfg, store_path, indices_path, (str(val_hr_dir), str(val_lr_dir)) if val_hr_dir is not None else None
     )
+    fingerprint = fingerprint_digest(identity)
 
     manifest = ckpt.read_manifest(resume_dir)
-    if manifest is not None and manifest["fingerprint"] != fingerprint:
-        logger.warning("checkpoint in %s belongs to a run with other settings; starting afresh", resume_dir)
+    stale = ckpt.stale_reason(manifest, fingerprint, identity) if manifest is not None else None
+    if stale is not None:
+        logger.warning("checkpoint in %s belongs to a run with %s; starting afresh", resume_dir, stale)
         if world.is_main:
             ckpt.clear_checkpoints(resume_dir)
         manifest = None
@@ -538,7 +540,7 @@ def _train(
             return
         payload = state_to_payload(st, cfg, torch_device)
         payload["wall_time"] = st.wall_time + time.perf_counter() - session_start
-        ckpt.save_checkpoint(resume_dir, payload, step=st.step, fingerprint=fingerprint)
+        ckpt.save_checkpoint(resume_dir, payload, step=st.step, fingerprint=fingerprint, identity=identity)
 
     with stop_signals(log=logger) as flag:
 

@@ -534,12 +534,25 @@ def get_export_card(wc):
 SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 
 
+def _visible_files(folder):
+    """Every visible file of a folder, in name order (hidden ones are never read)."""
+    return sorted(
+        str(p)
+        for p in Path(folder).iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    )
+
+
 def get_folder_inputs(wc):
+    """The folders of a `method: folder` dataset and every file in them: rewriting an image
+    changes its own mtime, not its folder's, so only the files make the import rerun."""
     spec = DATASETS[wc.dataset]
-    inputs = {"hr": spec["hr"]}
+    inputs = {"hr": spec["hr"], "hr_files": _visible_files(spec["hr"])}
     for key in ("lr", "meta_info"):
         if spec.get(key):
             inputs[key] = spec[key]
+    if spec.get("lr"):
+        inputs["lr_files"] = _visible_files(spec["lr"])
     return inputs
 
 
