@@ -170,3 +170,99 @@ def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path):
                          cwd=work, check=False, timeout=300)
         _one_line_error(proc, "error: config key", key)
         assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before, key
+
+
+def _idc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(), timeout=120)
+
+
+def test_crop_and_import_never_replace_an_input_or_a_file_they_did_not_write(tmp_path):
+    """`crop gc/HR gc/HR/a.png` once replaced the image with an HDF5 file (and import-folder did
+    the same); now an output inside or equal to an input, or any file the tool did not write, is
+    refused with one line, and every file around stays byte for byte."""
+    hr = _photos(tmp_path / "gc" / "HR")
+    lr = _photos(tmp_path / "gc" / "LR", size=(24, 32))
+    meta = tmp_path / "gc" / "meta_info.txt"
+    meta.write_text("a.png (96,128,3)\nb.png (96,128,3)\n")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("precious\n")
+    crop = ("--hr-size", "32", "--step", "32", "--workers", "1")
+    cases = {
+        "crop onto an HR image": (("crop", str(hr), str(hr / "a.png"), *crop), "inside the input folder"),
+        "crop into the HR folder": (("crop", str(hr), str(hr / "new.h5"), *crop), "inside the input folder"),
+        "crop into the LR folder": (("crop", str(hr), str(lr / "s.h5"), "--lr-dir", str(lr), *crop),
+                                    "inside the input folder"),
+        "crop onto a user's file": (("crop", str(hr), str(victim / "notes.txt"), *crop), "not written by idc-workflow"),
+        "crop onto a folder": (("crop", str(hr), str(victim), *crop), "is a folder"),
+        "import onto an HR image": (("import-folder", str(hr), str(hr / "b.png"), "--lr-dir", str(lr), *crop[:4]),
+                                    "inside the input folder"),
+        "import onto the meta_info": (("import-folder", str(hr), str(meta), "--meta-info", str(meta), *crop[:4]),
+                                      "is the input file"),
+        "import onto a user's file": (("import-folder", str(hr), str(victim / "notes.txt"), *crop[:4]),
+                                      "not written by idc-workflow"),
+    }
+    before = _fingerprint(tmp_path)
+    for case, (args, reason) in cases.items():
+        line = _one_line_error(_idc(*args), reason)
+        assert line.startswith("error: patch store"), (case, line)
+        assert _fingerprint(tmp_path) == before, case
+    # The tool's own earlier output is replaced (a rerun), by either command.
+    out = tmp_path / "out" / "s.h5"
+    for command in ("crop", "import-folder", "crop"):
+        proc = _idc(command, str(hr), str(out), *crop[:4])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {k: v for k, v in _fingerprint(tmp_path).items() if not k.startswith("out")} == before
+
+
+def test_export_never_deletes_or_replaces_what_it_did_not_write(tmp_path):
+    """`export s5.h5 victim` once deleted a user's folder, `export self/s5.h5 self` the input
+    store, and an existing file became a hidden `.name.old-<pid>`; now only the command's own
+    earlier export is replaced, anything else is refused with one line and stays byte for byte."""
+    from idc.data.store import write_patch_store
+
+    rng = np.random.default_rng(0)
+    store = tmp_path / "self" / "s5.h5"
+    store.parent.mkdir()
+    write_patch_store(store, rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8),
+                      rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8), np.arange(5),
+                      np.zeros((5, 2), int), scale=4, source="test", seed=0)
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "notes.txt").write_text("precious\n")
+    (victim / "sub" / "y.txt").write_text("x\n")
+    (tmp_path / "file.txt").write_text("a file\n")
+    (tmp_path / "link").symlink_to(victim, target_is_directory=True)
+    faked = tmp_path / "faked"
+    faked.mkdir()
+    (faked / "dataset_card.yaml").write_text("created_by: someone else\nsha256: {}\n")
+    mine = tmp_path / "mine"  # an earlier export, then changed by its user
+    assert _idc("export", str(store), str(mine)).returncode == 0
+    (mine / "HR" / "my-notes.txt").write_text("kept\n")
+    edited = tmp_path / "edited"
+    assert _idc("export", str(store), str(edited)).returncode == 0
+    with open(edited / "train_basicsr_EDSR_x4.yml", "a") as fh:
+        fh.write("# my learning rate\n")
+    cases = {
+        "a user's folder": (victim, "no readable dataset_card.yaml"),
+        "the folder holding the input": (store.parent, "is or holds the input"),
+        "the input store itself": (store, "is or holds the input"),
+        "a file": (tmp_path / "file.txt", "exists and is not a folder"),
+        "a link": (tmp_path / "link", "symbolic link"),
+        "a card not written by export": (faked, "not written by `python -m idc export`"),
+        "an export holding a user's file": (mine, "HR/my-notes.txt is not one of the files its card lists"),
+        "an export with an edited option file": (edited, "train_basicsr_EDSR_x4.yml was changed since the export"),
+    }
+    before = _fingerprint(tmp_path)
+    for case, (out, reason) in cases.items():
+        line = _one_line_error(_idc("export", str(store), str(out)), reason)
+        assert line.startswith("error: export:") and str(out) in line, (case, line)
+        assert _fingerprint(tmp_path) == before, case
+    # The command's own earlier export is replaced (a rerun), and nothing else changes.
+    out = tmp_path / "exports" / "s5"
+    for lr_names in ("suffix", "same"):
+        proc = _idc("export", str(store), str(out), "--lr-names", lr_names)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (out / "LR_bicubic" / "X4").iterdir()) == sorted(p.name for p in (out / "HR").iterdir())
+    assert {k: v for k, v in _fingerprint(tmp_path).items() if not k.startswith("exports")} == before
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["s5"]  # no temporary left

@@ -112,7 +112,8 @@ def test_card_lists_every_file_with_its_sha256_and_the_provenance(tmp_path):
                         card={"method": "idc", "ratio": 0.1, "config": {"steps": 3}, "seeds": {"master": 1}})
     card = yaml.safe_load((out / CARD_NAME).read_text())
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {CARD_NAME}
-    assert set(card["sha256"]) == on_disk and len(on_disk) == 2 * 7 + 1
+    # 7 pairs, meta_info.txt, the option files of BasicSR, MambaIR and traiNNer-redux
+    assert set(card["sha256"]) == on_disk and len(on_disk) == 2 * 7 + 1 + 3
     for rel, digest in card["sha256"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
     assert card["method"] == "idc" and card["ratio"] == 0.1 and card["pairs"] == 7
@@ -148,10 +149,33 @@ def test_round_trip_of_a_selection(tmp_path):
 
 def test_export_replaces_an_older_export_and_leaves_no_temporary_folder(tmp_path):
     out = export_paired(tmp_path / "exp", _store(tmp_path / "s.h5", n=5), scale=SCALE)
-    (out / "HR" / "stale.png").write_bytes(b"x")
     export_paired(tmp_path / "exp", _store(tmp_path / "t.h5", n=3), scale=SCALE)
     assert len(list((out / "HR").iterdir())) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "s.h5", "t.h5"]
+    # a file the export did not write makes the folder someone else's too: refused, kept
+    (out / "HR" / "stale.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"HR/stale\.png is not one of the files its card lists"):
+        export_paired(tmp_path / "exp", _store(tmp_path / "s.h5"), scale=SCALE)
+    assert (out / "HR" / "stale.png").read_bytes() == b"x" and len(list((out / "HR").iterdir())) == 4
+
+
+def test_export_lr_names_same_pairs_by_identical_names_and_imports_back(tmp_path):
+    store = _store(tmp_path / "s.h5", n=5)
+    out = export_paired(tmp_path / "exp", store, scale=SCALE, lr_names="same")
+    hr = sorted(p.name for p in (out / "HR").iterdir())
+    assert hr == sorted(p.name for p in (out / "LR_bicubic" / "X4").iterdir())
+    card = yaml.safe_load((out / CARD_NAME).read_text())
+    assert card["layout"]["lr_name"] == "<name>.png" and card["layout"]["basicsr"]["filename_tmpl"] == "{}"
+    back = import_paired(out / "HR", tmp_path / "back.h5", lr_dir=out / "LR_bicubic" / "X4",
+                         meta_info=out / META_INFO_NAME, scale=SCALE, hr_size=16, step=16)
+    assert all(np.array_equal(a, b) for a, b in zip(_read_all(store), _read_all(back)))
+
+
+def test_export_refuses_repeated_indices(tmp_path):
+    np.save(tmp_path / "sel.npy", np.array([3, 3, 3, 3]))
+    with pytest.raises(ValueError, match=r"sel\.npy lists a pair more than once"):
+        export_paired(tmp_path / "exp", _store(tmp_path / "s.h5"), indices_path=tmp_path / "sel.npy", scale=SCALE)
+    assert not (tmp_path / "exp").exists()
 
 
 def test_export_refuses_a_store_of_another_scale(tmp_path):

@@ -75,3 +75,41 @@ def test_cli_prints_the_plan_and_names_a_bad_table():
     assert "| train_sr | swinir | 6 | 2 |" in ok.stdout and "GPU-days" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "idc", "plan", "--tables", "table9"], capture_output=True, text=True)
     assert bad.returncode == 1 and "table9" in bad.stderr
+
+
+def test_plan_offers_the_released_weights_of_each_teacher(paper):
+    """Training the MambaIRv2 teacher is most of the bill; importing its released checkpoint costs
+    no training: the plan names the file and the config key, and totals with and without it."""
+    from idc.plan import IMPORT_GPU_HOURS, format_alternatives, weights_alternatives
+
+    rows = plan(paper)
+    alts = {a["teacher"]: a for a in weights_alternatives(paper, rows)}
+    assert alts["mambairv2_up"]["file"] == "mambairv2_classicSR_Base_x4.pth"
+    assert alts["swinir"]["file"] == "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x4.pth"
+    assert alts["mambairv2_up"]["key"] == "teachers.mambairv2_up.weights"
+    teachers = _rows(rows, "train_teacher")
+    assert alts["mambairv2_up"]["gpu_hours"] == teachers["mambairv2_up"].gpu_hours > 2000
+    text = format_alternatives(rows, list(alts.values()))
+    total = sum(r.gpu_hours for r in rows)
+    with_weights = total - sum(t.gpu_hours for t in teachers.values()) + 2 * IMPORT_GPU_HOURS
+    assert f"total GPU-h: {total:,.0f} training every teacher" in text
+    assert f"{with_weights:,.0f} with the released weights" in text
+    assert "`teachers.swinir.weights`" in text and "| mambairv2_up | 2,042 | 0 (+0.5 import) |" in text
+    # Table 5's teachers have released checkpoints too
+    alts5 = {a["teacher"]: a["file"] for a in weights_alternatives(paper, plan(paper, tables=["table5"]))}
+    assert alts5["edsr_up"] == "EDSR_Lx4_f256b32_DIV2K_official-76ee1c8f.pth"
+    assert alts5["swinir_up"] == "001_classicalSR_DIV2K_s48w8_SwinIR-M_x4.pth"
+
+
+def test_a_teacher_with_weights_is_imported_not_trained_in_the_plan(paper):
+    teachers = {**paper["teachers"], "mambairv2_up": {**paper["teachers"]["mambairv2_up"], "weights": "m.pth"}}
+    rows = plan({**paper, "teachers": teachers})
+    assert set(_rows(rows, "train_teacher")) == {"swinir"}
+    imported = _rows(rows, "import_teacher")["mambairv2_up"]
+    assert imported.gpus == 1 and imported.gpu_hours == 0.5
+
+
+def test_cli_prints_the_alternative():
+    ok = subprocess.run([sys.executable, "-m", "idc", "plan", "--configfile", "config/config.yaml"],
+                        capture_output=True, text=True, check=True)
+    assert "mambairv2_classicSR_Base_x4.pth" in ok.stdout and "with the released weights" in ok.stdout

@@ -13,6 +13,11 @@ group "condense", a CPU aggregate). IDC_SLURM_WORKFLOW_DIR=toy forces the small 
 
 Skipped (with the reason) where SLURM cannot be started: IDC_SLURM=0, not root, or neither SLURM
 nor apt-get present. IDC_SLURM_KEEP=1 leaves a cluster this session started running.
+
+The tests at the end (not marked `slurm`, no cluster needed) check what the profile submits for a
+CPU job and a GPU job under separate CPU and GPU partitions and a GPU model: Snakemake evaluates
+the profile in a dry run, and the plugin's own code turns each job's resources into its sbatch
+arguments. The CI cluster has one partition, so the cluster tests see one partition only.
 """
 
 from __future__ import annotations
@@ -29,11 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import PROJECT_ROOT
 
-pytestmark = pytest.mark.slurm
+slurm = pytest.mark.slurm  # the tests that start or use the cluster
 
 SETUP = PROJECT_ROOT / ".ci" / "slurm" / "setup.sh"
 STOP = PROJECT_ROOT / ".ci" / "slurm" / "stop.sh"
@@ -48,7 +52,18 @@ NODE_MEM_MB = 20000
 TOY_RUN_TIMEOUT_S = 300
 # Rules that may run inside the submitting snakemake instead of SLURM (targets, tiny summaries);
 # IDC_SLURM_LOCAL_RULES (comma separated) adds to them.
-LOCAL_RULES = {"all"} | set(filter(None, os.environ.get("IDC_SLURM_LOCAL_RULES", "").split(",")))
+def workflow_localrules() -> set[str]:
+    """The rules the project declares `localrules` (downloads, test sets, tables, figures)."""
+    rules: set[str] = set()
+    for smk in sorted((PROJECT_ROOT / "workflow" / "rules").glob("*.smk")):
+        # `localrules: a, b` or, as snakefmt writes it, one indented name per line
+        for m in re.finditer(r"^localrules:((?:[ \t]*\S.*)?\n(?:[ \t]+\S.*\n)*)", smk.read_text(), re.M):
+            rules |= {r.strip() for r in m.group(1).replace("\n", ",").split(",") if r.strip()}
+    return rules
+
+
+LOCAL_RULES = ({"all"} | workflow_localrules()
+               | set(filter(None, os.environ.get("IDC_SLURM_LOCAL_RULES", "").split(","))))
 PROJECT_RUN_TIMEOUT_S = 1200
 
 
@@ -381,6 +396,7 @@ def workflow_run(slurm_cluster, tmp_path_factory, request) -> RunRecord:
 # The checks
 
 
+@slurm
 def test_every_job_went_through_sbatch_and_completed(workflow_run: RunRecord) -> None:
     assert set(workflow_run.local) <= LOCAL_RULES, f"ran outside SLURM: {workflow_run.local}"
     planned = Counter(job.rule for job in workflow_run.planned)
@@ -398,6 +414,7 @@ def test_every_job_went_through_sbatch_and_completed(workflow_run: RunRecord) ->
         assert comment.startswith(expected), (jid, comment)
 
 
+@slurm
 def test_jobs_get_partition_account_gpus_time_and_memory(workflow_run: RunRecord) -> None:
     for jid, jobs in workflow_run.submitted.items():
         row = workflow_run.sacct[jid]
@@ -429,6 +446,7 @@ def test_jobs_get_partition_account_gpus_time_and_memory(workflow_run: RunRecord
                 assert max(mems) <= mem <= sum(mems), (jid, row["ReqMem"])
 
 
+@slurm
 def test_outputs_were_written_inside_their_slurm_jobs(workflow_run: RunRecord) -> None:
     if workflow_run.is_project:
         pytest.skip("only the small workflow stamps its outputs with the SLURM job id")
@@ -443,6 +461,7 @@ def test_outputs_were_written_inside_their_slurm_jobs(workflow_run: RunRecord) -
         assert (fields["gpus"] != "none") == gpu_rule, (path, line)
 
 
+@slurm
 def test_a_training_job_ran_data_parallel_ranks(workflow_run: RunRecord) -> None:
     """config/slurm-ci.yaml gives one teacher two GPUs: one SLURM job, two torchrun ranks."""
     if not workflow_run.is_project:
@@ -463,6 +482,7 @@ def test_a_training_job_ran_data_parallel_ranks(workflow_run: RunRecord) -> None
         assert train_log["settings"]["ranks"] == ranks
 
 
+@slurm
 def test_second_run_has_nothing_to_do(workflow_run: RunRecord) -> None:
     """Nothing was left incomplete: a second run finds every output up to date."""
     extra = [a for a in workflow_run.extra if a != "--forceall"]
@@ -509,6 +529,7 @@ sys.exit(1)
 '''
 
 
+@slurm
 def test_pre_timeout_signal_checkpoints_and_the_retry_resumes(slurm_cluster, tmp_path,
                                                                request) -> None:
     """What `--signal=B:USR1@300` of the profile does 300 s before a long job's time limit, done
@@ -530,7 +551,7 @@ rule train_sr:
     resources: gpu=1, mem_mb=500, runtime=10
     shell: "{sys.executable} trainer.py {{output}}"
 ''')
-    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    profile = evaluated_profile({})
     assert profile["retries"] >= 1 and profile["rerun-incomplete"] is True
     assert "slurm_extra" in profile["set-resources"]["train_sr"]
     started = tmp_path / "results" / "model.txt.started"
@@ -568,3 +589,211 @@ rule train_sr:
                     f"{state['step']} on {state['signal']} "
                     f"({rows[first_job]['State']}), job {state['resumed_in_job']} resumed; "
                     f"{seconds:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------------
+# What the profile submits, without a cluster: partitions, GPU requests, gres, local rules
+
+# Environment variables the profile reads; each test sets the ones it needs and clears the others.
+_PROFILE_ENV = ("SLURM_PARTITION", "SLURM_CPU_PARTITION", "SLURM_GPU_PARTITION", "SLURM_GPU_MODEL",
+                "SLURM_ACCOUNT", "IDC_SLURM_MAX_MEM_MB")
+
+
+def _profile_env(env: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in _PROFILE_ENV}
+    return {**base, **env}
+
+
+def evaluated_profile(env: dict[str, str]) -> dict:
+    """profiles/slurm/config.yaml as Snakemake reads it (YTE evaluated under ``env``)."""
+    yte = pytest.importorskip("yte")
+    code = ("import json, sys, yte; print(json.dumps(yte.process_yaml(open(sys.argv[1]).read())))")
+    proc = subprocess.run([sys.executable, "-c", code, str(SLURM_PROFILE / "config.yaml")], env=_profile_env(env),
+                          capture_output=True, text=True, check=True)
+    assert yte  # imported here too, so a missing yte skips instead of failing in the subprocess
+    return json.loads(proc.stdout)
+
+
+# The shape of the project's rules: CPU rules, GPU rules, and select_baseline, which asks for a GPU
+# only for teacher features (its jobs then have the teacher as input).
+_PROFILE_TOY = '''\
+rule all:
+    input: "r/table.txt", "r/sel/random.npy", "r/sel/herding.npy", "r/sr.txt"
+
+rule crop_patches:
+    output: "r/crop.txt"
+    resources: gpu=0, mem_mb=500, runtime=5
+    shell: "touch {output}"
+
+rule train_teacher:
+    input: "r/crop.txt"
+    output: "r/teacher.txt"
+    threads: 2
+    resources: gpu=2, mem_mb=500, runtime=10
+    shell: "touch {output}"
+
+rule select_baseline:
+    input: unpack(lambda wc: {"teacher": "r/teacher.txt"} if wc.dataset == "herding" else {"store": "r/crop.txt"})
+    output: "r/sel/{dataset}.npy"
+    resources: gpu=lambda wc: int(wc.dataset == "herding"), mem_mb=500, runtime=5, cpus_per_task=4
+    shell: "touch {output}"
+
+rule train_sr:
+    input: "r/crop.txt"
+    output: "r/sr.txt"
+    resources: gpu=1, mem_mb=500, runtime=10
+    shell: "touch {output}"
+
+rule make_table:
+    input: "r/sr.txt"
+    output: "r/table.txt"
+    resources: gpu=0, mem_mb=500, runtime=5
+    shell: "touch {output}"
+'''
+
+
+class _Resources(dict):
+    """Job resources as the plugin reads them: ``get`` and attribute access."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+def _value(text: str):
+    return int(text) if re.fullmatch(r"-?\d+", text) else text
+
+
+def submitted_args(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """'rule[ wildcards]' -> the sbatch arguments snakemake-executor-plugin-slurm builds for it,
+    from the resources a dry run with the profile gives (the plugin's own functions)."""
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm")
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "Snakefile").write_text(_PROFILE_TOY)
+    _profile_configfile(tmp_path)
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--profile", str(SLURM_PROFILE),
+                          "--nocolor"], cwd=tmp_path, env=_profile_env(env), capture_output=True, text=True,
+                         timeout=300)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+    calls = {}
+    for _, job, _ in parse_job_blocks(dry.stdout + dry.stderr):
+        if job.rule == "all":
+            continue
+        resources = _Resources({k: _value(v) for k, v in job.resources.items()})
+        fake = type("Job", (), {"resources": resources, "threads": job.threads, "name": job.rule})()
+        executor = type("Executor", (), {"_partitions": None, "_fallback_partition": "CLUSTER-DEFAULT",
+                                         "logger": None})()
+        partition = plugin.Executor.get_partition_arg(executor, fake)
+        params = {"run_uuid": "run", "slurm_logfile": "log", "comment_str": f"rule_{job.rule}",
+                  "account": "", "partition": partition, "workdir": ""}
+        call = get_submit_command(fake, params) + set_gres_string(fake)
+        key = job.rule + (f" {job.wildcards}" if job.wildcards else "")
+        calls[key] = call
+    return calls
+
+
+def _partition(call: str) -> str:
+    m = re.search(r" -p (\S+)", call)
+    return m.group(1).strip("'") if m else ""
+
+
+def _gpus(call: str) -> str:
+    m = re.search(r"--gpus=(\S+)", call)
+    return m.group(1) if m else ""
+
+
+def test_cpu_jobs_go_to_the_cpu_partition_and_gpu_jobs_ask_for_their_model(tmp_path):
+    calls = submitted_args(tmp_path, {"SLURM_CPU_PARTITION": "cpu", "SLURM_GPU_PARTITION": "gpu",
+                                      "SLURM_GPU_MODEL": "a100"})
+    expected = {  # job -> (partition, --gpus)
+        "crop_patches": ("cpu", ""),
+        "make_table": ("cpu", ""),
+        "select_baseline dataset=random": ("cpu", ""),
+        "select_baseline dataset=herding": ("gpu", "a100:1"),
+        "train_teacher": ("gpu", "a100:2"),
+        "train_sr": ("gpu", "a100:1"),
+    }
+    assert {job: (_partition(call), _gpus(call)) for job, call in calls.items()} == expected, calls
+    # multi-GPU jobs get no --ntasks-per-gpu (plugin >= 2.8): one task runs torchrun's ranks
+    assert all("--ntasks-per-gpu" not in call for call in calls.values())
+    assert "--ntasks=1" in calls["crop_patches"] and "--signal=B:USR1@300" in calls["train_sr"]
+
+
+def test_one_partition_for_all_and_the_cluster_default(tmp_path):
+    calls = submitted_args(tmp_path / "one", {"SLURM_PARTITION": "batch"})
+    assert {_partition(c) for c in calls.values()} == {"batch"}
+    assert _gpus(calls["train_teacher"]) == "2" and _gpus(calls["select_baseline dataset=random"]) == ""
+    calls = submitted_args(tmp_path / "none", {})
+    assert {_partition(c) for c in calls.values()} == {"CLUSTER-DEFAULT"}
+    assert not any("a100" in c for c in calls.values())
+
+
+def test_every_rule_of_the_workflow_is_a_cpu_rule_or_gets_the_gpu_settings():
+    """Rules with `gpu=0` are CPU rules (CPU partition); every other rule must get the GPU
+    partition and model in the profile (select_baseline per job)."""
+    profile = evaluated_profile({"SLURM_GPU_PARTITION": "gpu", "SLURM_GPU_MODEL": "a100"})
+    settings = profile["set-resources"]
+    for smk in sorted((PROJECT_ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.M):
+            rule, body = m.group(1), m.group(2)
+            # a literal `gpu=0` makes a CPU rule; any other rule may ask for GPUs (a count from
+            # the configuration: `gpu=lambda ...`, `**job_resources(...)`)
+            if re.search(r"^\s+gpu=0,?$", body, re.M):
+                assert rule not in settings or "gpu_model" not in settings[rule], rule
+            else:
+                assert "gpu_model" in settings.get(rule, {}) and "slurm_partition" in settings[rule], rule
+
+
+def test_the_gres_shim_rewrites_gpu_requests(tmp_path):
+    real = tmp_path / "bin" / "sbatch"
+    real.parent.mkdir()
+    real.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\ncat\n')
+    real.chmod(0o755)
+    shim = SLURM_PROFILE / "gres" / "sbatch"
+    env = dict(os.environ, PATH=f"{shim.parent}{os.pathsep}{real.parent}{os.pathsep}{os.environ['PATH']}")
+    cases = {
+        ("--gpus=2", "-p", "gpu"): ["--gres=gpu:2", "-p", "gpu"],
+        ("--gpus=a100:1", "--parsable"): ["--gres=gpu:a100:1", "--parsable"],
+        ("--gpus=a100:0", "--mem", "10"): ["--mem", "10"],
+        ("--gpus", "3", "-t", "5"): ["--gres=gpu:3", "-t", "5"],
+        ("--ntasks=1",): ["--ntasks=1"],
+    }
+    for args, expected in cases.items():
+        proc = subprocess.run(["sbatch", *args], env=env, input="#!/bin/sh\necho job\n", capture_output=True,
+                              text=True, check=True)
+        *argv, script1, script2 = proc.stdout.splitlines()
+        assert argv == expected and [script1, script2] == ["#!/bin/sh", "echo job"], proc.stdout
+    proc = subprocess.run(["sbatch", "--gpus=x:y"], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "cannot translate --gpus=x:y" in proc.stderr
+
+
+def test_downloads_test_sets_tables_and_figures_are_local_rules():
+    rules = workflow_localrules()
+    assert {"download_div2k", "prepare_testset", "build_demo_images", "make_table", "make_verdict",
+            "plot_figures"} <= rules
+    defined = set()
+    for smk in (PROJECT_ROOT / "workflow" / "rules").glob("*.smk"):
+        defined |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.M))
+    assert rules <= defined, rules - defined
+
+
+def test_plugin_floor_is_what_the_profile_needs():
+    """pyproject asks for the plugin version the profile header names (>= 2.8: no implicit
+    --ntasks-per-gpu, plugin issue #316), and the installed plugin meets it."""
+    import tomllib
+    from importlib.metadata import version
+
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    spec = next(d for d in pyproject["project"]["optional-dependencies"]["workflow"]
+                if d.startswith("snakemake-executor-plugin-slurm"))
+    floor = re.search(r">=\s*([\d.]+)", spec).group(1)
+    header = (SLURM_PROFILE / "config.yaml").read_text().split("\n", 3)[0]
+    assert f"snakemake-executor-plugin-slurm >= {floor}" in header, (spec, header)
+    installed = tuple(int(x) for x in version("snakemake-executor-plugin-slurm").split(".")[:2])
+    assert installed >= tuple(int(x) for x in floor.split(".")[:2])

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 # The install line that keeps the compiled extension: built against the torch already installed
-# (build isolation would build against another torch; MAMBA_SKIP_CUDA_BUILD=TRUE drops the kernel).
-MAMBA_INSTALL = "pip install --no-build-isolation mamba-ssm"
+# (build isolation would build against another torch; MAMBA_SKIP_CUDA_BUILD=TRUE drops the kernel),
+# and with the CUDA build asked for (mamba-ssm's main branch makes it opt-in: MAMBA_KEEP_CUDA_BUILD).
+MAMBA_INSTALL = "MAMBA_KEEP_CUDA_BUILD=TRUE pip install --no-build-isolation mamba-ssm"
 
 _CUDA_KERNEL: Callable | None = None
 _CUDA_KERNEL_TRIED = False

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,26 @@ def cmd_resize(args: argparse.Namespace) -> int:
     return 0
 
 
+# Exit status after a stop signal: 128 + signal number, as a shell reports a process ended by it.
+_SIGNAL_EXIT_BASE = 128
+
+
+def _until_interrupted(run) -> int:
+    """Run `run()`; a stop signal ends the crop with one line and 128 + signum, no traceback."""
+    from idc.data.crop import CropInterrupted
+
+    try:
+        run()
+    except CropInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return _SIGNAL_EXIT_BASE + err.signum
+    return 0
+
+
 def cmd_crop(args: argparse.Namespace) -> int:
     from idc.data.crop import crop_images_to_store
 
-    crop_images_to_store(
+    return _until_interrupted(lambda: crop_images_to_store(
         args.hr_dir,
         args.output,
         scale=args.scale,
@@ -51,8 +68,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
         workers=args.workers,
         source=args.source,
         expected_patches=args.expected_patches,
-    )
-    return 0
+    ))
 
 
 def cmd_demo_images(args: argparse.Namespace) -> int:
@@ -128,8 +144,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     card = {}
     if args.card:
-        with open(args.card) as fh:
-            card = yaml.safe_load(fh) or {}
+        try:
+            with open(args.card) as fh:
+                card = yaml.safe_load(fh) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(f"card file {args.card} is not valid YAML: {str(err).splitlines()[0]}") from err
         if not isinstance(card, dict):
             raise ValueError(f"card file {args.card} must hold a mapping")
     export_paired(
@@ -140,14 +159,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         card=card,
         memorisation_path=args.memorisation,
         names_from=args.names_from,
+        lr_names=args.lr_names,
+        fmt=args.format,
+        root=args.root,
+        extra_inputs=[args.card] if args.card else [],
     )
     return 0
 
 
 def cmd_import_folder(args: argparse.Namespace) -> int:
+    from idc.data.crop import check_output_path
     from idc.data.paired import import_paired
 
-    import_paired(
+    # Before the pairs are listed and checked: a store must never land on or among its inputs.
+    check_output_path(args.output, input_dirs=[args.hr_dir, args.lr_dir], input_files=[args.meta_info])
+
+    return _until_interrupted(lambda: import_paired(
         args.hr_dir,
         args.output,
         lr_dir=args.lr_dir,
@@ -156,8 +183,7 @@ def cmd_import_folder(args: argparse.Namespace) -> int:
         hr_size=args.hr_size,
         step=args.step,
         workers=args.workers,
-    )
-    return 0
+    ))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -236,6 +262,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--card", type=Path, default=None, help="YAML/JSON mapping added to the card")
     p.add_argument("--memorisation", type=Path, default=None, help="memorisation JSON of a synthetic set")
     p.add_argument("--names-from", type=Path, default=None, help="store whose image names name the pairs")
+    p.add_argument("--lr-names", choices=["suffix", "same"], default="suffix",
+                   help="LR file names: <name>x<s>.png (BasicSR, DIV2K) or the HR file's name (neosr)")
+    p.add_argument("--format", choices=["png", "lmdb"], default="png",
+                   help="png folders, or LMDB databases in BasicSR's layout (one file each)")
+    p.add_argument("--root", type=Path, default=None,
+                   help="folder you train from: option files give paths relative to it (default: absolute)")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(

@@ -5,9 +5,21 @@ of a run, and import of anyone's paired folders as a dataset of the workflow.
 Export layout (``out/``)::
 
     HR/<name>.png                 the HR patch
-    LR_bicubic/X<s>/<name>x<s>.png  its LR patch (for IDC: the synthetic LR patch itself)
+    LR_bicubic/X<s>/<name>x<s>.png  its LR patch (for IDC: the synthetic LR patch itself);
+                                  ``<name>.png`` with ``lr_names="same"`` (neosr pairs by name)
     meta_info.txt                 one line per pair, ``<name>.png (H,W,3)``, in dataset order
+    train_<framework>_*.yml/.toml ready-to-run option files (BasicSR, MambaIR, traiNNer-redux,
+                                  neosr: :mod:`idc.data.train_options`), paths absolute or
+                                  relative to the ``root`` given at export
     dataset_card.yaml             what the set is, how it was made, SHA-256 of every file above
+
+With ``fmt="lmdb"`` the two image folders are LMDB databases in BasicSR's layout instead
+(``HR.lmdb/``, ``LR_bicubic_X<s>.lmdb/``, each ``data.mdb`` + ``meta_info.txt``,
+:mod:`idc.data.lmdb_store`), one file each instead of one per patch.
+
+The output folder is replaced only when it is an earlier export of this command (its card says
+so and the folder holds nothing the card does not list, option files unedited); an output that
+is, or holds, one of the inputs, a file, a link or anyone else's folder is refused with one line.
 
 ``meta_info.txt`` is BasicSR's meta-info format (``basicsr/data/data_util.py``,
 ``paired_paths_from_meta_info_file``: the first space-separated field of each line is the GT file
@@ -35,7 +47,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from idc.atomic import staging_folder
+from idc.atomic import remove_stale_temporaries, staging_folder
 from idc.data.download import sha256_file
 from idc.data.images import image_size, list_images, write_png
 from idc.data.store import PatchStore
@@ -43,6 +55,8 @@ from idc.progress import ProgressLog
 
 __all__ = [
     "CARD_NAME",
+    "CREATED_BY",
+    "LR_NAMES",
     "META_INFO_NAME",
     "LICENCES",
     "export_paired",
@@ -57,6 +71,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "dataset_card.yaml"
+CREATED_BY = "idc-workflow export"  # the card's `created_by` starts with this: the mark of an export
+LR_NAMES = ("suffix", "same")  # LR file names: <name>x<s>.png (BasicSR, DIV2K) or <name>.png (neosr)
+EXPORT_FORMATS = ("png", "lmdb")
 META_INFO_NAME = "meta_info.txt"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # PNG level 3: BasicSR's own sub-image extraction setting; level 6+ costs ~2x the time for ~3 %.
@@ -91,7 +108,8 @@ def pair_names(image_id: np.ndarray, origin: np.ndarray, image_names: list[str] 
     names = []
     for k, (img, org) in enumerate(zip(image_id.tolist(), origin.tolist())):
         if image_names is not None and 0 <= img < len(image_names):
-            stem = safe_name(Path(image_names[img]).stem)
+            # no '.': LMDB readers cut keys at the first one
+            stem = safe_name(Path(image_names[img]).stem).replace(".", "-")
         else:
             stem = f"img{img}"
         where = "syn" if org[0] < 0 else f"r{org[0]}_c{org[1]}"
@@ -116,8 +134,80 @@ def _software() -> dict[str, str]:
     return versions
 
 
+def _is_relative_to(path: Path, other: Path) -> bool:
+    try:
+        path.relative_to(other)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_card(folder: Path) -> dict[str, Any] | None:
+    try:
+        card = yaml.safe_load((folder / CARD_NAME).read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _own_export_problem(folder: Path) -> str | None:
+    """None when ``folder`` is an earlier export of this command that can be replaced without
+    losing anything: its card says an export wrote it (``created_by``; cards of earlier versions:
+    the package in ``software`` and the export ``layout``), every file in it is the card or one
+    the card lists, and the small text files (option files, meta-info) are as written. Else why
+    not, in a few words."""
+    card = _read_card(folder)
+    if card is None:
+        return f"it holds no readable {CARD_NAME}"
+    created_by = str(card.get("created_by", ""))
+    older = isinstance(card.get("software"), dict) and "idc-workflow" in card["software"] and "layout" in card
+    listed = card.get("sha256")
+    if not (created_by.startswith(CREATED_BY) or older) or not isinstance(listed, dict):
+        return f"its {CARD_NAME} was not written by `python -m idc export`"
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink() or not (path.is_dir() or path.is_file()):
+            return f"{rel} is not a plain file or folder"
+        if path.is_dir() or rel == CARD_NAME:
+            continue
+        if rel not in listed:
+            return f"{rel} is not one of the files its card lists"
+        if path.suffix in (".yml", ".yaml", ".toml", ".txt") and path.stat().st_size < (1 << 20):
+            if sha256_file(path) != listed[rel]:
+                return f"{rel} was changed since the export"
+    return None
+
+
+def check_export_target(out_dir: str | os.PathLike, inputs: list[str | os.PathLike | None]) -> None:
+    """ValueError (one line naming the path) unless ``out_dir`` may be written: it does not
+    exist, is an empty folder, or is an earlier export of this command; and it neither is nor
+    holds one of the ``inputs`` (replacing it would delete them)."""
+    out_dir = Path(out_dir)
+    out = Path(os.path.realpath(out_dir))
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(os.path.realpath(item))
+        if out == src or _is_relative_to(src, out):
+            raise ValueError(f"export: output {out_dir} is or holds the input {item}; "
+                             "choose an output folder outside the inputs")
+    if out_dir.is_symlink():
+        raise ValueError(f"export: output {out_dir} is a symbolic link; refusing to replace it")
+    if not os.path.lexists(out_dir):
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"export: output {out_dir} exists and is not a folder; refusing to replace it")
+    if not any(out_dir.iterdir()):
+        return
+    problem = _own_export_problem(out_dir)
+    if problem:
+        raise ValueError(f"export: refusing to replace {out_dir}: {problem} (not an earlier export of "
+                         "this command); remove it yourself or choose another output")
+
+
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished folder into place; an older export is removed only after that."""
+    """Move the finished folder into place; an earlier export (checked by
+    :func:`check_export_target`) is removed only after that."""
     old = None
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
@@ -136,72 +226,146 @@ def export_paired(
     card: dict[str, Any] | None = None,
     memorisation_path: str | os.PathLike | None = None,
     names_from: str | os.PathLike | None = None,
+    lr_names: str = "suffix",
+    fmt: str = "png",
+    root: str | os.PathLike | None = None,
+    extra_inputs: list[str | os.PathLike] = (),
 ) -> Path:
     """Write the pairs of a patch store (all, or the rows of an index file: a baseline
-    selection) as paired PNG folders with ``meta_info.txt`` and a dataset card.
+    selection) as paired PNG folders (or LMDB databases, ``fmt="lmdb"``) with ``meta_info.txt``,
+    ready-to-run training option files and a dataset card.
 
     ``card`` holds what only the caller knows (method, ratio, source and licence, config slice,
     seeds); the card adds counts, sizes, the store's provenance attrs, software versions, the
     memorisation summary (synthetic sets) and the SHA-256 of every file. ``names_from`` is a
     store whose image names name the pairs when the exported store has none of its own
-    (synthetic stores keep the real store's image ids).
-    The folder is written under a temporary name and renamed when complete.
+    (synthetic stores keep the real store's image ids). ``lr_names="same"`` names each LR file
+    as its HR file (neosr pairs by identical names). ``root``: the folder users train from; the
+    option files then give paths relative to it instead of absolute ones. ``extra_inputs``:
+    more files the output must not hold (e.g. the card file of the CLI).
+    The folder is written under a temporary name and renamed when complete; an existing output
+    is replaced only when it is an earlier export (:func:`check_export_target`).
     """
+    from idc.data.train_options import option_files
     from idc.sr.data import load_indices
 
+    if lr_names not in LR_NAMES:
+        raise ValueError(f"export: lr_names must be one of {', '.join(LR_NAMES)}, got {lr_names!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export: format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     out_dir = Path(out_dir)
+    if not out_dir.name or out_dir.name in (".", ".."):
+        raise ValueError(f"export: output {out_dir} names no folder")
+    check_export_target(out_dir, [store_path, indices_path, memorisation_path, names_from, *extra_inputs])
+    if root is not None and not Path(root).is_dir():
+        raise ValueError(f"export: root {root} is not a folder")
+    if fmt == "lmdb":
+        from idc.data.lmdb_store import lmdb_module
+
+        try:
+            lmdb_module()  # the missing package is said before any work
+        except ImportError as err:
+            raise ValueError(str(err)) from err
     store = PatchStore(store_path)
     if store.scale != scale:
+        store.close()
         raise ValueError(f"patch store {store_path} has scale {store.scale}, the export asks for x{scale}")
     n_total = len(store)
-    indices = load_indices(indices_path, n_total) if indices_path else np.arange(n_total, dtype=np.int64)
-    memorisation = None
-    if memorisation_path:
-        with open(memorisation_path) as fh:
-            memorisation = json.load(fh).get("overall")
-    image_names = store.image_names
-    if image_names is None and names_from is not None:
-        with PatchStore(names_from) as named:
-            image_names = named.image_names
+    try:
+        indices = load_indices(indices_path, n_total) if indices_path else np.arange(n_total, dtype=np.int64)
+        if indices_path and len(np.unique(indices)) != len(indices):
+            raise ValueError(f"index file {indices_path} lists a pair more than once")
+        memorisation = None
+        if memorisation_path:
+            with open(memorisation_path) as fh:
+                memorisation = json.load(fh).get("overall")
+        image_names = store.image_names
+        if image_names is None and names_from is not None:
+            with PatchStore(names_from) as named:
+                image_names = named.image_names
+    except BaseException:
+        store.close()
+        raise
     names = pair_names(store.image_id[indices], store.origin[indices], image_names)
     hr_rel, lr_rel = Path("HR"), Path("LR_bicubic") / f"X{scale}"
+    lr_suffix = f"x{scale}" if lr_names == "suffix" else ""
+    lmdb_rel = ("HR.lmdb", f"LR_bicubic_X{scale}.lmdb") if fmt == "lmdb" else None
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     tmp = staging_folder(out_dir)
     try:
-        (tmp / hr_rel).mkdir(parents=True)
-        (tmp / lr_rel).mkdir(parents=True)
         progress = ProgressLog(logger, f"export {out_dir.name}", len(indices), unit="pairs")
         files: dict[str, str] = {}
-        for start in range(0, len(indices), _CHUNK):
-            batch = indices[start:start + _CHUNK]
-            lr, hr = store.read(batch)
-            for name, lr_img, hr_img in zip(names[start:start + _CHUNK], lr, hr):
-                for rel, img in ((hr_rel / f"{name}.png", hr_img), (lr_rel / f"{name}x{scale}.png", lr_img)):
-                    write_png(tmp / rel, img, compress_level=PNG_LEVEL)
-                    files[rel.as_posix()] = sha256_file(tmp / rel)
-            progress.update(len(batch))
         h, w = store.hr_shape[:2]
-        meta = "".join(f"{name}.png ({h},{w},3)\n" for name in names)
-        (tmp / META_INFO_NAME).write_text(meta)
-        files[META_INFO_NAME] = sha256_file(tmp / META_INFO_NAME)
+
+        def batches():
+            for start in range(0, len(indices), _CHUNK):
+                batch = indices[start:start + _CHUNK]
+                lr, hr = store.read(batch)
+                yield names[start:start + _CHUNK], lr, hr
+                progress.update(len(batch))
+
+        if lmdb_rel is None:
+            (tmp / hr_rel).mkdir(parents=True)
+            (tmp / lr_rel).mkdir(parents=True)
+            for batch_names, lr, hr in batches():
+                for name, lr_img, hr_img in zip(batch_names, lr, hr):
+                    for rel, img in ((hr_rel / f"{name}.png", hr_img), (lr_rel / f"{name}{lr_suffix}.png", lr_img)):
+                        write_png(tmp / rel, img, compress_level=PNG_LEVEL)
+                        files[rel.as_posix()] = sha256_file(tmp / rel)
+            meta = "".join(f"{name}.png ({h},{w},3)\n" for name in names)
+            (tmp / META_INFO_NAME).write_text(meta)
+            files[META_INFO_NAME] = sha256_file(tmp / META_INFO_NAME)
+        else:
+            _write_lmdb_pair(tmp, lmdb_rel, batches())
+            for folder in lmdb_rel:
+                for path in sorted((tmp / folder).iterdir()):
+                    files[path.relative_to(tmp).as_posix()] = sha256_file(path)
+        options = option_files(
+            export_dir=out_dir, root=Path(root) if root is not None else None, name=safe_name(out_dir.name),
+            scale=int(scale), hr_size=int(h), lr_size=int(store.lr_shape[0]), hr_rel=hr_rel.as_posix(),
+            lr_rel=lr_rel.as_posix(), meta_info=META_INFO_NAME if lmdb_rel is None else None,
+            lr_tmpl="{}" + lr_suffix, lmdb=lmdb_rel)
+        for file_name, text in options.items():
+            (tmp / file_name).write_text(text)
+            files[file_name] = sha256_file(tmp / file_name)
         card = dict(card or {})
         made_by = {k: card.pop(k) for k in ("config", "seeds") if k in card}
+        if lmdb_rel is None:
+            layout = {
+                "format": "png",
+                "hr": hr_rel.as_posix(),
+                "lr": lr_rel.as_posix(),
+                "lr_name": f"<name>{lr_suffix}.png",
+                "meta_info": META_INFO_NAME,
+                # What BasicSR's training options need to read this folder as it is.
+                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": hr_rel.as_posix(),
+                            "dataroot_lq": lr_rel.as_posix(), "meta_info_file": META_INFO_NAME,
+                            "filename_tmpl": "{}" + lr_suffix, "io_backend": {"type": "disk"}},
+            }
+        else:
+            layout = {
+                "format": "lmdb",
+                "hr": lmdb_rel[0],
+                "lr": lmdb_rel[1],
+                "keys": "<name> in both databases, listed in each one's meta_info.txt",
+                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": lmdb_rel[0],
+                            "dataroot_lq": lmdb_rel[1], "io_backend": {"type": "lmdb"}},
+            }
+        layout["options"] = {
+            "files": sorted(options),
+            "paths": f"relative to {Path(root).resolve()}" if root is not None else "absolute",
+            "not written": _options_not_written(lr_names, fmt),
+        }
         full_card = {
+            "created_by": f"{CREATED_BY} {_software()['idc-workflow']}",
             **card,
             "pairs": int(len(indices)),
             "scale": int(scale),
             "hr_size": [int(h), int(w)],
             "lr_size": [int(store.lr_shape[0]), int(store.lr_shape[1])],
             "memorisation": memorisation,
-            "layout": {
-                "hr": hr_rel.as_posix(),
-                "lr": lr_rel.as_posix(),
-                "lr_name": f"<name>x{scale}.png",
-                "meta_info": META_INFO_NAME,
-                # What BasicSR's training options need to read this folder as it is.
-                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": hr_rel.as_posix(),
-                            "dataroot_lq": lr_rel.as_posix(), "meta_info_file": META_INFO_NAME,
-                            "filename_tmpl": f"{{}}x{scale}", "io_backend": {"type": "disk"}},
-            },
+            "layout": layout,
             "store": {"path": str(store_path), "indices": str(indices_path) if indices_path else None,
                       **{k: store.attrs.get(k) for k in ("source", "created_by", "seed", "step")}},
             **made_by,
@@ -218,6 +382,27 @@ def export_paired(
         raise
     logger.info("exported %d pairs to %s", len(indices), out_dir)
     return out_dir
+
+
+def _options_not_written(lr_names: str, fmt: str) -> dict[str, str]:
+    skipped = {}
+    if fmt == "lmdb":
+        skipped["traiNNer-redux"] = "its LMDB mode reads images by path (vipsimfrompath): export as PNG"
+    elif lr_names != "same":
+        skipped["neosr"] = "neosr pairs LR and HR files by identical names: export with lr_names same"
+    return skipped
+
+
+def _write_lmdb_pair(tmp: Path, lmdb_rel: tuple[str, str], batches) -> None:
+    """HR and LR databases in one pass over the store (each pair read once)."""
+    from idc.data.lmdb_store import LmdbWriter
+
+    with LmdbWriter(tmp / lmdb_rel[0], compress_level=PNG_LEVEL) as hr_db, \
+            LmdbWriter(tmp / lmdb_rel[1], compress_level=PNG_LEVEL) as lr_db:
+        for batch_names, lr, hr in batches:
+            for name, lr_img, hr_img in zip(batch_names, lr, hr):
+                hr_db.put(name, hr_img)
+                lr_db.put(name, lr_img)
 
 
 # ---------------------------------------------------------------- import

@@ -20,6 +20,7 @@ import yaml
 
 TABLE_PATH = Path(__file__).with_name("throughput.yaml")
 SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
+IMPORT_GPU_HOURS = 0.5  # import_teacher: convert + score a released checkpoint (its 30 min time limit)
 
 
 def load_table(path: str | Path = TABLE_PATH) -> dict[str, Any]:
@@ -50,6 +51,15 @@ def match_figure(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any] 
     """The table entry for a network spec (``arch`` + ``kwargs``), or None."""
     kwargs = spec.get("kwargs", {})
     for entry in table["sr_training"]:
+        if entry["arch"] == spec["arch"] and all(kwargs.get(k) == v for k, v in entry["match"].items()):
+            return entry
+    return None
+
+
+def released_weights(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any] | None:
+    """The released checkpoint (``released_weights`` of the table) for a teacher spec, or None."""
+    kwargs = spec.get("kwargs", {})
+    for entry in table.get("released_weights", []):
         if entry["arch"] == spec["arch"] and all(kwargs.get(k) == v for k, v in entry["match"].items()):
             return entry
     return None
@@ -122,6 +132,10 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
     for name in sorted(teachers):
         spec = config["teachers"][name]
         if spec.get("weights"):
+            # import_teacher: convert and score the checkpoint; a GPU only when the teacher has one
+            gpus = min(1, int(spec.get("resources", {}).get("gpu", 1)))
+            rows.append(PlanRow("import_teacher", name, 1, gpus, IMPORT_GPU_HOURS, None, None, IMPORT_GPU_HOURS,
+                                "limit"))
             continue
         cost = training_cost(spec, table)
         rows.append(PlanRow("train_teacher", name, 1, cost["gpus"], cost["hours"], int(cost["share"]),
@@ -168,6 +182,47 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
     if pairs:
         rows.append(PlanRow("test_sr", "", len(pairs), 1, 1.0, None, None, 1.0, "limit"))
     return rows
+
+
+def weights_alternatives(config: dict[str, Any], rows: list[PlanRow],
+                         table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """For each trained teacher of the plan: its released checkpoint (or None), the GPU-hours
+    importing it saves and the config key that imports it (``teachers.<name>.weights``)."""
+    table = load_table() if table is None else table
+    out = []
+    for row in rows:
+        if row.rule != "train_teacher":
+            continue
+        entry = released_weights(config["teachers"][row.what], table)
+        out.append({"teacher": row.what, "gpu_hours": row.gpu_hours, "key": f"teachers.{row.what}.weights",
+                    "file": entry["file"] if entry else None, "source": entry["source"] if entry else None})
+    return out
+
+
+def format_alternatives(rows: list[PlanRow], alternatives: list[dict[str, Any]]) -> str:
+    """The released-weights alternative of each teacher, and the total with all of them used."""
+    if not alternatives:
+        return ""
+    lines = [
+        "Released weights instead of training the teachers: set the config key to the downloaded file; "
+        "the job import_teacher converts and scores it (0 GPU-h of training, minutes on one GPU).",
+        "",
+        "| teacher | training GPU-h | with released weights | file | source | config key |",
+        "| --- | ---: | ---: | --- | --- | --- |",
+    ]
+    saved = 0.0
+    for alt in alternatives:
+        if alt["file"]:
+            saved += alt["gpu_hours"] - IMPORT_GPU_HOURS
+            lines.append(f"| {alt['teacher']} | {alt['gpu_hours']:,.0f} | 0 (+{IMPORT_GPU_HOURS} import) | "
+                         f"{alt['file']} | {alt['source']} | `{alt['key']}` |")
+        else:
+            lines.append(f"| {alt['teacher']} | {alt['gpu_hours']:,.0f} | (no released file for these kwargs) | | | |")
+    total = sum(r.gpu_hours for r in rows)
+    with_weights = total - saved
+    lines += ["", f"total GPU-h: {total:,.0f} training every teacher ({total / 24:,.1f} GPU-days); "
+                  f"{with_weights:,.0f} with the released weights ({with_weights / 24:,.1f} GPU-days)"]
+    return "\n".join(lines)
 
 
 def format_plan(rows: list[PlanRow], *, gpu_mem_gib: float = 80.0) -> str:

@@ -7,7 +7,7 @@ import argparse
 
 def _plan(args: argparse.Namespace) -> int:
     from idc.config import ConfigError, load_config
-    from idc.plan import format_plan, load_table, plan
+    from idc.plan import format_alternatives, format_plan, load_table, plan, weights_alternatives
 
     try:
         config = load_config(*args.configfile)
@@ -17,6 +17,9 @@ def _plan(args: argparse.Namespace) -> int:
     rows = plan(config, table, tables=args.tables)
     print(f"Cost plan of {', '.join(args.configfile)} (targets: {', '.join(args.tables or config['targets'])})\n")
     print(format_plan(rows, gpu_mem_gib=args.gpu_mem_gib))
+    alternatives = format_alternatives(rows, weights_alternatives(config, rows, table or load_table()))
+    if alternatives:
+        print("\n" + alternatives)
     return 0
 
 

@@ -4,6 +4,15 @@
 # folders made elsewhere imported as a dataset (method folder).
 
 
+localrules:
+    download_div2k,
+    prepare_testset,
+    build_demo_images,
+    make_table,
+    make_verdict,
+    plot_figures,
+
+
 rule download_div2k:
     output:
         **div2k_outputs(),
