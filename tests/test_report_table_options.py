@@ -46,8 +46,13 @@ def _make_table(config: dict, name: str, tmp_path) -> str:
         pd.DataFrame(rows, columns=["testset", "image", "psnr", "ssim"]).to_csv(path, index=False)
         metrics.append(str(path))
     out = tmp_path / "tables"
+    # As the rule passes them: the paper-layout keys only, one (row, dataset, replicate, model)
+    # entry per trained model.
+    verdict_keys = ("kind", "compare_to", "whole", "contrasts", "bootstrap", "level")
+    paper_spec = {k: v for k, v in spec.items() if k not in verdict_keys}
+    entries = [(d, d, 0, m) for d, m in pairs]
     snakemake = SimpleNamespace(
-        params=SimpleNamespace(spec=spec, pairs=pairs), input=SimpleNamespace(metrics=metrics),
+        params=SimpleNamespace(spec=paper_spec, entries=entries), input=SimpleNamespace(metrics=metrics),
         output=SimpleNamespace(csv=str(out / f"{name}.csv")), wildcards=SimpleNamespace(table=name),
         log=[str(tmp_path / f"{name}.log")],
     )
