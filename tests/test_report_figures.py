@@ -151,3 +151,18 @@ def test_loss_curves_reject_bad_logs_before_drawing(tmp_path):
     with pytest.raises(FileNotFoundError):
         plot_loss_curves([tmp_path / "missing.json"], out)
     assert not out.exists()
+
+
+def test_loss_curves_leave_out_zero_step_runs(tmp_path):
+    """A 0-step condensation (variant start) has no curve: it is left out, not an error."""
+    import json
+
+    from idc.report.figures import plot_loss_curves
+
+    ran = tmp_path / "a.json"
+    ran.write_text(json.dumps({"n_synthetic": 1, "steps": [{"step": 0, "loss": 1.0, "loss_ins": 1.0},
+                                                           {"step": 10, "loss": 0.5, "loss_ins": 0.5}]}))
+    start = tmp_path / "b.json"
+    start.write_text(json.dumps({"n_synthetic": 1, "steps": [], "config": {"steps": 0},
+                                 "stopping": {"end_step": 0}}))
+    assert plot_loss_curves([ran, start], tmp_path / "losses.png").is_file()

@@ -316,12 +316,16 @@ def read_condense_log(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _without_synthetic(path: Path) -> bool:
-    """True for the log of an image whose budget share was 0 (nothing was optimised)."""
+    """True for the log of a run that optimised nothing: an image whose budget share was 0, or a
+    0-step run (variant start, the relabelling control of IDC), which has no curve to draw."""
     try:
         log = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False  # read_condense_log reports the problem
-    return isinstance(log, dict) and log.get("n_synthetic") == 0 and not log.get("steps")
+    if not isinstance(log, dict) or log.get("steps"):
+        return False
+    zero_steps = (log.get("stopping") or {}).get("end_step") == 0 and (log.get("config") or {}).get("steps") == 0
+    return log.get("n_synthetic") == 0 or zero_steps
 
 
 def plot_loss_curves(
