@@ -147,14 +147,15 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def busy_crop(tmp_path):
-    """A crop with two workers and enough patches to be stopped in the middle."""
+    """A crop with two workers and enough patches to be stopped in the middle (72 photos, about
+    94 000 pairs: some seconds on two cores, so the signal cannot arrive after the end)."""
     import numpy as np
     from PIL import Image
 
     hr = tmp_path / "HR"
     hr.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(24):
+    for i in range(72):
         Image.fromarray(rng.integers(0, 256, (256, 384, 3), dtype=np.uint8)).save(hr / f"{i:03d}.png", compress_level=0)
     out = tmp_path / "out" / "s.h5"
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from idc.condense.config import CondenseConfig, resolve_condense_config
 from idc.data.store import PatchStore
 from tests.workflow_helpers import copy_workflow, planned_jobs, snakemake
 
@@ -40,7 +41,8 @@ def test_a_folder_dataset_is_planned_like_any_other(tmp_path):
     assert jobs["import_folder"] == 1
     assert jobs["train_sr"] == jobs["test_sr"] == 10 * 3  # the demo's nine datasets (six rows, three with two replicates) and ext, 3 models
     assert jobs["export_dataset"] == 2
-    assert "select_baseline" in jobs and jobs["select_baseline"] == 4  # ext is not a selection
+    # random's two replicates, herding, kcenter and dcsr; ext is not a selection
+    assert "select_baseline" in jobs and jobs["select_baseline"] == 5
 
 
 def test_a_missing_folder_stops_before_planning_with_one_line(tmp_path):
@@ -120,8 +122,16 @@ def test_the_first_k_training_images_make_the_training_set(tmp_path):
 
     configfile = str(_demo_with(work, tmp_path, first_three))
     jobs = planned_jobs(snakemake(["-n", "--configfile", configfile], cwd=work).stdout)
-    idc_sets = 1  # the demo's one IDC dataset condenses every kept image once
-    assert jobs["condense_image"] == 3 * idc_sets
     snakemake(["results/demo/data/train_patches.h5", "--cores", "1", "--configfile", configfile], cwd=work)
     with PatchStore(work / "results" / "demo" / "data" / "train_patches.h5") as store:
         assert list(store.image_names) == ["a.png", "b.png", "c.png"]
+        counts = np.bincount(np.asarray(store.image_id), minlength=3)
+    # The plan, made before cropping, must give a job to exactly the kept images whose share of
+    # the budget, computed from the store the crop job wrote, is not 0; the demo's IDC dataset
+    # has two replicates, each condensing the same images.
+    config = yaml.safe_load(Path(configfile).read_text())
+    idc = config["datasets"]["idc"]
+    resolved = resolve_condense_config(config["condense"]["params"], variant=idc["variant"], ratio=idc["ratio"])
+    shares = np.asarray(CondenseConfig.from_dict(resolved).synthetic_counts(counts))
+    assert 0 < int((shares > 0).sum()) <= 3
+    assert jobs["condense_image"] == idc["replicates"] * int((shares > 0).sum())
