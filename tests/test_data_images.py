@@ -99,6 +99,29 @@ def test_list_images(tmp_path: Path) -> None:
         list_images(tmp_path)
 
 
+@pytest.mark.parametrize("entry", ["folder named like an image", "link to a folder", "fifo"])
+def test_list_images_names_entries_it_would_otherwise_skip(tmp_path: Path, entry: str) -> None:
+    """A plain sub-folder is ignored (layouts nest LR folders); these were skipped without a word."""
+    import os
+
+    write_png(tmp_path / "a.png", _rgb())
+    (tmp_path / "LR").mkdir()
+    assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+    if entry == "folder named like an image":
+        (tmp_path / "b.png").mkdir()
+        message = r"a folder named like an image in image folder: .*b\.png"
+    elif entry == "link to a folder":
+        (tmp_path / "b").symlink_to(tmp_path / "LR")
+        message = r"symbolic link to a folder in image folder .*: .*/b$"
+    else:
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        os.mkfifo(tmp_path / "b.png")
+        message = r"not a regular file \(FIFO, socket or device\) in image folder: .*b\.png"
+    with pytest.raises(ValueError, match=message):
+        list_images(tmp_path)
+
+
 def test_write_png_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint8"):
         write_png(tmp_path / "x.png", np.zeros((4, 4, 3)))

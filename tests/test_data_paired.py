@@ -173,7 +173,7 @@ def test_export_lr_names_same_pairs_by_identical_names_and_imports_back(tmp_path
 
 def test_export_refuses_repeated_indices(tmp_path):
     np.save(tmp_path / "sel.npy", np.array([3, 3, 3, 3]))
-    with pytest.raises(ValueError, match=r"sel\.npy lists a pair more than once"):
+    with pytest.raises(ValueError, match=r"sel\.npy repeats indices"):
         export_paired(tmp_path / "exp", _store(tmp_path / "s.h5"), indices_path=tmp_path / "sel.npy", scale=SCALE)
     assert not (tmp_path / "exp").exists()
 
@@ -270,6 +270,32 @@ def test_meta_info_naming_a_missing_or_resized_file_is_refused(tmp_path):
     meta.write_text("im0.png 48x48\n")
     with pytest.raises(ValueError, match=r"line 1: expected"):
         read_meta_info(meta)
+
+
+def test_meta_info_listing_a_file_twice_or_with_other_channels_is_refused(tmp_path):
+    """A name listed three times once tripled its patches; a (h,w,1) line for an RGB file passed."""
+    hr_dir, lr_dir = _folder(tmp_path)
+    meta = tmp_path / "meta.txt"
+    meta.write_text("im0.png (32,40,3)\nim1.png (32,40,3)\nim0.png (32,40,3)\n")
+    with pytest.raises(ValueError, match=r"meta\.txt line 3: im0\.png is already listed on line 1"):
+        read_meta_info(meta)
+    meta.write_text("im0.png (32,40,1)\n")
+    with pytest.raises(ValueError, match=r"meta\.txt: im0\.png is listed with 1 channels, the file has 3"):
+        paired_files(hr_dir, lr_dir, meta, scale=SCALE)
+    meta.write_bytes(b"im0.png \xff\xfe(32,40,3)\n")
+    with pytest.raises(ValueError, match=r"meta-info file .*meta\.txt is not UTF-8 text"):
+        read_meta_info(meta)
+
+
+def test_memorisation_file_errors_name_the_file(tmp_path):
+    store = _store(tmp_path / "s.h5", n=2)
+    bad = tmp_path / "mem.json"
+    for text, message in (("{bad", r"memorisation file .*mem\.json is not JSON"),
+                          ("[1]", r"memorisation file .*mem\.json must be a JSON object")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            export_paired(tmp_path / "ex", store, scale=SCALE, memorisation_path=bad)
+        assert not (tmp_path / "ex").exists()
 
 
 def test_cli_export_then_import(tmp_path, capsys):

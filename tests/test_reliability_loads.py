@@ -240,3 +240,45 @@ def test_model_file_without_checksum_still_loads(model_file, caplog):
     with caplog.at_level("DEBUG", logger="idc.archs.io"):
         load_model(model_file)
     assert "carries no checksum" in caplog.text
+
+
+# ---------------------------------------------------------------- patch stores (class 4)
+@pytest.fixture
+def corrupt_store(tmp_path):
+    """A patch store with one HR chunk overwritten after creation (same size, still decodes:
+    LZF reads zeros as valid data), and a selection of it."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    lr = hr[:, ::4, ::4]
+    store = write_patch_store(tmp_path / "s.h5", lr, hr, np.arange(6), np.zeros((6, 2), np.int64), source="t")
+    with h5py.File(store) as f:
+        info = f["hr"].id.get_chunk_info(2)
+    with open(store, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\0" * info.size)
+    np.save(tmp_path / "sel.npy", np.array([0, 2, 4]))
+    return store, tmp_path / "sel.npy"
+
+
+def test_training_refuses_a_store_altered_after_creation(corrupt_store, tmp_path):
+    import yaml
+
+    store, _ = corrupt_store
+    config = dict(model_name="edsr", model_kwargs=dict(num_feat=8, num_block=1), store_path=str(store),
+                  steps=2, batch_size=2, gt_size=16, lr=1e-3, milestones=[1], checkpoint_every=1,
+                  val_every=1000, seed=3, out_dir=str(tmp_path / "out"))
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    _one_line(_idc("sr", "train", str(path)), str(store), "'hr' does not match the checksum")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_export_and_selection_refuse_a_store_altered_after_creation(corrupt_store, tmp_path):
+    store, selection = corrupt_store
+    _one_line(_idc("export", str(store), str(tmp_path / "ex"), "--indices", str(selection)), str(store),
+              "does not match the checksum")
+    assert not (tmp_path / "ex").exists()
+    _one_line(_idc("select", "--store", str(store), "--method", "random", "--ratio", "0.5", "--out",
+                   str(tmp_path / "sel_out.npy"), "--seed", "0", "--n-splits", "1"), str(store), "does not match the checksum")

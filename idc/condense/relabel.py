@@ -51,6 +51,7 @@ def relabel_store(*, store_path: str | os.PathLike, upsampler_path: str | os.Pat
     if not upsampler_path.is_file():
         raise FileNotFoundError(f"up-sampler not found: {upsampler_path}")
     real = PatchStore(store_path)
+    real.verify()  # the relabelled set keeps these LR patches: they must be the ones written
     order = np.arange(len(real), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     if order.ndim != 1 or order.size == 0:
         raise ValueError(f"relabelling {store_path}: need a non-empty 1-D index array, got shape {order.shape}")

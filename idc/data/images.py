@@ -142,6 +142,17 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+def image_channels(path: str | os.PathLike) -> int:
+    """Channels of the stored image, as BasicSR's meta-info records them (OpenCV's reading, from
+    the header only): 1 for grayscale, 3 for RGB and palette images, 4 with an alpha channel."""
+    path = Path(path)
+    im = _open_checked(path)
+    with im:
+        if im.mode == "P":
+            return 4 if "transparency" in im.info else 3
+        return len(im.getbands())
+
+
 def read_image(path: str | os.PathLike, *, keep_gray: bool = False) -> np.ndarray:
     """Read an image as uint8 HxWx3 RGB (policy in the module docstring).
 
@@ -206,9 +217,9 @@ def write_png(path: str | os.PathLike, img: np.ndarray, *, compress_level: int =
 def list_images(directory: str | os.PathLike) -> list[Path]:
     """Image files of a folder, sorted by file name (the order defines image ids).
 
-    Hidden files (``.name``) and sub-folders are ignored. A missing folder is a FileNotFoundError;
+    Hidden files (``.name``) and plain sub-folders are ignored. A missing folder is a FileNotFoundError;
     an empty folder, a file whose suffix is not an image suffix (``IMAGE_SUFFIXES``), a symbolic
-    link whose target is missing, or two files with the same stem (``b.png`` and ``b.jpg``, also
+    link whose target is missing or is a folder, a folder named like an image, a FIFO or device, or two files with the same stem (``b.png`` and ``b.jpg``, also
     differing only in case: the stem names the image everywhere downstream) is a ValueError
     naming them, so stray files are never silently skipped or merged.
     """
@@ -219,6 +230,14 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     for p in entries:
         if p.is_symlink() and not p.exists():
             raise ValueError(f"broken symbolic link (target missing) in image folder: {p}")
+        # Plain sub-folders are ignored (BasicSR layouts nest LR folders); anything else that is
+        # not a regular file would be skipped without a word, so it is named instead.
+        if p.is_dir() and p.is_symlink():
+            raise ValueError(f"symbolic link to a folder in image folder (not an image): {p}")
+        if p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES:
+            raise ValueError(f"a folder named like an image in image folder: {p}")
+        if not p.is_dir() and not p.is_file():
+            raise ValueError(f"not a regular file (FIFO, socket or device) in image folder: {p}")
     files = [p for p in entries if p.is_file()]
     stems: dict[str, Path] = {}
     for p in files:

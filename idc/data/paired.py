@@ -49,7 +49,7 @@ import yaml
 
 from idc.atomic import remove_stale_temporaries, staging_folder
 from idc.data.download import sha256_file
-from idc.data.images import image_size, list_images, write_png
+from idc.data.images import image_channels, image_size, list_images, write_png
 from idc.data.store import PatchStore
 from idc.progress import ProgressLog
 
@@ -272,13 +272,9 @@ def export_paired(
         raise ValueError(f"patch store {store_path} has scale {store.scale}, the export asks for x{scale}")
     n_total = len(store)
     try:
+        store.verify()  # the export reads every pair anyway; a corrupt chunk must not ship
         indices = load_indices(indices_path, n_total) if indices_path else np.arange(n_total, dtype=np.int64)
-        if indices_path and len(np.unique(indices)) != len(indices):
-            raise ValueError(f"index file {indices_path} lists a pair more than once")
-        memorisation = None
-        if memorisation_path:
-            with open(memorisation_path) as fh:
-                memorisation = json.load(fh).get("overall")
+        memorisation = read_memorisation(memorisation_path) if memorisation_path else None
         image_names = store.image_names
         if image_names is None and names_from is not None:
             with PatchStore(names_from) as named:
@@ -406,13 +402,32 @@ def _write_lmdb_pair(tmp: Path, lmdb_rel: tuple[str, str], batches) -> None:
 
 
 # ---------------------------------------------------------------- import
+def read_memorisation(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``overall`` entry of a memorisation JSON (``python -m idc memorisation``), for the card."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"memorisation file not found: {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"memorisation file {path} is not JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("overall", {}), dict):
+        raise ValueError(f"memorisation file {path} must be a JSON object with an 'overall' object")
+    return data.get("overall")
+
+
 def read_meta_info(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int] | None]]:
     """``[(gt file name, (h, w, c) or None)]`` from a BasicSR meta-info file (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"meta-info file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"meta-info file {path} is not UTF-8 text (byte {err.start})") from None
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.strip().split(" ")
         if not fields[0]:
             continue
@@ -422,6 +437,10 @@ def read_meta_info(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, i
             if not m:
                 raise ValueError(f"{path} line {number}: expected '<name> (h,w,c)', got {line.strip()!r}")
             shape = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        # A name listed twice would crop the image twice: its patches would count double.
+        if fields[0] in first_line:
+            raise ValueError(f"{path} line {number}: {fields[0]} is already listed on line {first_line[fields[0]]}")
+        first_line[fields[0]] = number
         entries.append((fields[0], shape))
     if not entries:
         raise ValueError(f"meta-info file {path} lists no images")
@@ -460,6 +479,9 @@ def paired_files(
                 h, w = image_size(by_name[name])
                 if (h, w) != shape[:2]:
                     raise ValueError(f"{meta_info}: {name} is listed as {shape[0]}x{shape[1]}, the file is {h}x{w}")
+                channels = image_channels(by_name[name])
+                if shape[2] != channels:
+                    raise ValueError(f"{meta_info}: {name} is listed with {shape[2]} channels, the file has {channels}")
             hr_files.append(by_name[name])
     else:
         hr_files = all_hr

@@ -86,43 +86,69 @@ def training_cost(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]
             "mem": entry["peak_gib"] * pixels, "basis": f"{entry['kind']}: {entry['name']}"}
 
 
-def _image_count(config: dict[str, Any]) -> int:
+def _training_images(config: dict[str, Any]) -> tuple[int, list[int] | None]:
+    """Training images and, where the images are on disk (a folder), their patch counts from the
+    headers (what the workflow's plan knows before cropping), else None."""
     trainset = config["data"]["trainset"]
     if trainset["source"] == "demo":
         from idc.data.demo import DEMO_TRAIN
 
-        return len(DEMO_TRAIN)
+        return len(DEMO_TRAIN), None
     if trainset["source"] == "div2k":
         total = 800
-    else:
-        from idc.data.images import list_images
+        return min(total, trainset.get("images") or total), None
+    from idc.data.crop import image_patch_counts
+    from idc.data.images import list_images
 
-        total = len(list_images(trainset["folder"]))
-    return min(total, trainset.get("images") or total)
+    files = list_images(trainset["folder"])
+    files = files[: trainset.get("images") or len(files)]
+    crop = config["data"]["crop"]
+    counts = image_patch_counts(files, scale=config["scale"], hr_size=crop["hr_size"], step=crop["step"],
+                                thresh=crop["thresh"])
+    return len(files), list(counts)
+
+
+def _condensed_images(config: dict[str, Any], spec: dict[str, Any], n_images: int,
+                      counts: list[int] | None) -> tuple[int, int]:
+    """(condensation jobs, steps) of one IDC dataset: its first `images` images, less those whose
+    budget share is 0 when the patch counts are known (the workflow gives those no job)."""
+    from idc.condense.config import CondenseConfig, resolve_condense_config
+
+    resolved = resolve_condense_config(config["condense"]["params"], variant=spec["variant"], ratio=spec["ratio"])
+    k = min(spec.get("images") or n_images, n_images)
+    if counts is None:
+        return k, resolved["steps"]
+    shares = CondenseConfig.from_dict(resolved).synthetic_counts(counts)
+    return sum(1 for share in shares[:k] if share > 0), resolved["steps"]
 
 
 def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables: list[str] | None = None) -> list[PlanRow]:
-    """Plan rows for a validated configuration; ``tables`` replaces ``config["targets"]``."""
-    from idc.condense.config import resolve_condense_config
+    """Plan rows for a validated configuration; ``tables`` replaces ``config["targets"]``.
+
+    GPUs per job are those the workflow's rules ask for (:mod:`idc.resources`); a CPU job costs
+    no GPU-hours. A table row with replicates stands for each of them."""
+    from idc.config import replicate_members
+    from idc.resources import condense_gpus, inference_gpus, selection_gpus, test_gpus, upsampler_gpus
 
     table = load_table() if table is None else table
     targets = config["targets"] if tables is None else tables
     for name in targets:
         if name not in config["tables"]:
             raise ValueError(f"unknown table {name!r}; the config has {sorted(config['tables'])}")
-    pairs = sorted({(d, m) for t in targets for d in config["tables"][t]["datasets"]
-                    for m in config["tables"][t]["models"]})
     datasets = config["datasets"]
+    pairs = sorted({(member, m) for t in targets for d in config["tables"][t]["datasets"]
+                    for member in replicate_members(datasets, d) for m in config["tables"][t]["models"]})
     used = sorted({d for d, _ in pairs})
     rows: list[PlanRow] = []
 
-    # Teachers: the condensation extractor and the up-samplers of IDC datasets, the baselines'
-    # feature teacher; released weights (`weights`) are converted, not trained.
+    # Teachers: the condensation extractor and the up-samplers of IDC and relabelled datasets,
+    # the baselines' feature teacher; released weights (`weights`) are converted, not trained.
     idc = [d for d in used if datasets[d]["method"] == "idc"]
+    relabelled = [d for d in used if datasets[d]["method"] != "idc" and datasets[d].get("hr_source") == "teacher"]
     teachers: set[str] = set()
     if idc:
         teachers.add(config["condense"]["extractor"])
-        teachers.update(datasets[d]["upsampler"] for d in idc)
+    teachers.update(datasets[d]["upsampler"] for d in idc + relabelled)
     for d in used:
         spec = datasets[d]
         if spec["method"] in ("herding", "kcenter"):
@@ -133,9 +159,8 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
         spec = config["teachers"][name]
         if spec.get("weights"):
             # import_teacher: convert and score the checkpoint; a GPU only when the teacher has one
-            gpus = min(1, int(spec.get("resources", {}).get("gpu", 1)))
-            rows.append(PlanRow("import_teacher", name, 1, gpus, IMPORT_GPU_HOURS, None, None, IMPORT_GPU_HOURS,
-                                "limit"))
+            rows.append(PlanRow("import_teacher", name, 1, inference_gpus(spec["resources"]), IMPORT_GPU_HOURS,
+                                None, None, IMPORT_GPU_HOURS, "limit"))
             continue
         cost = training_cost(spec, table)
         rows.append(PlanRow("train_teacher", name, 1, cost["gpus"], cost["hours"], int(cost["share"]),
@@ -143,33 +168,40 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
 
     # Condensation: one job per image of each (variant, ratio, replicate) run.
     runs: dict[str, tuple[int, int]] = {}
-    n_images = _image_count(config) if idc else 0
+    n_images, counts = _training_images(config) if idc else (0, None)
     for d in idc:
         spec = datasets[d]
-        key = f"{spec['variant']}_r{spec['ratio']}_s{spec.get('replicate', 0)}"
-        steps = resolve_condense_config(config["condense"]["params"], variant=spec["variant"], ratio=spec["ratio"])["steps"]
-        images = spec.get("images") or n_images
-        runs[key] = (max(runs.get(key, (0, 0))[0], min(images, n_images)), steps)
+        key = f"{spec['variant']}_r{spec['ratio']}_s{spec['replicate']}"
+        jobs, steps = _condensed_images(config, spec, n_images, counts)
+        runs[key] = (max(runs.get(key, (0, 0))[0], jobs), steps)
     if runs:
         cond = table["condensation"]
+        gpus = condense_gpus(config)
         jobs = sum(n for n, _ in runs.values())
         steps = max(s for _, s in runs.values())
-        rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, 1, steps * cond["ms_per_step"] / 3.6e6,
-                            None, None, config["condense"]["resources"]["runtime"] / 60,
-                            f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"))
-        rows.append(PlanRow("upsample_condensed", "", len(idc), 1, 2.0, None, None, 2.0, "limit"))
+        limit = config["condense"]["resources"]["runtime"] / 60
+        if gpus:
+            rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, gpus, steps * cond["ms_per_step"] / 3.6e6,
+                                None, None, limit,
+                                f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"))
+        else:
+            rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, 0, limit, None, None, limit,
+                                "limit (CPU job: the figures are for GPUs)"))
+    for rule, members in (("upsample_condensed", idc), ("relabel_dataset", relabelled)):
+        by_gpus: dict[int, int] = {}
+        for d in members:
+            by_gpus[upsampler_gpus(config, d)] = by_gpus.get(upsampler_gpus(config, d), 0) + 1
+        for gpus, count in sorted(by_gpus.items(), reverse=True):
+            rows.append(PlanRow(rule, "" if gpus else "on the CPU", count, gpus, 2.0, None, None, 2.0, "limit"))
 
     # Selection runs on a GPU only when it computes teacher features (herding, k-center).
-    on_gpu = {True: 0, False: 0}
+    by_gpus = {}
     for d in used:
-        spec = datasets[d]
-        if spec["method"] in SELECTION_METHODS:
-            merged = {**config["baselines"], **spec.get("selection", {})}
-            on_gpu[spec["method"] in ("herding", "kcenter") and merged["feature_source"] == "teacher"] += 1
-    for gpu, count in ((True, on_gpu[True]), (False, on_gpu[False])):
-        if count:
-            rows.append(PlanRow("select_baseline", "teacher features" if gpu else "", count, int(gpu), 2.0,
-                                None, None, 2.0, "limit"))
+        if datasets[d]["method"] in SELECTION_METHODS:
+            by_gpus[selection_gpus(config, d)] = by_gpus.get(selection_gpus(config, d), 0) + 1
+    for gpus, count in sorted(by_gpus.items(), reverse=True):
+        rows.append(PlanRow("select_baseline", "teacher features" if gpus else "", count, gpus, 2.0,
+                            None, None, 2.0, "limit"))
 
     by_model: dict[str, int] = {}
     for _, m in pairs:
@@ -179,8 +211,8 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
         cost = training_cost(spec, table)
         rows.append(PlanRow("train_sr", m, count, cost["gpus"], cost["hours"], int(cost["share"]), cost["mem"],
                             spec["resources"]["runtime"] / 60, cost["basis"]))
-    if pairs:
-        rows.append(PlanRow("test_sr", "", len(pairs), 1, 1.0, None, None, 1.0, "limit"))
+    for m, count in sorted(by_model.items()):
+        rows.append(PlanRow("test_sr", m, count, test_gpus(config, m), 1.0, None, None, 1.0, "limit"))
     return rows
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _plan(args: argparse.Namespace) -> int:
     from idc.config import ConfigError, load_config
     from idc.plan import format_alternatives, format_plan, load_table, plan, weights_alternatives
 
+    if not math.isfinite(args.gpu_mem_gib) or args.gpu_mem_gib <= 0:
+        raise ValueError(f"--gpu-mem-gib must be a positive number of GiB, got {args.gpu_mem_gib}")
     try:
         config = load_config(*args.configfile)
     except ConfigError as err:

@@ -122,6 +122,7 @@ def select_baseline(
     from idc.data.store import PatchStore
 
     with PatchStore(store_path) as store:
+        store.verify()  # selection reads every patch: a corrupt chunk would be selected silently
         n_candidates = len(store)
         n_total = n_for_ratio(n_candidates, ratio)
         logger.info("%s: selecting %d of %d patches from %s", method, n_total, n_candidates, store_path)

@@ -40,6 +40,13 @@ def load_indices(path: str | os.PathLike, n_total: int) -> np.ndarray:
             f"index file {path} has indices outside [0, {n_total}) of the patch store "
             f"(min {indices.min()}, max {indices.max()})"
         )
+    unique, counts = np.unique(indices, return_counts=True)
+    if (counts > 1).any():
+        # A selection is a subset: a repeated index would train on (or export) a pair twice.
+        raise ValueError(
+            f"index file {path} repeats indices ({int((counts > 1).sum())} of them, "
+            f"e.g. {int(unique[counts > 1][0])}); a selection lists each pair once"
+        )
     return indices.astype(np.int64)
 
 

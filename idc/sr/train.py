@@ -421,12 +421,17 @@ def train_sr(
         raise FileNotFoundError(f"patch store not found: {store_path}")
 
     # Everything that can be checked is checked before the first step.
+    from idc.data.store import PatchStore
+
+    with PatchStore(store_path) as store:
+        # Training reads every pair many times: one pass over the stored chunks (seconds) is
+        # small next to it, and a corrupt chunk would otherwise train silently.
+        store.verify()
+        n_pairs = len(store)
     indices = None
     if indices_path is not None:
-        from idc.data.store import PatchStore
-
         indices_path = Path(indices_path)
-        indices = load_indices(indices_path, len(PatchStore(store_path)))
+        indices = load_indices(indices_path, n_pairs)
     dataset = PatchPairDataset(store_path, cfg.gt_size, seed=cfg.seed, indices=indices)
     if (val_hr_dir is None) != (val_lr_dir is None):
         raise ValueError("give both val_hr_dir and val_lr_dir, or neither")

@@ -16,6 +16,13 @@ from idc.config import (
     validate_config,
     verdict_methods,
 )
+from idc.resources import (
+    inference_gpus,
+    selection_gpus,
+    selection_uses_teacher,
+    test_gpus,
+    upsampler_gpus,
+)
 from idc.runloop import derive_seed
 from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
@@ -369,11 +376,7 @@ def job_resources(spec):
 
 def get_selection_inputs(wc):
     inputs = {"store": STORE}
-    method = DATASETS[wc.dataset]["method"]
-    if (
-        method in ("herding", "kcenter")
-        and config["baselines"]["feature_source"] == "teacher"
-    ):
+    if selection_uses_teacher(config, wc.dataset):
         inputs["teacher"] = teacher_path(config["baselines"]["feature_teacher"])
     return inputs
 

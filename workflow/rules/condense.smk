@@ -56,10 +56,7 @@ rule upsample_condensed:
         "../../envs/idc.yaml"
     resources:
         # Inference: one GPU even for a teacher trained on several.
-        gpu=lambda wc: min(
-            1,
-            config["teachers"][DATASETS[wc.dataset]["upsampler"]]["resources"]["gpu"],
-        ),
+        gpu=lambda wc: upsampler_gpus(config, wc.dataset),
         cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=120,
@@ -87,10 +84,7 @@ rule relabel_dataset:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: min(
-            1,
-            config["teachers"][DATASETS[wc.dataset]["upsampler"]]["resources"]["gpu"],
-        ),
+        gpu=lambda wc: upsampler_gpus(config, wc.dataset),
         cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=120,

@@ -16,14 +16,7 @@ rule select_baseline:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: int(
-            DATASETS[wc.dataset]["method"] in ("herding", "kcenter")
-            and config["baselines"]["feature_source"] == "teacher"
-            and config["teachers"][config["baselines"]["feature_teacher"]][
-                "resources"
-            ]["gpu"]
-            > 0
-        ),
+        gpu=lambda wc: selection_gpus(config, wc.dataset),
         cpus_per_task=cpus(4),
         mem_mb=mem(32000),
         runtime=120,

@@ -59,7 +59,7 @@ rule import_teacher:
     conda:
         "../../envs/idc.yaml"
     resources:
-        gpu=lambda wc: min(1, job_resources(config["teachers"][wc.teacher])["gpu"]),
+        gpu=lambda wc: inference_gpus(config["teachers"][wc.teacher]["resources"]),
         mem_mb=lambda wc: job_resources(config["teachers"][wc.teacher])["mem_mb"],
         runtime=30,
     params:
@@ -124,7 +124,7 @@ rule test_sr:
         "../../envs/idc.yaml"
     resources:
         # Testing is inference on whole images: one GPU whatever the training used.
-        gpu=lambda wc: min(1, config["models"][wc.model]["resources"]["gpu"]),
+        gpu=lambda wc: test_gpus(config, wc.model),
         cpus_per_task=cpus(4),
         mem_mb=mem(16000),
         runtime=60,
