@@ -328,9 +328,12 @@ def read_config_file(path: str | Path) -> dict:
     """One YAML configuration file; a duplicated key is a ConfigError naming the file and key."""
     with open(path) as fh:
         try:
-            return yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+            loaded = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a configuration file must hold a mapping (got {type(loaded).__name__})")
+    return loaded
 
 
 def check_ratios(config: dict, patch_counts: list[int] | None) -> None:

@@ -155,3 +155,31 @@ def test_cli_refuses_a_gpu_memory_that_is_not_a_positive_number():
                                "--gpu-mem-gib", value], capture_output=True, text=True, cwd=PROJECT_ROOT)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert f"error: --gpu-mem-gib must be a positive number of GiB, got {float(value)}" in proc.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "config.yaml: a configuration file must hold a mapping (got list)"),
+    ("3", "config.yaml: a configuration file must hold a mapping (got int)"),
+])
+def test_cli_refuses_a_config_that_is_not_a_mapping(tmp_path, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "idc", "plan", "--configfile", str(path)], capture_output=True,
+                          text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / message}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1]", "must hold a mapping (got list)"),
+    ("{condensation: {}}", "entry sr_training is missing"),
+    ("{sr_training: [], condensation: {kind: measured}}", "condensation.ms_per_step is missing or not a"),
+    ("{sr_training: [3], condensation: {}}", "sr_training[0] must be a mapping"),
+])
+def test_cli_refuses_a_malformed_throughput_table(tmp_path, text, message):
+    path = tmp_path / "throughput.yaml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "idc", "plan", "--configfile", "config/demo.yaml", "--throughput",
+                           str(path)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error: throughput table {path}" in proc.stderr and message in proc.stderr

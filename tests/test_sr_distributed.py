@@ -176,14 +176,22 @@ def test_two_rank_run_stopped_on_one_rank_resumes_with_any_rank_count(data, tmp_
 
 
 @pytest.mark.slow
-def test_torchrun_launch_equals_one_process(data, tmp_path):
-    """The launcher the workflow uses: torchrun, two gloo ranks, logs gathered by the caller."""
+def test_torchrun_launch_equals_one_process(data, tmp_path, monkeypatch):
+    """The launcher the workflow uses: torchrun, two gloo ranks, logs gathered by the caller; it
+    leaves nothing in the temporary folder (each launch once left a torchelastic_* folder)."""
+    import tempfile
+
     single = tmp_path / "single"
     _train({**_settings(data, single), "device": "cpu"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     launched = tmp_path / "launched"
     rc = launch_training(*train_arguments({**_settings(data, launched), "device": "cpu"}), ranks=2)
     assert rc == 0
     _assert_same_training(_outputs(single), _outputs(launched), rtol=1e-5, atol=1e-6)
+    assert list(scratch.iterdir()) == []
 
 
 _LAUNCHER = """

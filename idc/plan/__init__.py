@@ -23,9 +23,39 @@ SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 IMPORT_GPU_HOURS = 0.5  # import_teacher: convert + score a released checkpoint (its 30 min time limit)
 
 
+# What the plan reads of a throughput table; checked on load so that another table (--throughput)
+# with a missing or mistyped entry is one line naming the file and entry.
+TABLE_ENTRIES = {
+    "sr_training": {"arch": str, "match": dict, "kind": str, "name": str, "batch": (int, float),
+                    "gt": (int, float), "steps_per_s": (int, float), "peak_gib": (int, float)},
+    "condensation": {"kind": str, "ms_per_step": (int, float), "scale": str},
+    "released_weights": {"file": str, "arch": str, "match": dict, "source": str},
+}
+
+
 def load_table(path: str | Path = TABLE_PATH) -> dict[str, Any]:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """A throughput table (``throughput.yaml``'s layout), checked entry by entry."""
+    try:
+        with open(path) as fh:
+            table = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ValueError(f"throughput table {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"throughput table {path} must hold a mapping (got {type(table).__name__})")
+    for key, fields in TABLE_ENTRIES.items():
+        entries = table.get(key, [] if key == "released_weights" else None)
+        if entries is None:
+            raise ValueError(f"throughput table {path}: entry {key} is missing")
+        for i, entry in enumerate([entries] if key == "condensation" else entries if isinstance(entries, list)
+                                  else [None]):
+            where = key if key == "condensation" else f"{key}[{i}]"
+            if not isinstance(entry, dict):
+                raise ValueError(f"throughput table {path}: {where} must be a mapping")
+            for field, kind in fields.items():
+                if not isinstance(entry.get(field), kind) or isinstance(entry.get(field), bool):
+                    raise ValueError(f"throughput table {path}: {where}.{field} is missing or not a "
+                                     f"{getattr(kind, '__name__', 'number')}")
+    return table
 
 
 @dataclass

@@ -15,7 +15,10 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         config = load_config(*args.configfile)
     except ConfigError as err:
-        raise ValueError(f"{args.configfile[-1]}: {err}") from None
+        # Errors about one file name it already; validation errors name the key, not the file.
+        message = str(err)
+        named = any(message.startswith(f"{path}:") for path in args.configfile)
+        raise ValueError(message if named else f"{args.configfile[-1]}: {message}") from None
     table = load_table(args.throughput) if args.throughput else None
     rows = plan(config, table, tables=args.tables)
     print(f"Cost plan of {', '.join(args.configfile)} (targets: {', '.join(args.tables or config['targets'])})\n")

@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,11 +198,14 @@ def launch_training(cfg: TrainConfig, run: Mapping[str, Any], ranks: int, *, thr
 
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
-    fd, config_path = tempfile.mkstemp(prefix="idc-train-", suffix=".yaml")
-    with os.fdopen(fd, "w") as fh:
+    # One private folder for the launch, removed at the end: torchrun writes its own folder
+    # (torchelastic_*) under TMPDIR and leaves it behind, one per launch.
+    launch_dir = Path(tempfile.mkdtemp(prefix="idc-train-"))
+    config_path = launch_dir / "train.yaml"
+    with open(config_path, "w") as fh:
         # The flat file of `python -m idc sr train` (idc.sr.cli.train_arguments splits it again).
         yaml.safe_dump(_plain({**dataclasses.asdict(cfg), **run}), fh)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(launch_dir)}
     # Each rank gets its share of the job's CPUs for its intra-op threads.
     env["OMP_NUM_THREADS"] = str(max(1, (threads or os.cpu_count() or 1) // ranks))
     command = torchrun_command(config_path, ranks)
@@ -227,6 +231,6 @@ def launch_training(cfg: TrainConfig, run: Mapping[str, Any], ranks: int, *, thr
             signal.signal(s, handler)
         if proc.poll() is None:
             proc.kill()
-        Path(config_path).unlink(missing_ok=True)
+        shutil.rmtree(launch_dir, ignore_errors=True)
     logger.info("torchrun exited with status %d", rc)
     return rc
