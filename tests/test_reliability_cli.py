@@ -68,6 +68,22 @@ def test_run_summary_of_the_matching_run_is_written(demo_results, tmp_path):
     assert "Run `demo`" in proc.stdout and "| a | b |" in proc.stdout
 
 
+def test_run_summary_names_the_commit_of_the_checkout_given(demo_results, tmp_path):
+    """A run made in another checkout (a worktree at an older commit) is recorded with that commit."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "run"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    config = _config(tmp_path, {"run": "demo"})
+    proc = _idc("run-summary", str(demo_results), "--configfile", config, "--command", "x", "--repo", str(checkout))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"- commit: `{head}`" in proc.stdout
+    _one_line(_idc("run-summary", str(demo_results), "--configfile", config, "--command", "x",
+                   "--repo", str(tmp_path / "nowhere")), "is not a git checkout")
+
+
 # ---------------------------------------------------------------- stop signals (classes 12, 13)
 def _wait_for(condition, proc, timeout=90.0) -> None:
     import time

@@ -21,11 +21,15 @@ def test_stage_times_and_summary(tmp_path):
     (results / "datasets").mkdir()
     overall = {"n": 4, "exact_copies": 1, "mean_db": 30.0, "min_db": 25.0, "max_db": 35.0}
     (results / "datasets" / "idc.memorisation.json").write_text(json.dumps({"overall": overall}))
+    # a 0-step condensation keeps its real starting patches: every one an exact copy, no finite PSNR
+    copies = {"n": 3, "exact_copies": 3, "mean_db": None, "min_db": None, "max_db": None}
+    (results / "datasets" / "idc-start.memorisation.json").write_text(json.dumps({"overall": copies}))
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"run": "x", "seed": 3}))
     text = summarise_run(results, configfile=config, command="snakemake", repo=tmp_path)
     assert "| train_sr | 2 | 1.5 |" in text and "master seed 3" in text and "| a | b |" in text
     assert "| idc | 4 | 1 | 30.00 | 25.00 | 35.00 |" in text
+    assert "| idc-start | 3 | 3 | – | – | – |" in text
 
 
 def _condense_log(image_id, mmd_curve, *, warmup=2, milestones=(6,), steps=8, seconds=10.0):

@@ -50,12 +50,18 @@ def _register_run_summary(subparsers: argparse._SubParsersAction) -> None:
                         "default: the folder of --out, else the current folder)")
     p.add_argument("--trajectories", action="store_true",
                    help="add the validation PSNR of every table row at each logged training step")
+    p.add_argument("--repo", type=Path,
+                   help="the checkout the run was made from, whose commit the record names (default: the "
+                        "current folder)")
     p.set_defaults(func=_run_summary)
 
 
 def _run_summary(args: argparse.Namespace) -> int:
     check_run_folder(args.results_dir, args.configfile)
+    if args.repo is not None and not (args.repo / ".git").exists():
+        raise ValueError(f"--repo {args.repo} is not a git checkout (no .git)")
     text = summarise_run(args.results_dir, configfile=args.configfile, command=args.command,
+                         repo=args.repo or Path("."),
                          figures_dir=args.figures, trajectories=args.trajectories,
                          link_base=args.link_base or (args.out.parent if args.out else Path(".")))
     if args.out:

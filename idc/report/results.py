@@ -351,6 +351,11 @@ def check_run_folder(results_dir: str | Path, configfile: str | Path) -> None:
                          f"(expected results/{run})")
 
 
+def _db(value: float | None) -> str:
+    """A memorisation PSNR for a table: null (no patch that is not an exact copy) reads as a dash."""
+    return "–" if value is None else f"{value:.2f}"
+
+
 def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: str, repo: str | Path = ".",
                   figures_dir: str | Path | None = None, link_base: str | Path = ".",
                   trajectories: bool = False) -> str:
@@ -400,7 +405,8 @@ def summarise_run(results_dir: str | Path, *, configfile: str | Path, command: s
                   "", "| dataset | patches | exact copies | mean dB | min dB | max dB |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for path in memo:
             o = json.loads(path.read_text())["overall"]
-            lines.append(f"| {path.name.removesuffix('.memorisation.json')} | {o['n']} | {o['exact_copies']} | "
-                         f"{o['mean_db']:.2f} | {o['min_db']:.2f} | {o['max_db']:.2f} |")
-        lines.append("")
+            figures = " | ".join(_db(o[key]) for key in ("mean_db", "min_db", "max_db"))
+            lines.append(f"| {path.name.removesuffix('.memorisation.json')} | {o['n']} | {o['exact_copies']} | {figures} |")
+        lines += ["", "The dB figures are over the patches that are not exact copies (an exact copy has no finite "
+                  "PSNR); – where every patch is one.", ""]
     return "\n".join(lines)
