@@ -2,7 +2,7 @@
 Random Local Fourier Features, then HR up-sampling by the teacher and assembly into a patch store.
 
 Public API:
-- `CondenseConfig`, `VARIANTS` (idc, literal, balanced, fresh, v1-v7, a0-a11, x1-x3) in `idc.condense.config`;
+- `CondenseConfig`, `VARIANTS` (the named variants: the paper's settings, its ablations, the study's and the controls') in `idc.condense.config`;
 - `condense_instance(real_lr, extractor, cfg, *, seed, device, progress, resume_path, on_log,
   n_synthetic)` in `idc.condense.condenser` (pure: tensors in, tensors + log out), whose loop
   reads against the paper's Algorithm 1; one instance's state and losses in

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from idc.condense.config import VARIANTS
+
 logger = logging.getLogger(__name__)
 
 # Exit status of a run stopped by a signal after checkpointing: 128 + signal number, as a shell
@@ -107,8 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="synthetic LR patches (.npy, float32 (n,3,h,w))")
     p.add_argument("--log", required=True, help="per-instance log (JSON)")
     p.add_argument("--config", help="YAML/JSON mapping of CondenseConfig keys (may name a `variant`)")
-    p.add_argument("--variant", help="named variant: idc, literal, balanced, fresh, v1-v7, a0-a11, x1-x3; "
-                   "its own changes apply on top of --config and --set, as in the workflow")
+    p.add_argument("--variant", help=f"named variant: {', '.join(VARIANTS)}; its own changes apply on top of "
+                   "--config and --set, as in the workflow")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
