@@ -91,6 +91,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 
 REAL_PATCH_METHODS = ("whole", "random", "herding", "kcenter", "dcsr")
+SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 
 
 def replicate_name(key: str, number: int, first: int) -> str:
@@ -120,6 +121,24 @@ def _expand_replicates(config: dict) -> None:
     if expanded.keys() != datasets.keys():
         datasets.clear()
         datasets.update(expanded)
+
+
+def _check_pairs_of(name: str, spec: dict, datasets: dict) -> None:
+    """`pairs_of` sizes a selection by another training set: one of the config's datasets, not
+    itself, not sized the same way (no chains), and in place of `ratio`."""
+    other = spec["pairs_of"]
+    if spec["method"] not in SELECTION_METHODS:
+        raise ConfigError(f"config key datasets.{name}.pairs_of: applies to the selection methods "
+                          f"({', '.join(SELECTION_METHODS)}), not to method {spec['method']!r}")
+    if "ratio" in spec:
+        raise ConfigError(f"config key datasets.{name}.pairs_of: give ratio or pairs_of, not both")
+    if other not in datasets:
+        raise ConfigError(f"config key datasets.{name}.pairs_of: {other!r} is not a key of datasets")
+    if (datasets[other].get("replicate_of") or other) == (spec.get("replicate_of") or name):
+        raise ConfigError(f"config key datasets.{name}.pairs_of: a dataset cannot take its own size")
+    if "pairs_of" in datasets[other]:
+        raise ConfigError(f"config key datasets.{name}.pairs_of: {other!r} takes its own size from pairs_of; "
+                          "name the dataset it is sized by")
 
 
 def replicate_members(datasets: dict, key: str) -> list[str]:
@@ -257,7 +276,9 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(f"config key datasets.{name}.upsampler: only for method idc or hr_source teacher")
         if spec["method"] == "folder" and not spec.get("hr"):
             raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
-        if spec["method"] not in ("whole", "folder") and "ratio" not in spec:
+        if "pairs_of" in spec:
+            _check_pairs_of(name, spec, datasets)
+        elif spec["method"] not in ("whole", "folder") and "ratio" not in spec:
             raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
         if spec["method"] == "idc":
             if "upsampler" not in spec:

@@ -162,6 +162,17 @@ BAD_CONFIGS = {
     "condensation lr NaN": (lambda c: c["condense"]["params"].update(lr=float("nan")), "condense.params"),
     "condensation boolean as a string": (lambda c: c["condense"]["params"].update(use_pair="false"),
                                          "condense.params"),
+    # a baseline sized by another training set (pairs_of), in place of its ratio
+    "pairs_of and ratio": (lambda c: c["datasets"]["random"].update(pairs_of="idc"), "datasets.random.pairs_of"),
+    "pairs_of an unknown dataset": (lambda c: c["datasets"]["random"].update(pairs_of="mine", ratio=None) or
+                                    c["datasets"]["random"].pop("ratio"), "datasets.random.pairs_of"),
+    "pairs_of itself": (lambda c: c["datasets"]["random"].update(pairs_of="random") or
+                        c["datasets"]["random"].pop("ratio"), "datasets.random.pairs_of"),
+    "pairs_of on IDC": (lambda c: c["datasets"]["idc"].update(pairs_of="whole") or c["datasets"]["idc"].pop("ratio"),
+                        "datasets.idc.pairs_of"),
+    "pairs_of a dataset sized by pairs_of": (
+        lambda c: c["datasets"].update(r2={"method": "random", "pairs_of": "idc"},
+                                       r3={"method": "random", "pairs_of": "r2"}), "datasets.r3.pairs_of"),
     "missing local DIV2K folder": (lambda c: c["data"]["trainset"].update(source="div2k",
                                                                           div2k_local_dir="/nonexistent/DIV2K"),
                                    "data.trainset.div2k_local_dir"),
@@ -182,6 +193,15 @@ def test_ratios_that_keep_no_patch_are_refused_before_cropping():
     config["datasets"]["random"]["ratio"] = 5e-06  # 0.6 of DIV2K's 120,765 pairs
     with pytest.raises(ConfigError, match="N=120765 keeps no patch"):
         check_ratios(config, None)
+
+
+def test_pairs_of_replaces_ratio_for_a_selection_and_its_replicates():
+    config = _read("demo.yaml")
+    config["datasets"]["random"].pop("ratio")
+    config["datasets"]["random"].update(pairs_of="idc", replicates=2)
+    datasets = validate_config(config)["datasets"]
+    assert datasets["random"]["pairs_of"] == datasets["random-s1"]["pairs_of"] == "idc"
+    assert "ratio" not in datasets["random-s1"]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
@@ -257,6 +277,23 @@ def test_verdict_overlay_merged_into_the_paper_config_validates():
         assert [datasets[k]["replicate"] for k in (row, f"{row}-s1", f"{row}-s2")] == [0, 1, 2]
     assert datasets["random_teacher-r1"]["hr_source"] == "teacher"
     assert datasets["idc"]["replicate_of"] is None  # the r = 10% rows are left alone
+
+
+def test_evaluate_folder_overlay_merged_into_the_paper_config_validates():
+    """config/evaluate-folder.yaml: your set, Random sized by it and Whole, three replicates each,
+    read by a verdict table against Random with Whole as the positive control."""
+    from snakemake.utils import update_config
+
+    config = _read("config.yaml")
+    update_config(config, _read("evaluate-folder.yaml"))
+    config = validate_config(config)
+    table = config["tables"][config["targets"][0]]
+    assert table["kind"] == "verdict" and table["compare_to"] == "random-yours" and table["whole"] == "whole"
+    datasets = config["datasets"]
+    for row in table["datasets"]:
+        assert [datasets[k]["replicate"] for k in (row, f"{row}-s1", f"{row}-s2")] == [0, 1, 2]
+    assert datasets["random-yours-s2"]["pairs_of"] == "yours" and datasets["yours"]["method"] == "folder"
+    assert set(table["testsets"]) <= set(config["data"]["testsets"])
 
 
 @pytest.mark.parametrize("name", ["verdict.yaml", "verdict-pilot.yaml"])

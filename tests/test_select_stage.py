@@ -120,6 +120,36 @@ def test_stage_validates_before_work(store: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_pair_count_selects_exactly_that_many(store: Path, tmp_path: Path) -> None:
+    """`pairs` in place of `ratio` (a baseline at the size of another set): the same selection as
+    the ratio that keeps as many, and one line for an impossible count."""
+    by_count = select_baseline(store_path=store, method="random", pairs=10, out_path=tmp_path / "n.npy", seed=5,
+                               n_splits=4)
+    by_ratio = select_baseline(store_path=store, method="random", ratio=0.25, out_path=tmp_path / "r.npy", seed=5,
+                               n_splits=4)
+    assert np.array_equal(np.load(by_count), np.load(by_ratio))
+    record = json.loads(by_count.with_suffix(".json").read_text())
+    assert record["n"] == 10 and record["pairs_asked"] == 10 and record["ratio"] is None
+    common = dict(store_path=store, method="random", out_path=tmp_path / "x.npy", seed=0)
+    with pytest.raises(ValueError, match="exactly one of ratio and pairs"):
+        select_baseline(ratio=0.25, pairs=10, **common)
+    with pytest.raises(ValueError, match="exactly one of ratio and pairs"):
+        select_baseline(**common)
+    with pytest.raises(ValueError, match="positive integer"):
+        select_baseline(pairs=0, **common)
+    with pytest.raises(ValueError, match=f"holds only {N_PATCHES}"):
+        select_baseline(pairs=N_PATCHES + 1, **common)
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_dataset_pair_count_counts_a_store_or_its_selection(store: Path, tmp_path: Path) -> None:
+    from idc.select.stage import dataset_pair_count
+
+    assert dataset_pair_count(store) == N_PATCHES
+    picked = select_baseline(store_path=store, method="random", pairs=7, out_path=tmp_path / "p.npy", seed=1)
+    assert dataset_pair_count(store, picked) == 7
+
+
 def test_select_command(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "dcsr.npy"
     args = ["select", "--store", str(store), "--method", "dcsr", "--ratio", "0.25", "--out", str(out),

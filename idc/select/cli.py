@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         store_path=args.store,
         method=args.method,
         ratio=args.ratio,
+        pairs=args.pairs,
         out_path=args.out,
         seed=args.seed,
         n_splits=args.n_splits,
@@ -40,13 +41,15 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "select",
-        help="select a ratio of a patch store with Random/Herding/K-Center/DCSR",
-        description="Select ratio x N patches of a patch store under the paper's 20-group "
+        help="select a ratio (or a number of pairs) of a patch store with Random/Herding/K-Center/DCSR",
+        description="Select ratio x N (or --pairs) patches of a patch store under the paper's 20-group "
         "protocol; writes sorted int64 indices (.npy) and a .json record beside them.",
     )
     parser.add_argument("--store", required=True, help="patch store (HDF5)")
     parser.add_argument("--method", required=True, choices=["random", "herding", "kcenter", "dcsr"])
-    parser.add_argument("--ratio", required=True, type=float, help="fraction kept, in (0, 1)")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--ratio", type=float, help="fraction kept, in (0, 1)")
+    size.add_argument("--pairs", type=int, help="number of pairs kept (e.g. the size of a set to compare with)")
     parser.add_argument("--out", required=True, help="output index file (.npy)")
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--n-splits", type=int, default=20, help="random groups (paper: 20)")

@@ -55,6 +55,20 @@ def _read_all_lr(store: Any) -> np.ndarray:
     return lr
 
 
+def dataset_pair_count(store_path: str | os.PathLike, indices_path: str | os.PathLike | None = None) -> int:
+    """Pairs of a training set: its index file's length where it is a selection, else its
+    store's (an imported folder, a condensed or relabelled set)."""
+    from idc.data.store import PatchStore
+
+    with PatchStore(store_path) as store:
+        n_store = len(store)
+    if indices_path is None:
+        return n_store
+    from idc.sr.data import load_indices
+
+    return int(load_indices(indices_path, n_store).size)
+
+
 def software_versions() -> dict[str, str]:
     return {
         "idc": __version__,
@@ -69,9 +83,10 @@ def select_baseline(
     *,
     store_path: str | os.PathLike,
     method: str,
-    ratio: float,
+    ratio: float | None = None,
     out_path: str | os.PathLike,
     seed: int,
+    pairs: int | None = None,
     n_splits: int = 20,
     feature_source: str = "teacher",
     teacher_path: str | os.PathLike | None = None,
@@ -79,9 +94,11 @@ def select_baseline(
     device: str = "auto",
     **hparams: Any,
 ) -> Path:
-    """Select ratio x N patches of the store with `method` under the 20-group protocol.
+    """Select ratio x N patches of the store (or exactly `pairs` of them) with `method` under the
+    20-group protocol.
 
-    Writes the sorted int64 indices to `out_path` (.npy) and a sidecar `out_path` with suffix
+    Exactly one of `ratio` and `pairs` is given: `pairs` builds a baseline at the size of another
+    set (for example Random at the pair count of a condensed set imported from a folder). Writes the sorted int64 indices to `out_path` (.npy) and a sidecar `out_path` with suffix
     .json; returns `out_path`. `feature_source` and `teacher_path` matter for Herding and
     K-Center only; `hparams` go to the selector (e.g. ``rule="deepcore"``, ``threshold="median"``).
     """
@@ -92,8 +109,13 @@ def select_baseline(
         raise ValueError(f"unknown selection method {method!r}; known: {sorted(SELECTORS)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
+    if (ratio is None) == (pairs is None):
+        raise ValueError(f"give exactly one of ratio and pairs, got ratio={ratio!r} and pairs={pairs!r}")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                              or not 0.0 < float(ratio) < 1.0):
         raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
+    if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, (int, np.integer)) or pairs < 1):
+        raise ValueError(f"pairs must be a positive integer, got {pairs!r}")
     if int(n_splits) < 1:
         raise ValueError(f"n_splits must be >= 1, got {n_splits}")
     if feature_source not in FEATURE_SOURCES:
@@ -124,7 +146,12 @@ def select_baseline(
     with PatchStore(store_path) as store:
         store.verify()  # selection reads every patch: a corrupt chunk would be selected silently
         n_candidates = len(store)
-        n_total = n_for_ratio(n_candidates, ratio)
+        if pairs is None:
+            n_total = n_for_ratio(n_candidates, ratio)
+        elif pairs > n_candidates:
+            raise ValueError(f"{method}: {pairs} pairs asked of {store_path}, which holds only {n_candidates}")
+        else:
+            n_total = int(pairs)
         logger.info("%s: selecting %d of %d patches from %s", method, n_total, n_candidates, store_path)
         lr = _read_all_lr(store)
         store_source = store.attrs.get("source", "")
@@ -157,7 +184,8 @@ def select_baseline(
         "method": method,
         "n": int(indices.size),
         "n_candidates": int(n_candidates),
-        "ratio": float(ratio),
+        "ratio": None if ratio is None else float(ratio),
+        "pairs_asked": None if pairs is None else int(pairs),
         "seed": int(seed),
         "n_splits": int(n_splits),
         "feature_source": feature_source if uses_features else None,

@@ -212,7 +212,13 @@ SELECTION_DATASETS = [
     k for k, d in DATASETS.items() if d["method"] not in ("whole", "idc", "folder")
 ]
 IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "idc"]
-FOLDER_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "folder"]
+# Replicates of a folder dataset train on one import (the folder is the same; only the SR model
+# seed differs), made under the entry's own key.
+FOLDER_DATASETS = [
+    k
+    for k, d in DATASETS.items()
+    if d["method"] == "folder" and (d["replicate_of"] or k) == k
+]
 # Real-patch datasets whose HR side is the up-sampler teacher's (the relabelling control).
 RELABELLED_DATASETS = [k for k, d in DATASETS.items() if d["hr_source"] == "teacher"]
 
@@ -282,7 +288,9 @@ def condense_keys():
 def dataset_store(dataset):
     """(store, indices) the SR models of `dataset` train on."""
     method = DATASETS[dataset]["method"]
-    if method in ("idc", "folder") or dataset in RELABELLED_DATASETS:
+    if method == "folder":
+        return {"store": f"{RESULTS}/datasets/{DATASETS[dataset]['replicate_of'] or dataset}.h5"}
+    if method == "idc" or dataset in RELABELLED_DATASETS:
         return {"store": f"{RESULTS}/datasets/{dataset}.h5"}
     if method == "whole":
         return {"store": STORE}
@@ -378,6 +386,13 @@ def get_selection_inputs(wc):
     inputs = {"store": STORE}
     if selection_uses_teacher(config, wc.dataset):
         inputs["teacher"] = teacher_path(config["baselines"]["feature_teacher"])
+    sized_by = DATASETS[wc.dataset].get("pairs_of")
+    if sized_by:
+        # The set whose pair count this selection takes, counted by the job once it exists.
+        other = dataset_store(sized_by)
+        inputs["pairs_of"] = other["store"]
+        if "indices" in other:
+            inputs["pairs_of_indices"] = other["indices"]
     return inputs
 
 
@@ -386,7 +401,7 @@ def get_selection_params(wc):
     cfg = {**config["baselines"], **spec["selection"]}  # the dataset's own settings win
     params = {
         "method": spec["method"],
-        "ratio": spec["ratio"],
+        "ratio": spec.get("ratio"),
         "n_splits": cfg["n_splits"],
     }
     if spec["method"] in ("herding", "kcenter"):
