@@ -351,3 +351,33 @@ def test_a_control_resolved_in_the_wrong_direction_fails_too():
     text = render_verdict_markdown(verdict_frame(pd.DataFrame(rows), spec), spec)
     assert text.startswith("> **This setting cannot resolve differences in training data:**")
     assert "resolved in the wrong direction: the control fails." in text
+
+
+# ---------------------------------------------------------------- DD-Ranking's IOR and HLR
+
+
+def test_ior_and_hlr_are_the_differences_to_the_reference_and_to_the_whole():
+    """IOR = method - reference and HLR = whole - method (its interval mirrored), on the method's
+    own row; the sd over replicates is that of each replicate's mean difference."""
+    per_image = metrics({"a": 0.0, "b": 0.3, "w": 0.5})
+    frame = verdict_frame(per_image, spec(("b",), whole="w"))
+    own, to_ref, to_whole = one(frame, "b", ""), one(frame, "b", "a"), one(frame, "b", "w")
+    assert (own["ior"], own["ior_low"], own["ior_high"]) == (to_ref["diff"], to_ref["ci_low"], to_ref["ci_high"])
+    assert (own["hlr"], own["hlr_low"], own["hlr_high"]) == (-to_whole["diff"], -to_whole["ci_high"],
+                                                              -to_whole["ci_low"])
+    assert own["ior_low"] <= 0.3 <= own["ior_high"] and own["hlr_low"] <= 0.2 <= own["hlr_high"]
+    pivot = per_image.pivot_table(index=["replicate", "testset", "image"], columns="method", values="psnr")
+    by_replicate = (pivot["b"] - pivot["a"]).groupby(level="replicate").mean()
+    assert to_ref["sd_replicates"] == pytest.approx(by_replicate.std(ddof=1), rel=1e-9)
+    # Neither the reference nor the whole has an IOR or HLR of its own.
+    assert np.isnan(one(frame, "a", "")["ior"]) and np.isnan(one(frame, "w", "")["hlr"])
+    text = render_verdict_markdown(frame, spec(("b",), whole="w"))
+    assert "### Improvement over a and gap to w (edsr)" in text
+    pooled = next(line for line in text.splitlines() if line.startswith("| b | All |"))
+    assert f"{own['ior']:+.3f} [{own['ior_low']:+.3f}, {own['ior_high']:+.3f}] ± {to_ref['sd_replicates']:.3f}" in pooled
+
+
+def test_no_whole_no_hlr_and_one_replicate_no_sd():
+    frame = verdict_frame(metrics({"a": 0.0, "b": 0.3}, replicates=1), spec())
+    assert np.isnan(one(frame, "b", "")["hlr"]) and np.isnan(one(frame, "b", "a")["sd_replicates"])
+    assert "Improvement over" not in render_verdict_markdown(frame, spec())

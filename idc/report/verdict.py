@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +61,11 @@ __all__ = [
 
 PER_IMAGE_COLUMNS = ("method", "replicate", "model", "testset", "image", "psnr", "ssim")
 VERDICT_COLUMNS = ("method", "model", "testset", "metric", "versus", "mean", "versus_mean", "diff",
-                   "ci_low", "ci_high", "n_replicates", "n_images", "reading")
+                   "ci_low", "ci_high", "sd_replicates", "n_replicates", "n_images", "reading",
+                   "ior", "ior_low", "ior_high", "hlr", "hlr_low", "hlr_high")
+# DD-Ranking's names for two of the differences, filled on a method's own row: improvement over
+# the reference (IOR = method - Random) and the gap to the full data (HLR = Whole - method).
+DD_RANKING_COLUMNS = ("ior", "ior_low", "ior_high", "hlr", "hlr_low", "hlr_high")
 METRICS = ("psnr", "ssim")
 # The pseudo test set of every image of every listed test set, pooled.
 ALL = "all"
@@ -343,7 +347,13 @@ def verdict_frame(per_image: pd.DataFrame, spec: VerdictSpec) -> pd.DataFrame:
     mean with NaN difference. `mean` (and `versus_mean`) is the mean over a method's replicates
     (all of them) of its mean over images; `diff`, `ci_low`, `ci_high` come from
     `paired_difference` over the replicate numbers both methods have (`n_replicates`) and the
-    `n_images` images.
+    `n_images` images; `sd_replicates` is the sd over the replicates of each one's mean
+    difference (NaN with one replicate).
+
+    A method's own row also carries DD-Ranking's two figures with their intervals: `ior`, its
+    improvement over the reference (method - reference), and `hlr`, its gap to the full data
+    (whole - method, lower is better); NaN where the method is the reference or the whole, or
+    there is no whole.
     """
     data = _checked(per_image, spec)
     matrices = _Matrices(data)
@@ -356,22 +366,35 @@ def verdict_frame(per_image: pd.DataFrame, spec: VerdictSpec) -> pd.DataFrame:
                 def matrix(method: str) -> pd.DataFrame:
                     return matrices.get(method, model, testset, metric, spec.testsets)
 
+                own_rows = {}
                 for method in methods:
                     own = matrix(method)
-                    rows.append({"method": method, "model": model, "testset": testset, "metric": metric,
-                                 "versus": "", "mean": float(own.mean(axis=1).mean()), "versus_mean": math.nan,
-                                 "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                                 "n_replicates": own.shape[0], "n_images": own.shape[1], "reading": ""})
+                    own_rows[method] = {
+                        "method": method, "model": model, "testset": testset, "metric": metric, "versus": "",
+                        "mean": float(own.mean(axis=1).mean()), "versus_mean": math.nan, "diff": math.nan,
+                        "ci_low": math.nan, "ci_high": math.nan, "sd_replicates": math.nan,
+                        "n_replicates": own.shape[0], "n_images": own.shape[1], "reading": "",
+                        **dict.fromkeys(DD_RANKING_COLUMNS, math.nan)}
+                    rows.append(own_rows[method])
                 for method, versus in comparisons:
                     pa, pb = matrix(method), matrix(versus)
                     a, b, n_shared = _paired(pa, pb, method, versus, model, testset)
                     rng = _row_rng(spec.seed, method, versus, model, testset, metric)
                     diff, low, high = paired_difference(a, b, n_boot=spec.n_boot, rng=rng, level=spec.level)
+                    # The run-to-run spread DD-Ranking reports beside its means: the sd over
+                    # replicates of each replicate's mean difference.
+                    by_replicate = (a - b).mean(axis=1)
+                    sd = float(np.std(by_replicate, ddof=1)) if n_shared > 1 else math.nan
                     rows.append({"method": method, "model": model, "testset": testset, "metric": metric,
                                  "versus": versus, "mean": float(pa.mean(axis=1).mean()),
                                  "versus_mean": float(pb.mean(axis=1).mean()), "diff": diff, "ci_low": low,
-                                 "ci_high": high, "n_replicates": n_shared, "n_images": a.shape[1],
-                                 "reading": reading(low, high)})
+                                 "ci_high": high, "sd_replicates": sd, "n_replicates": n_shared,
+                                 "n_images": a.shape[1], "reading": reading(low, high),
+                                 **dict.fromkeys(DD_RANKING_COLUMNS, math.nan)})
+                    if versus == spec.reference and method in own_rows:
+                        own_rows[method].update(ior=diff, ior_low=low, ior_high=high)
+                    if versus == spec.whole and method in own_rows:
+                        own_rows[method].update(hlr=-diff, hlr_low=-high, hlr_high=-low)
     frame = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
     logger.debug("verdict: %d rows (%d comparisons x %d models x %d test sets x 2 metrics)", len(frame),
                  len(comparisons), len(spec.models), len(spec.testsets) + 1)
@@ -422,6 +445,46 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], align: Sequence
     lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |",
              "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
+    return lines
+
+
+def _dd_figure(row: Mapping[str, object], key: str, metric: str, sd: float) -> str:
+    """`+0.078 [+0.002, +0.158] ± 0.050`: mean, interval, sd over replicates ("" with one)."""
+    decimals = DIFF_DECIMALS[metric]
+    text = f"{_signed(row[key], decimals)} [{_bound(row[f'{key}_low'], decimals)}, {_bound(row[f'{key}_high'], decimals)}]"
+    return text if math.isnan(sd) else f"{text} ± {sd:.{decimals}f}"
+
+
+def _dd_ranking_section(row: Callable[..., Mapping[str, object]], spec: VerdictSpec,
+                        testsets: Sequence[str]) -> list[str]:
+    """Per model, each method's improvement over the reference (IOR) and gap to the whole (HLR),
+    in DD-Ranking's terms, on every test set and pooled; empty without a whole."""
+    if spec.whole is None:
+        return []
+    ref_label, whole_label = spec.label(spec.reference), spec.label(spec.whole)
+    lines: list[str] = []
+    for model in spec.models:
+        lines += [f"### Improvement over {ref_label} and gap to {whole_label} ({model})", ""]
+        header = ["Method", "Test set", *(f"{name} {METRIC_SHORT[m]}" for m in METRICS for name in ("IOR", "HLR")),
+                  "n_rep"]
+        body = []
+        for method in spec.methods:
+            if method in (spec.reference, spec.whole):
+                continue
+            for testset in testsets:
+                cells = [spec.label(method), "All" if testset == ALL else testset]
+                for metric in METRICS:
+                    own = row(method, "", model, testset, metric)
+                    ior_sd = row(method, spec.reference, model, testset, metric)["sd_replicates"]
+                    hlr_sd = row(method, spec.whole, model, testset, metric)["sd_replicates"]
+                    cells += [_dd_figure(own, "ior", metric, ior_sd), _dd_figure(own, "hlr", metric, hlr_sd)]
+                cells.append(str(int(row(method, spec.reference, model, testset, "psnr")["n_replicates"])))
+                body.append(cells)
+        lines += _table(header, body, ["l", "l", "r", "r", "r", "r", "r"]) + [""]
+        lines += [f"IOR = method - {ref_label} (higher is better); HLR = {whole_label} - method (the gap to the full "
+                  f"data, lower is better), each the mean paired difference [interval] ± sd over replicates, as "
+                  f"DD-Ranking reports them. HLR here is measured with each method's own HR side (the teacher's "
+                  f"where it relabels), not only with real HR.", ""]
     return lines
 
 
@@ -505,6 +568,7 @@ def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
                                  str(r["reading"]), str(int(r["n_replicates"])), str(int(r["n_images"]))])
         lines += _table(header, body, ["l", "l", "l", "l", "r", "l", "r", "r"]) + [""]
 
+    lines += _dd_ranking_section(row, spec, testsets)
     lines += [f"### Against {ref_label} (PSNR, all test sets)", ""]
     for model in spec.models:
         for method in spec.methods:
