@@ -135,3 +135,63 @@ def test_the_first_k_training_images_make_the_training_set(tmp_path):
     shares = np.asarray(CondenseConfig.from_dict(resolved).synthetic_counts(counts))
     assert 0 < int((shares > 0).sum()) <= 3
     assert jobs["condense_image"] == idc["replicates"] * int((shares > 0).sum())
+
+
+def _evaluate_folder_overlay(tmp_path: Path, exported: Path, *, replicates: int) -> Path:
+    """config/evaluate-folder.yaml's own datasets pointed at an exported demo set, on the demo's
+    test set, with `replicates` replicates."""
+    overlay = {
+        "datasets": {
+            "yours": {"hr": str(exported / "HR"), "lr": str(exported / "LR_bicubic/X4"),
+                      "meta_info": str(exported / "meta_info.txt"), "replicates": replicates},
+            "random-yours": {"replicates": replicates},
+            "whole": {"replicates": replicates},
+        },
+        "tables": {"evaluation": {"testsets": ["DemoTest"]}},
+    }
+    path = tmp_path / "evaluate-demo.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return path
+
+
+def test_evaluate_folder_shares_one_import_and_sizes_random_by_it(tmp_path):
+    """Replicates of a folder dataset train on one import; Random at its pair count waits for
+    that import (it is counted there)."""
+    work = copy_workflow(tmp_path / "wf")
+    exported = tmp_path / "set"
+    (exported / "HR").mkdir(parents=True)
+    (exported / "LR_bicubic/X4").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(exported / "HR" / "a.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(exported / "LR_bicubic/X4" / "ax4.png")
+    (exported / "meta_info.txt").write_text("a.png (32,32,3)\n")
+    configs = ["config/demo.yaml", "config/evaluate-folder.yaml", str(_evaluate_folder_overlay(tmp_path, exported,
+                                                                                              replicates=3))]
+    proc = snakemake(["-n", "--configfile", *configs], cwd=work)
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["import_folder"] == 1
+    assert jobs["select_baseline"] == 3  # random-yours' three replicates, nothing else of the demo
+    assert jobs["train_sr"] == 9 and jobs["make_verdict"] == 1
+    assert "results/demo/datasets/yours.h5" in proc.stdout and "yours-s1.h5" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_folder_on_an_exported_demo_set(demo_run, tmp_path):
+    """config/evaluate-folder.yaml on the demo's exported IDC set: Random takes exactly as many
+    pairs as the set holds, and the verdict table gives IOR and HLR with intervals."""
+    work = tmp_path / "wf"
+    shutil.copytree(demo_run, work, symlinks=True)
+    exported = work / "results/demo/export/idc"
+    configs = ["config/demo.yaml", "config/evaluate-folder.yaml", str(_evaluate_folder_overlay(tmp_path, exported,
+                                                                                              replicates=2))]
+    snakemake(["--cores", "2", "--configfile", *configs], cwd=work)
+    with PatchStore(work / "results/demo/datasets/yours.h5") as store:
+        n_pairs = len(store)
+    for name in ("random-yours", "random-yours-s1"):
+        assert np.load(work / f"results/demo/datasets/{name}.idx.npy").size == n_pairs
+    frame = pd.read_csv(work / "results/demo/tables/evaluation.csv")
+    own = frame[(frame["method"] == "yours") & (frame["versus"].isna()) & (frame["testset"] == "all")
+                & (frame["metric"] == "psnr")].iloc[0]
+    assert own["ior_low"] <= own["ior"] <= own["ior_high"] and own["hlr_low"] <= own["hlr"] <= own["hlr_high"]
+    text = (work / "results/demo/tables/evaluation.md").read_text()
+    assert "### Improvement over Random (same pair count) and gap to Whole (edsr)" in text
+    assert "| Your set | All |" in text
