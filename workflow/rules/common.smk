@@ -289,7 +289,9 @@ def dataset_store(dataset):
     """(store, indices) the SR models of `dataset` train on."""
     method = DATASETS[dataset]["method"]
     if method == "folder":
-        return {"store": f"{RESULTS}/datasets/{DATASETS[dataset]['replicate_of'] or dataset}.h5"}
+        return {
+            "store": f"{RESULTS}/datasets/{DATASETS[dataset]['replicate_of'] or dataset}.h5"
+        }
     if method == "idc" or dataset in RELABELLED_DATASETS:
         return {"store": f"{RESULTS}/datasets/{dataset}.h5"}
     if method == "whole":
