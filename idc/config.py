@@ -16,6 +16,13 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from idc.names import name_problem
+from idc.select.methods import (
+    CONDENSATION_METHODS,
+    REAL_PATCH_METHODS,
+    SELECTION_METHODS,
+    SELECTOR_SETTINGS,
+    uses_teacher_features,
+)
 
 # Package data (pyproject.toml), so an installed package validates a config; the Snakefile
 # validates through this module, so the workflow reads the same file.
@@ -90,8 +97,6 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
-REAL_PATCH_METHODS = ("whole", "random", "herding", "kcenter", "dcsr")
-SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 
 
 def replicate_name(key: str, number: int, first: int) -> str:
@@ -231,7 +236,7 @@ def _cross_check(config: dict) -> None:
         raise ConfigError(f"config key data.trainset.div2k_local_dir: folder {local} does not exist")
     for name, spec in datasets.items():
         for key in spec.get("selection") or {}:
-            if not key.startswith(spec["method"] + "_"):
+            if key not in SELECTOR_SETTINGS.get(spec["method"], {}):
                 raise ConfigError(f"config key datasets.{name}.selection.{key}: not a setting of method "
                                   f"{spec['method']!r}")
     for name, spec in models.items():
@@ -239,12 +244,10 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "
                               "(the evaluated models are trained on each dataset)")
     condense = config["condense"]
-    needs_condense = any(d["method"] == "idc" for d in datasets.values())
+    needs_condense = any(d["method"] in CONDENSATION_METHODS for d in datasets.values())
     if needs_condense and condense["extractor"] not in teachers:
         raise ConfigError(f"config key condense.extractor: {condense['extractor']!r} is not a key of teachers")
-    if config["baselines"]["feature_source"] == "teacher" and any(
-        d["method"] in ("herding", "kcenter") for d in datasets.values()
-    ):
+    if any(uses_teacher_features(d["method"], config["baselines"]["feature_source"]) for d in datasets.values()):
         if config["baselines"]["feature_teacher"] not in teachers:
             raise ConfigError(
                 f"config key baselines.feature_teacher: {config['baselines']['feature_teacher']!r} is not a key of teachers"
@@ -278,7 +281,7 @@ def _cross_check(config: dict) -> None:
             raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
         if "pairs_of" in spec:
             _check_pairs_of(name, spec, datasets)
-        elif spec["method"] not in ("whole", "folder") and "ratio" not in spec:
+        elif (spec["method"] in SELECTION_METHODS or spec["method"] in CONDENSATION_METHODS) and "ratio" not in spec:
             raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
         if spec["method"] == "idc":
             if "upsampler" not in spec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FEATURE_SELECTION_METHODS = ("herding", "kcenter")
+from idc.select.methods import uses_teacher_features
 
 
 def inference_gpus(resources: dict[str, Any]) -> int:
@@ -21,8 +21,7 @@ def inference_gpus(resources: dict[str, Any]) -> int:
 
 def selection_uses_teacher(config: dict[str, Any], dataset: str) -> bool:
     """Whether the selection of ``dataset`` computes features with the baselines' teacher."""
-    return (config["datasets"][dataset]["method"] in FEATURE_SELECTION_METHODS
-            and config["baselines"]["feature_source"] == "teacher")
+    return uses_teacher_features(config["datasets"][dataset]["method"], config["baselines"]["feature_source"])
 
 
 def selection_gpus(config: dict[str, Any], dataset: str) -> int:

@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 
 TABLE_PATH = Path(__file__).with_name("throughput.yaml")
-SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 IMPORT_GPU_HOURS = 0.5  # import_teacher: convert + score a released checkpoint (its 30 min time limit)
 
 
@@ -158,7 +157,15 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
     GPUs per job are those the workflow's rules ask for (:mod:`idc.resources`); a CPU job costs
     no GPU-hours. A table row with replicates stands for each of them."""
     from idc.config import replicate_members
-    from idc.resources import condense_gpus, inference_gpus, selection_gpus, test_gpus, upsampler_gpus
+    from idc.resources import (
+        condense_gpus,
+        inference_gpus,
+        selection_gpus,
+        selection_uses_teacher,
+        test_gpus,
+        upsampler_gpus,
+    )
+    from idc.select.methods import CONDENSATION_METHODS, SELECTION_METHODS
 
     table = load_table() if table is None else table
     targets = config["targets"] if tables is None else tables
@@ -173,18 +180,14 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
 
     # Teachers: the condensation extractor and the up-samplers of IDC and relabelled datasets,
     # the baselines' feature teacher; released weights (`weights`) are converted, not trained.
-    idc = [d for d in used if datasets[d]["method"] == "idc"]
-    relabelled = [d for d in used if datasets[d]["method"] != "idc" and datasets[d].get("hr_source") == "teacher"]
+    idc = [d for d in used if datasets[d]["method"] in CONDENSATION_METHODS]
+    relabelled = [d for d in used if d not in idc and datasets[d].get("hr_source") == "teacher"]
     teachers: set[str] = set()
     if idc:
         teachers.add(config["condense"]["extractor"])
     teachers.update(datasets[d]["upsampler"] for d in idc + relabelled)
-    for d in used:
-        spec = datasets[d]
-        if spec["method"] in ("herding", "kcenter"):
-            merged = {**config["baselines"], **spec.get("selection", {})}
-            if merged["feature_source"] == "teacher":
-                teachers.add(merged["feature_teacher"])
+    if any(selection_uses_teacher(config, d) for d in used):
+        teachers.add(config["baselines"]["feature_teacher"])
     for name in sorted(teachers):
         spec = config["teachers"][name]
         if spec.get("weights"):

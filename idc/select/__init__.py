@@ -5,40 +5,46 @@ Every selector has one signature,
 int64 indices into the N candidates; `features` (N, D) float, `images` (N, h, w, 3) uint8 LR
 patches (DCSR needs them), `rng` a `numpy.random.Generator`. Inputs are never modified.
 `select_in_splits` wraps any of them in the paper's 20-group protocol, and `select_baseline`
-is the workflow stage (patch store in, index array out).
+is the workflow stage (patch store in, index array out). `idc.select.methods` holds what the
+rest of the project knows about the methods (which select, which use features, their settings).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from typing import Any
 
-import numpy as np
-
-from idc.select.dcsr import select_dcsr
-from idc.select.features import pixel_features, teacher_features
-from idc.select.herding import select_herding
-from idc.select.kcenter import select_kcenter
-from idc.select.protocol import n_for_ratio, select_in_splits, split_shares
-from idc.select.random_selection import select_random
-from idc.select.stage import select_baseline
-
-SELECTORS: dict[str, Callable[..., np.ndarray]] = {
-    "random": select_random,
-    "herding": select_herding,
-    "kcenter": select_kcenter,
-    "dcsr": select_dcsr,
+# Loaded on first use (PEP 562): `idc.select.methods`, which config validation reads, must not
+# pull in torch and scikit-learn through this package.
+_EXPORTS = {
+    "n_for_ratio": "idc.select.protocol",
+    "pixel_features": "idc.select.features",
+    "select_baseline": "idc.select.stage",
+    "select_dcsr": "idc.select.dcsr",
+    "select_herding": "idc.select.herding",
+    "select_in_splits": "idc.select.protocol",
+    "select_kcenter": "idc.select.kcenter",
+    "select_random": "idc.select.random_selection",
+    "split_shares": "idc.select.protocol",
+    "teacher_features": "idc.select.features",
 }
 
-__all__ = [
-    "SELECTORS",
-    "n_for_ratio",
-    "pixel_features",
-    "select_baseline",
-    "select_dcsr",
-    "select_herding",
-    "select_in_splits",
-    "select_kcenter",
-    "select_random",
-    "split_shares",
-    "teacher_features",
-]
+__all__ = ["SELECTORS", *sorted(_EXPORTS)]
+
+
+def _selectors() -> dict[str, Any]:
+    from idc.select.methods import SELECTION_METHODS
+
+    return {method: getattr(importlib.import_module(_EXPORTS[f"select_{method}"]), f"select_{method}")
+            for method in SELECTION_METHODS}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SELECTORS":
+        value = _selectors()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'idc.select' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from idc.select.methods import SELECTION_METHODS
 from idc.select.stage import FEATURE_SOURCES
 
 
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "protocol; writes sorted int64 indices (.npy) and a .json record beside them.",
     )
     parser.add_argument("--store", required=True, help="patch store (HDF5)")
-    parser.add_argument("--method", required=True, choices=["random", "herding", "kcenter", "dcsr"])
+    parser.add_argument("--method", required=True, choices=SELECTION_METHODS)
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--ratio", type=float, help="fraction kept, in (0, 1)")
     size.add_argument("--pairs", type=int, help="number of pairs kept (e.g. the size of a set to compare with)")

@@ -25,13 +25,12 @@ from idc.atomic import atomic_open, atomic_write_text
 from idc.device import resolve_device
 from idc.progress import ProgressLog
 from idc.select.features import pixel_features, teacher_features
+from idc.select.methods import FEATURE_METHODS, uses_teacher_features
 from idc.select.protocol import n_for_ratio, select_in_splits
 
 logger = logging.getLogger(__name__)
 
 FEATURE_SOURCES = ("teacher", "pixels")
-# Methods whose result depends on `features`; the others only need N (and DCSR the images).
-FEATURE_METHODS = ("herding", "kcenter")
 _READ_BLOCK = 4096  # patches per store read, so progress can be logged
 
 
@@ -131,7 +130,7 @@ def select_baseline(
             f"accepted: {sorted(_selector_hparams(select))}"
         )
     uses_features = method in FEATURE_METHODS
-    uses_teacher = uses_features and feature_source == "teacher"
+    uses_teacher = uses_teacher_features(method, feature_source)
     if uses_teacher:
         if teacher_path is None:
             raise ValueError(f"{method} with feature_source='teacher' needs teacher_path")

@@ -24,6 +24,11 @@ from idc.resources import (
     upsampler_gpus,
 )
 from idc.runloop import derive_seed
+from idc.select.methods import (
+    CONDENSATION_METHODS,
+    SELECTION_METHODS,
+    selector_settings,
+)
 from idc.sr.distributed import check_training_ranks, job_ranks
 from idc.versions import IMPL_VERSIONS as IMPL
 
@@ -209,9 +214,9 @@ def validation_dir():
 # ---------------------------------------------------------------- datasets and jobs
 DATASETS = config["datasets"]
 SELECTION_DATASETS = [
-    k for k, d in DATASETS.items() if d["method"] not in ("whole", "idc", "folder")
+    k for k, d in DATASETS.items() if d["method"] in SELECTION_METHODS
 ]
-IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] == "idc"]
+IDC_DATASETS = [k for k, d in DATASETS.items() if d["method"] in CONDENSATION_METHODS]
 # Replicates of a folder dataset train on one import (the folder is the same; only the SR model
 # seed differs), made under the entry's own key.
 FOLDER_DATASETS = [
@@ -401,20 +406,12 @@ def get_selection_inputs(wc):
 def get_selection_params(wc):
     spec = DATASETS[wc.dataset]
     cfg = {**config["baselines"], **spec["selection"]}  # the dataset's own settings win
-    params = {
+    return {
         "method": spec["method"],
         "ratio": spec.get("ratio"),
         "n_splits": cfg["n_splits"],
+        **selector_settings(spec["method"], cfg),
     }
-    if spec["method"] in ("herding", "kcenter"):
-        params["feature_source"] = cfg["feature_source"]
-    if spec["method"] == "herding":
-        params["rule"] = cfg["herding_rule"]
-    if spec["method"] == "dcsr":
-        params["threshold"] = cfg["dcsr_threshold"]
-        params["n_clusters"] = cfg["dcsr_clusters"]
-        params["allocation"] = cfg["dcsr_allocation"]
-    return params
 
 
 def get_relabel_inputs(wc):
@@ -549,9 +546,6 @@ def get_export_card(wc):
         "config": canonical(made_by),
         "seeds": seeds,
     }
-
-
-SELECTION_METHODS = ("random", "herding", "kcenter", "dcsr")
 
 
 def _visible_files(folder):
