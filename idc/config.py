@@ -340,8 +340,8 @@ def check_ratios(config: dict, patch_counts: list[int] | None) -> None:
     """Every dataset's ratio keeps at least one patch of the patches it draws from (the images'
     counts in image order; None when unknown before cropping, then the DIV2K paper count is used
     where it applies)."""
+    from idc.counting import n_for_ratio
     from idc.data.crop import DIV2K_TRAIN_PATCHES
-    from idc.select.protocol import n_for_ratio
 
     crop = config["data"]["crop"]
     paper_div2k = config["data"]["trainset"]["source"] == "div2k" and (

@@ -18,7 +18,7 @@ from idc.select.dcsr import select_dcsr
 from idc.select.features import pixel_features, teacher_features
 from idc.select.herding import select_herding
 from idc.select.kcenter import select_kcenter
-from idc.select.protocol import n_for_ratio, select_in_splits, split_shares
+from idc.select.protocol import select_in_splits, split_shares
 from idc.select.random_selection import select_random
 from idc.select.stage import select_baseline
 
@@ -31,7 +31,6 @@ SELECTORS: dict[str, Callable[..., np.ndarray]] = {
 
 __all__ = [
     "SELECTORS",
-    "n_for_ratio",
     "pixel_features",
     "select_baseline",
     "select_dcsr",
