@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from idc.atomic import atomic_write_text
 from idc.config import schema_defaults
+from idc.data.indices import load_indices
 from idc.device import resolve_device
 from idc.runloop import (
     NonFiniteLossError,
@@ -41,7 +42,7 @@ from idc.runloop import (
     stop_signals,
 )
 from idc.sr import checkpoint as ckpt
-from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
+from idc.sr.data import PatchPairDataset, StreamSampler
 from idc.sr.distributed import (
     World,
     all_max,
