@@ -30,7 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from idc.atomic import atomic_write_text
-from idc.config import schema_defaults
 from idc.data.indices import load_indices
 from idc.device import resolve_device
 from idc.runloop import (
@@ -41,6 +40,7 @@ from idc.runloop import (
     ignore_stop_signals,
     stop_signals,
 )
+from idc.schema import schema_defaults
 from idc.sr import checkpoint as ckpt
 from idc.sr.data import PatchPairDataset, StreamSampler
 from idc.sr.distributed import (
