@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from idc.select import n_for_ratio, select_in_splits  # noqa: E402
+from idc.counting import n_for_ratio  # noqa: E402
+from idc.select import select_in_splits  # noqa: E402
 
 DEVICE_METHODS = ("herding", "kcenter")
 

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.archs import MODEL_PRESETS, build_model  # noqa: E402
 from idc.data.store import write_patch_store  # noqa: E402
+from idc.sr.config import TrainConfig  # noqa: E402
 from idc.sr.data import PatchPairDataset, StreamSampler  # noqa: E402
-from idc.sr.train import TrainConfig, _amp_dtype, build_state, train_step  # noqa: E402
+from idc.sr.train import _amp_dtype, build_state, train_step  # noqa: E402
 
 LIGHT_MODELS = ("edsr_baseline_x4", "swinir_light_x4", "mambairv2_light_x4")
 

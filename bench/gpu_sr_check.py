@@ -26,7 +26,8 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.data.store import write_patch_store  # noqa: E402
-from idc.sr.train import TrainConfig, TrainingInterrupted, train_sr  # noqa: E402
+from idc.sr.config import TrainConfig  # noqa: E402
+from idc.sr.train import TrainingInterrupted, train_sr  # noqa: E402
 
 LIGHT = ("edsr_baseline_x4", "swinir_light_x4", "mambairv2_light_x4")
 

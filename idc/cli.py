@@ -1,8 +1,11 @@
-"""`python -m idc <command>`: one sub-command family per stage package.
+"""`python -m idc <command>`: the commands of the stage packages on one command line.
 
-Each stage package that offers commands has a module `idc.<stage>.cli` with a function
-`register(subparsers)` that adds its sub-commands; each sub-command sets `func` to a callable
-taking the parsed arguments and returning an exit code.
+Each package in `STAGE_CLI_MODULES` has a module `idc.<stage>.cli` whose function
+`register(subparsers)` adds that package's commands at the top level: several commands
+(`data`: resize, crop, export, import-folder, ...; `condense`; `report`), one command (`select`,
+`plan`) or one command with sub-commands of its own (`archs`, `sr`). Each command sets `func` to
+a callable taking the parsed arguments and returning an exit code; `main` turns a ValueError or
+OSError into one line on stderr and exit status 1.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from idc.names import name_problem
+from idc.schema import load_schema
 from idc.select.methods import (
     CONDENSATION_METHODS,
     REAL_PATCH_METHODS,
@@ -23,10 +23,6 @@ from idc.select.methods import (
     SELECTOR_SETTINGS,
     uses_teacher_features,
 )
-
-# Package data (pyproject.toml), so an installed package validates a config; the Snakefile
-# validates through this module, so the workflow reads the same file.
-SCHEMA_RESOURCE = resources.files("idc") / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -64,22 +60,6 @@ def _one_line(error) -> str:
     if error.validator == "required":
         return f"config key {_key_path(error)}: {error.message}"
     return f"config key {_key_path(error)}: {error.message}"
-
-
-def load_schema(path: str | Path | None = None) -> dict:
-    """The configuration schema (a fresh copy): the package's own, or the file at `path`."""
-    text = SCHEMA_RESOURCE.read_text() if path is None else Path(path).read_text()
-    return yaml.safe_load(text)
-
-
-def schema_defaults(*where: str) -> dict[str, Any]:
-    """The `default` of each property of the schema node at `where` (e.g. "$defs",
-    "train_settings"): the one place those defaults are written, also for Python use of the
-    dataclasses built from a validated config."""
-    node = load_schema()
-    for key in where:
-        node = node[key]
-    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
@@ -364,8 +344,8 @@ def check_ratios(config: dict, patch_counts: list[int] | None) -> None:
     """Every dataset's ratio keeps at least one patch of the patches it draws from (the images'
     counts in image order; None when unknown before cropping, then the DIV2K paper count is used
     where it applies)."""
+    from idc.counting import n_for_ratio
     from idc.data.crop import DIV2K_TRAIN_PATCHES
-    from idc.select.protocol import n_for_ratio
 
     crop = config["data"]["crop"]
     paper_div2k = config["data"]["trainset"]["source"] == "div2k" and (

@@ -262,7 +262,8 @@ def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
 
 
 def test_a_network_of_another_scale_is_refused_before_training(tmp_path):
-    from idc.sr.train import TrainConfig, train_sr
+    from idc.sr.config import TrainConfig
+    from idc.sr.train import train_sr
 
     rng = np.random.default_rng(0)
     store = write_patch_store(tmp_path / "x2.h5", rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),

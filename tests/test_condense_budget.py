@@ -77,8 +77,8 @@ def test_float_noise_cannot_move_a_patch() -> None:
 
 
 def test_paper_budget_is_12076_for_any_split_of_120765_patches_over_800_images() -> None:
+    from idc.counting import n_for_ratio
     from idc.data.crop import DIV2K_TRAIN_PATCHES
-    from idc.select.protocol import n_for_ratio
 
     rng = np.random.default_rng(2)
     n, k = DIV2K_TRAIN_PATCHES, 800

@@ -7,7 +7,8 @@ import copy
 import pytest
 import yaml
 
-from idc.config import ConfigError, load_config, load_schema, validate_config
+from idc.config import ConfigError, load_config, validate_config
+from idc.schema import load_schema
 from tests.conftest import PROJECT_ROOT
 
 CONFIGS = ["config.yaml", "demo.yaml", "mini.yaml", "slurm-ci.yaml"]

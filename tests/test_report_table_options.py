@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from idc.config import ConfigError, load_config, load_schema, validate_config
+from idc.config import ConfigError, load_config, validate_config
+from idc.schema import load_schema
 from tests.conftest import PROJECT_ROOT
 
 

@@ -5,32 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idc.select import n_for_ratio, select_in_splits, split_shares
-from idc.select.protocol import largest_remainder, split_groups
+from idc.select import select_in_splits, split_shares
+from idc.select.protocol import split_groups
 
 PAPER_N = 120_765  # DIV2K, HR 256 / step 128 crops (the paper's count)
-
-
-def test_paper_count_ten_percent() -> None:
-    assert n_for_ratio(PAPER_N, 0.1) == 12_076  # Table 1: 12,076 pairs
-    assert n_for_ratio(PAPER_N, 0.01) == 1_207
-
-
-def test_ratio_is_read_as_written() -> None:
-    assert 0.29 * 100 < 29  # float noise that a plain floor(r * N) would turn into 28
-    assert n_for_ratio(100, 0.29) == 29
-    assert n_for_ratio(10, 0.7) == 7
-
-
-@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.1, 1.5])
-def test_ratio_outside_open_interval_fails(ratio: float) -> None:
-    with pytest.raises(ValueError, match="ratio"):
-        n_for_ratio(100, ratio)
-
-
-def test_ratio_keeping_nothing_fails() -> None:
-    with pytest.raises(ValueError, match="keeps no patch"):
-        n_for_ratio(5, 0.1)
 
 
 def test_paper_shares_sum_exactly() -> None:
@@ -42,12 +20,6 @@ def test_paper_shares_sum_exactly() -> None:
     exact = 12_076 * sizes / PAPER_N
     assert (np.abs(shares - exact) < 1).all()
     assert set(shares.tolist()) <= {603, 604}
-
-
-def test_largest_remainder_ties_go_to_earlier() -> None:
-    assert largest_remainder(np.array([1, 1, 1]), 2).tolist() == [1, 1, 0]
-    assert largest_remainder(np.array([5, 3, 2]), 10).tolist() == [5, 3, 2]
-    assert largest_remainder(np.array([2, 2, 2, 2]), 5).tolist() == [2, 1, 1, 1]
 
 
 def test_select_in_splits_paper_scale_counts() -> None:

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from idc.data.indices import load_indices
 from idc.data.store import write_patch_store
-from idc.sr.data import PatchPairDataset, StreamSampler, load_indices, stream_key
+from idc.sr.data import PatchPairDataset, StreamSampler, stream_key
 
 SCALE = 4
 

@@ -10,8 +10,9 @@ import pytest
 from idc.data.crop import crop_images_to_store
 from idc.data.imresize import imresize_uint8
 from idc.sr import test as sr_test
+from idc.sr.config import TrainConfig
 from idc.sr.metrics import calculate_psnr
-from idc.sr.train import TrainConfig, train_sr
+from idc.sr.train import train_sr
 
 
 @pytest.mark.slow

@@ -256,8 +256,9 @@ def test_train_config_defaults_are_the_schema_defaults():
     import dataclasses
     import inspect
 
-    from idc.config import load_config, load_schema
-    from idc.sr.train import TrainConfig
+    from idc.config import load_config
+    from idc.schema import load_schema
+    from idc.sr.config import TrainConfig
     from tests.conftest import PROJECT_ROOT
 
     schema = load_schema()

@@ -4,7 +4,7 @@ The paper writes n = r N per image (Algorithm 1: |x^_c| = r |x_c|) and gives eve
 Table 1 the same 12,076 pairs (r = 10% of 120,765). r N_c is rarely a whole number, so a
 rounding rule is needed. Two rules, named by `CondenseConfig.budget`:
 
-* ``"equal"`` (default): the baselines' total floor(r N) (`idc.select.protocol.n_for_ratio`,
+* ``"equal"`` (default): the baselines' total floor(r N) (`idc.counting.n_for_ratio`,
   N = every patch of the training set) split over the images by the largest-remainder method on
   r N_c. Every image first gets floor(r N_c); the floor(r N) - sum floor(r N_c) patches left
   (fewer than the number of images) go one each to the images with the largest fractional
@@ -29,6 +29,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
+
+from idc.counting import hand_out_leftovers, n_for_ratio
 
 BUDGETS = ("equal", "ceil_per_image")
 
@@ -70,15 +72,13 @@ def allocate_synthetic(patch_counts: Sequence[int] | np.ndarray, ratio: float, b
         return np.maximum(1, floors + np.array([m > 0 for _, m in parts], dtype=np.int64))
     if budget != "equal":
         raise ValueError(f"budget {budget!r} is not one of {', '.join(BUDGETS)}")
-    from idc.select.protocol import n_for_ratio
-
     total = n_for_ratio(int(counts.sum()), float(ratio))  # the baselines' count, by the same code
     missing = total - int(floors.sum())
     # sum floor(r N_c) <= floor(r N) <= r N = sum r N_c < sum floor(r N_c) + K
     assert 0 <= missing < counts.size, (total, int(floors.sum()), counts.size)
-    order = sorted(range(counts.size), key=lambda i: (-parts[i][1], i))  # larger remainder, then earlier
-    floors[order[:missing]] += 1
-    return floors
+    # The shares rounded are r N_c (not floor(r N) N_c / N as in `largest_remainder`), so each
+    # image keeps floor(r N_c) or ceil(r N_c); only the hand-out of the leftovers is shared.
+    return hand_out_leftovers(floors, [m for _, m in parts], total)
 
 
 def describe_allocation(counts: np.ndarray) -> dict[str, int | dict[str, int]]:

@@ -39,14 +39,13 @@ from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
 from idc.condense.instance import Instance, NonFiniteLossError, dihedral
 from idc.progress import format_duration
 from idc.runloop import RunInterrupted, StopFlag, stop_signals
-from idc.runloop import derive_seed as subseed
 
 logger = logging.getLogger(__name__)
 
 # Imported from here by the stage, the benchmarks and the tests.
 __all__ = ["CHECKPOINT_FORMAT", "CondensationInterrupted", "NonFiniteLossError", "condense_instance",
            "condense_instances", "defer_host_checks", "dihedral", "load_checkpoint", "plateau_step",
-           "save_checkpoint", "subseed"]
+           "save_checkpoint"]
 
 
 class CondensationInterrupted(RunInterrupted):

@@ -251,9 +251,8 @@ class CondenseConfig:
             if self.local_feature or self.unfold or self.use_group:
                 bad("feature_transform", "'gaussian' (global NCFD) needs local_feature, unfold and "
                     "use_group all false")
-        if (self.use_group or self.use_pair) and self.warmup + self.assign_interval * self.assign_times > self.steps:
-            # Allowed (short runs, tests), but the last assignments then never happen.
-            pass
+        # warmup + assign_interval * assign_times > steps is allowed (short runs, tests): the
+        # assignments past the end never happen (`assignment_steps` leaves them out).
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -227,3 +227,10 @@ def diagnostic_at_step(log: dict[str, Any], step: int, key: str = DIAG_PREFIX + 
     """The diagnostic at the logged step nearest to `step` (the first of equally near ones)."""
     steps, values = diagnostic_curve(log, key)
     return values[int(np.argmin(np.abs(np.asarray(steps) - step)))]
+
+
+def mean_curves(logs: list[dict[str, Any]], key: str = DIAG_PREFIX + "mmd") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, mean over images) of one diagnostic or loss at the logged steps all images share."""
+    curves = [dict(zip(*diagnostic_curve(log, key))) for log in logs]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    return np.asarray(steps), np.asarray([np.mean([c[s] for c in curves]) for s in steps])

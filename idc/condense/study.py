@@ -96,7 +96,8 @@ def setting_config(study: dict[str, Any], name: str) -> dict[str, Any]:
 def _prepare(study: dict[str, Any]) -> dict[str, Path]:
     """Patch store of every photo in the folder, and the extractor teacher trained on it."""
     from idc.data.crop import crop_images_to_store
-    from idc.sr.train import TrainConfig, train_sr
+    from idc.sr.config import TrainConfig
+    from idc.sr.train import train_sr
 
     out = Path(study["out"])
     store = out / "data" / "train_patches.h5"
@@ -201,8 +202,9 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
     import torch
 
     from idc.condense.stage import write_json
+    from idc.sr.config import TrainConfig
     from idc.sr.test import evaluate_images, load_test_images, pair_test_images
-    from idc.sr.train import TrainConfig, train_sr
+    from idc.sr.train import train_sr
 
     ds = study["downstream"]
     out_dir = Path(study["out"]) / "downstream" / "sr" / f"{label}-r{replicate}"

@@ -50,6 +50,7 @@ import yaml
 from idc.atomic import remove_stale_temporaries, staging_folder
 from idc.data.download import sha256_file
 from idc.data.images import image_channels, image_size, list_images, write_png
+from idc.data.indices import load_indices
 from idc.data.store import PatchStore
 from idc.progress import ProgressLog
 
@@ -247,7 +248,6 @@ def export_paired(
     is replaced only when it is an earlier export (:func:`check_export_target`).
     """
     from idc.data.train_options import option_files
-    from idc.sr.data import load_indices
 
     if lr_names not in LR_NAMES:
         raise ValueError(f"export: lr_names must be one of {', '.join(LR_NAMES)}, got {lr_names!r}")

@@ -1,4 +1,4 @@
-"""Report stage: result tables laid out like the paper (CSV, Markdown, LaTeX, HTML) and figures.
+"""Report stage: result tables laid out like the paper (CSV, Markdown, LaTeX, HTML), figures, verdicts.
 
 - `results`: per-image test scores gathered into one long-format frame; a finished run's record.
 - `tables`: what a table shows (`TableSpec`), its layout and text; `make_tables` is the
@@ -6,6 +6,9 @@
 - `paper_reference`: the paper's published numbers (`paper_tables.txt`), for comparison rows.
 - `figures`: patch grids, validation trajectories, loss curves; `plot_workflow_figures` is the
   workflow's figure rule.
+- `verdict`: whether one training set beats another beyond the spread of retraining (paired
+  differences, bootstrap intervals); `make_verdict_from_entries` is the workflow's verdict rule.
 - `cli`: `python -m idc tables | figures | run-summary`.
-- `io`: atomic writes of every output.
+
+Every output is written atomically through `idc.atomic`.
 """

@@ -466,7 +466,7 @@ def plot_condensation_convergence(runs: Mapping[str, Sequence[Mapping]], out_png
                                   *, dpi: int = 110) -> Path:
     """Mean held-out MMD² and mean instance loss over the images of each condensation folder,
     against the step, with the warm-up end and the learning-rate decays marked."""
-    from idc.report.results import mean_curves
+    from idc.condense.diagnostics import mean_curves  # imports torch: only this figure needs it
 
     fig = new_figure((1400, 520), dpi)
     ax_mmd, ax_loss = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)

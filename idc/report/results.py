@@ -31,7 +31,6 @@ import pandas as pd
 import yaml
 
 from idc.condense.diagnostics import (
-    DIAG_PREFIX,
     DIAGNOSTIC_KEYS,
     diagnostic_at_step,
     diagnostic_curve,
@@ -201,7 +200,6 @@ def results_to_csv_text(frame: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------- condensation convergence
-MMD = DIAG_PREFIX + "mmd"
 
 
 def convergence_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -242,13 +240,6 @@ def paired_mmd_difference(runs: dict[str, list[dict[str, Any]]], a: str, b: str)
         return None
     return {"mean": float(np.mean(diffs)), "mean_abs": float(np.mean(np.abs(diffs))),
             "std": float(np.std(diffs)), "images": len(diffs)}
-
-
-def mean_curves(logs: list[dict[str, Any]], key: str = MMD) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, mean over images) of one diagnostic or loss at the logged steps all images share."""
-    curves = [dict(zip(*diagnostic_curve(log, key))) for log in logs]
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    return np.asarray(steps), np.asarray([np.mean([c[s] for c in curves]) for s in steps])
 
 
 def convergence_markdown(rows: list[dict[str, Any]]) -> list[str]:

@@ -17,7 +17,6 @@ from typing import Any
 # Loaded on first use (PEP 562): `idc.select.methods`, which config validation reads, must not
 # pull in torch and scikit-learn through this package.
 _EXPORTS = {
-    "n_for_ratio": "idc.select.protocol",
     "pixel_features": "idc.select.features",
     "select_baseline": "idc.select.stage",
     "select_dcsr": "idc.select.dcsr",

@@ -30,7 +30,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from idc.select.protocol import largest_remainder
+from idc.counting import largest_remainder
 from idc.select.texture import sobel_scores, standardise_descriptors, texture_descriptors
 from idc.select.validation import as_sorted_indices, check_selection_args
 

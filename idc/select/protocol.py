@@ -1,14 +1,12 @@
 """The paper's selection protocol (C.2): split the whole set at random into 20 groups, let each
 group select its share, merge.
 
-Counting conventions:
+Counting conventions (the total n_total is `idc.counting.n_for_ratio`, floor(r N)):
 
-* ``n_for_ratio(N, r) = floor(r N)`` with r read as the decimal it is written as (so float noise
-  such as 0.29 * 100 = 28.999... cannot lose a patch): r = 10% of 120,765 = 12,076.5 gives the
-  paper's 12,076.
 * The groups come from ``numpy.array_split`` of a random permutation, so their sizes differ by at
   most one. Each group's share is n_total * |group| / N, rounded by the largest-remainder
-  method (ties to the earlier group), so shares sum exactly to n_total and never exceed a group.
+  method (`idc.counting.largest_remainder`, ties to the earlier group), so shares sum exactly
+  to n_total and never exceed a group.
 * Each group selects with its own generator, seeded from `rng` in group order; a group whose
   share is zero selects nothing. Everything a method computes happens inside the group: Herding
   matches the group's mean, K-Center covers the group, DCSR thresholds at the group's mean (or
@@ -18,44 +16,17 @@ Counting conventions:
 from __future__ import annotations
 
 import logging
-import math
 import time
-from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
 
+from idc.counting import largest_remainder
 from idc.progress import format_duration
 
 logger = logging.getLogger(__name__)
 
 PAPER_N_SPLITS = 20
-
-
-def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
-    """Integers proportional to `weights` summing exactly to `total` (ties to lower index)."""
-    weights = np.asarray(weights, dtype=np.int64)
-    weight_sum = int(weights.sum())
-    if weight_sum <= 0 or total < 0:
-        raise ValueError(f"largest_remainder needs positive weights and total >= 0, got {total}")
-    # Exact integer arithmetic: floor part and remainder of total * w / sum.
-    floors, remainders = np.divmod(weights * int(total), weight_sum)
-    missing = int(total - floors.sum())
-    order = np.lexsort((np.arange(weights.size), -remainders))
-    floors[order[:missing]] += 1
-    return floors
-
-
-def n_for_ratio(n_candidates: int, ratio: float) -> int:
-    """Number of patches kept at ratio r: floor(r N), at least 1 (see the module docstring)."""
-    if not 0.0 < float(ratio) < 1.0:
-        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
-    if n_candidates < 1:
-        raise ValueError(f"the patch set is empty (N={n_candidates})")
-    count = math.floor(Decimal(str(float(ratio))) * int(n_candidates))
-    if count < 1:
-        raise ValueError(f"ratio {ratio} of N={n_candidates} keeps no patch")
-    return int(count)
 
 
 def split_groups(n_candidates: int, n_splits: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -22,11 +22,12 @@ import torch
 
 from idc import __version__
 from idc.atomic import atomic_open, atomic_write_text
+from idc.counting import n_for_ratio
 from idc.device import resolve_device
 from idc.progress import ProgressLog
 from idc.select.features import pixel_features, teacher_features
 from idc.select.methods import FEATURE_METHODS, uses_teacher_features
-from idc.select.protocol import n_for_ratio, select_in_splits
+from idc.select.protocol import select_in_splits
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """SR training and testing: ``python -m idc sr train|test CONFIG [--set KEY=VALUE ...]``.
 
 CONFIG is a YAML or JSON mapping. For ``train`` its keys are the fields of
-:class:`idc.sr.train.TrainConfig` (omitted ones take the config schema's defaults) and the keyword
+:class:`idc.sr.config.TrainConfig` (omitted ones take the config schema's defaults) and the keyword
 arguments of :func:`idc.sr.train.train_sr` (where files go, device, workers); for ``test`` the
 keyword arguments of :func:`idc.sr.test.test_sr` (``testsets`` maps a name to
 ``[hr_dir, lr_dir]``). ``--set`` overrides or adds single keys, the value read as YAML.
@@ -68,7 +68,8 @@ def check_keys(config: dict[str, Any], func: Callable[..., Any], *, also: dict[s
 def train_arguments(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """A flat ``sr train`` mapping (also what :func:`idc.sr.distributed.launch_training` hands
     each rank) as (TrainConfig of its fields, the other keyword arguments of train_sr)."""
-    from idc.sr.train import TrainConfig, train_sr
+    from idc.sr.config import TrainConfig
+    from idc.sr.train import train_sr
 
     fields = {f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
               for f in dataclasses.fields(TrainConfig)}

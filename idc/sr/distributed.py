@@ -29,13 +29,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-if TYPE_CHECKING:  # idc.sr.train imports this module
-    from idc.sr.train import TrainConfig
+from idc.sr.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

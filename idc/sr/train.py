@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from idc.atomic import atomic_write_text
-from idc.config import schema_defaults
+from idc.data.indices import load_indices
 from idc.device import resolve_device
 from idc.runloop import (
     NonFiniteLossError,
@@ -41,7 +41,8 @@ from idc.runloop import (
     stop_signals,
 )
 from idc.sr import checkpoint as ckpt
-from idc.sr.data import PatchPairDataset, StreamSampler, load_indices
+from idc.sr.config import TrainConfig
+from idc.sr.data import PatchPairDataset, StreamSampler
 from idc.sr.distributed import (
     World,
     all_max,
@@ -67,75 +68,6 @@ class TrainingInterrupted(RunInterrupted):
         self.signum, self.step, self.resume_dir = signum, step, resume_dir
         name = signal.Signals(signum).name
         super().__init__(f"{name} received: checkpointed at step {step} in {resume_dir}; rerun to continue")
-
-
-# The configuration schema owns the defaults: of the training recipe (`train_settings`) and of the
-# validation metric (the `test` section). Fields that are no workflow setting have their own.
-_RECIPE = schema_defaults("$defs", "train_settings")
-_METRIC = schema_defaults("properties", "test")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings that define a training run (everything except where files go and worker counts).
-
-    Built from a validated config with :meth:`for_network`; its defaults are the schema's."""
-
-    model_name: str
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = _RECIPE["steps"]
-    batch_size: int = _RECIPE["batch_size"]
-    gt_size: int = _RECIPE["gt_size"]
-    lr: float = _RECIPE["lr"]
-    betas: tuple[float, float] = tuple(_RECIPE["betas"])
-    milestones: tuple[int, ...] = tuple(_RECIPE["milestones"])
-    gamma: float = _RECIPE["gamma"]
-    ema_decay: float = _RECIPE["ema_decay"]
-    val_every: int = _RECIPE["val_every"]
-    checkpoint_every: int = _RECIPE["checkpoint_every"]
-    crop_border: int = _METRIC["crop_border"]
-    test_y_channel: bool = _METRIC["test_y_channel"]
-    seed: int = 0
-    amp: bool = _RECIPE["amp"]
-    log_every: int = 100  # steps per point of the loss curve in train_log.json
-
-    def __post_init__(self) -> None:
-        # YAML gives lists; the run's identity (the checkpoint fingerprint) is the same either way.
-        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs or {}))
-        object.__setattr__(self, "betas", tuple(self.betas))
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-
-    @classmethod
-    def for_network(cls, spec: Mapping[str, Any], *, seed: int, metric: Mapping[str, Any] | None = None) -> TrainConfig:
-        """The run of one network of a validated config: `spec` an entry of `teachers`/`models`
-        (`arch`, `kwargs`, `train`), `metric` the `test` section (its crop_border, test_y_channel)."""
-        metric = {k: v for k, v in (metric or {}).items() if k in ("crop_border", "test_y_channel")}
-        return cls(model_name=spec["arch"], model_kwargs=spec.get("kwargs") or {}, seed=seed,
-                   **dict(spec.get("train") or {}), **metric)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first out-of-range setting."""
-        ints = {"steps": self.steps, "batch_size": self.batch_size, "gt_size": self.gt_size,
-                "val_every": self.val_every, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
-        for key, value in ints.items():
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not all(isinstance(m, (int, np.integer)) and m >= 1 for m in self.milestones):
-            raise ValueError(f"milestones must be positive integers, got {list(self.milestones)!r}")
-        if list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing, got {list(self.milestones)!r}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
-        if self.crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {self.crop_border!r}")
 
 
 @dataclass

@@ -286,10 +286,6 @@ def parse_condense_key(ckey):
     return match.group(1), float(match.group(2)), int(match.group(3))
 
 
-def condense_keys():
-    return sorted({condense_key(d) for d in IDC_DATASETS})
-
-
 def dataset_store(dataset):
     """(store, indices) the SR models of `dataset` train on."""
     method = DATASETS[dataset]["method"]
