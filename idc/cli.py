@@ -1,6 +1,6 @@
-"""`python -m idc <command>`: one sub-command family per stage package.
+"""`python -m idc <command>`: one sub-command family per package.
 
-Each stage package that offers commands has a module `idc.<stage>.cli` with a function
+Each package that offers commands has a module `idc.<package>.cli` with a function
 `register(subparsers)` that adds its sub-commands; each sub-command sets `func` to a callable
 taking the parsed arguments and returning an exit code.
 """
@@ -12,8 +12,9 @@ import importlib
 import logging
 import sys
 
-# Stage packages whose `cli` module contributes commands, in help order.
-STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "select", "report", "plan")
+# Packages whose `cli` module contributes commands, in help order: the stages, and the settings
+# study (`condense-study`) next to the condensation commands it runs.
+STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "study", "select", "report", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import yaml
 
 from idc.condense.config import CondenseConfig
 from idc.condense.diagnostics import settling_step as plateau_step
-from idc.condense.study import load_study, paper_schedule, setting_config
+from idc.study.config import load_study, paper_schedule, setting_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_SET5 = PROJECT / ".." / "shared" / "data" / "Set5"
@@ -64,7 +64,8 @@ def test_a_bad_setting_or_key_stops_before_work(tmp_path: Path) -> None:
 def test_a_tiny_study_runs_resumes_and_writes_its_document(tmp_path: Path) -> None:
     import json
 
-    from idc.condense.study import run_study, write_study_document
+    from idc.study.document import write_study_document
+    from idc.study.run import run_study
 
     study = yaml.safe_load((PROJECT / "config" / "condensation-study.yaml").read_text())
     study.update(out=str(tmp_path / "out"), folder=str(SHARED_SET5 / "HR"), images=2, workers=1,
