@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idc.condense.condenser import condense_instance  # noqa: E402
-from idc.condense.study import paper_schedule  # noqa: E402
+from idc.study.config import paper_schedule  # noqa: E402
 
 MINI = dict(num_freqs=256, channels=64, kernel=3, groups=4, log_every=25, checkpoint_every=0, snapshot_patches=0,
             budget="ceil_per_image")  # n = 4 of 35, as in the study

@@ -2,7 +2,7 @@
 
 Each package in `STAGE_CLI_MODULES` has a module `idc.<stage>.cli` whose function
 `register(subparsers)` adds that package's commands at the top level: several commands
-(`data`: resize, crop, export, import-folder, ...; `condense`; `report`), one command (`select`,
+(`data`: resize, crop, export, import-folder, ...; `condense`; `study`; `report`), one command (`select`,
 `plan`) or one command with sub-commands of its own (`archs`, `sr`). Each command sets `func` to
 a callable taking the parsed arguments and returning an exit code; `main` turns a ValueError or
 OSError into one line on stderr and exit status 1.
@@ -15,8 +15,9 @@ import importlib
 import logging
 import sys
 
-# Stage packages whose `cli` module contributes commands, in help order.
-STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "select", "report", "plan")
+# Packages whose `cli` module contributes commands, in help order: the stages, and the settings
+# study (`condense-study`) next to the condensation commands it runs.
+STAGE_CLI_MODULES = ("data", "archs", "sr", "condense", "study", "select", "report", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

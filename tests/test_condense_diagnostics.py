@@ -17,6 +17,7 @@ from idc.condense.diagnostics import (
     QualityMonitor,
     gaussian_mmd2,
     mean_pairwise_rms,
+    settling_step,
     summarise_diagnostics,
 )
 from idc.condense.tiny_extractor import TinyExtractor
@@ -208,3 +209,11 @@ def test_diagnostics_separate_a_real_image_from_noise_and_from_another_image() -
     assert own["mmd"] < other["mmd"] < noise["mmd"] or own["mmd"] < noise["mmd"] < other["mmd"]
     assert own["coverage_psnr"] > other["coverage_psnr"] and own["coverage_psnr"] > noise["coverage_psnr"]
     assert own["colour_mean_gap"] < other["colour_mean_gap"]
+
+
+def test_settling_step_is_where_the_curve_stays_within_5_percent_of_its_total_change() -> None:
+    steps = list(range(0, 100, 10))
+    assert settling_step(steps, [10, 5, 2, 1, 1, 1, 1, 1, 1, 1]) == 30
+    assert settling_step(steps, [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]) == 90  # still moving at the end
+    assert settling_step(steps, [3.0] * 10) == 0
+    assert settling_step([], []) is None

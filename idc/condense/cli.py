@@ -1,4 +1,4 @@
-"""`python -m idc condense-image | condense-images | upsample-assemble | memorisation | condense-study`."""
+"""`python -m idc condense-image | condense-images | upsample-assemble | memorisation`."""
 
 from __future__ import annotations
 
@@ -91,16 +91,6 @@ def _memorisation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _condense_study(args: argparse.Namespace) -> int:
-    from idc.condense.study import run_study, write_study_document
-
-    if args.action == "run":
-        run_study(args.study)
-    else:
-        print(write_study_document(args.study, args.doc))
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("condense-image", help="IDC: condense the LR patches of one image")
     p.add_argument("--store", required=True, help="real patch store (HDF5)")
@@ -151,9 +141,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--real-store", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_memorisation)
-
-    p = subparsers.add_parser("condense-study", help="IDC: the condensation settings study (run it, or write its document)")
-    p.add_argument("action", choices=["run", "report"])
-    p.add_argument("--study", required=True, help="study YAML (config/condensation-study.yaml)")
-    p.add_argument("--doc", default="docs/condensation-study.md", help="document to write (report)")
-    p.set_defaults(func=_condense_study)

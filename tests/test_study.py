@@ -1,5 +1,5 @@
-"""The condensation settings study: schedule scaling, plateau rule, study file checks, and a tiny
-study end to end (condensations, downstream check, document)."""
+"""The condensation settings study: schedule scaling, study file checks, and a tiny study end to
+end (condensations, downstream check, document)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from idc.condense.config import CondenseConfig
-from idc.condense.diagnostics import settling_step as plateau_step
-from idc.condense.study import load_study, paper_schedule, setting_config
+from idc.study.config import load_study, paper_schedule, setting_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_SET5 = PROJECT / ".." / "shared" / "data" / "Set5"
@@ -24,14 +23,6 @@ def test_paper_schedule_is_the_paper_at_20k_and_scales_proportionally() -> None:
     cfg = CondenseConfig.from_dict(s)
     events = cfg.assignment_steps()
     assert len(events) == 26 and events[-1] < cfg.milestones[0]  # every event before the first decay
-
-
-def test_plateau_step() -> None:
-    steps = list(range(0, 100, 10))
-    assert plateau_step(steps, [10, 5, 2, 1, 1, 1, 1, 1, 1, 1]) == 30
-    assert plateau_step(steps, [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]) == 90  # still moving at the end
-    assert plateau_step(steps, [3.0] * 10) == 0
-    assert plateau_step([], []) is None
 
 
 def _study(tmp_path: Path, **changes) -> Path:
@@ -64,7 +55,8 @@ def test_a_bad_setting_or_key_stops_before_work(tmp_path: Path) -> None:
 def test_a_tiny_study_runs_resumes_and_writes_its_document(tmp_path: Path) -> None:
     import json
 
-    from idc.condense.study import run_study, write_study_document
+    from idc.study.document import write_study_document
+    from idc.study.run import run_study
 
     study = yaml.safe_load((PROJECT / "config" / "condensation-study.yaml").read_text())
     study.update(out=str(tmp_path / "out"), folder=str(SHARED_SET5 / "HR"), images=2, workers=1,
