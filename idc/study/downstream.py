@@ -54,8 +54,8 @@ def _train_and_test(study: dict[str, Any], label: str, store: Path, indices: Pat
     import torch
 
     from idc.condense.stage import write_json
-    from idc.sr.test import evaluate_images, load_test_images, pair_test_images
     from idc.sr.config import TrainConfig
+    from idc.sr.test import evaluate_images, load_test_images, pair_test_images
     from idc.sr.train import train_sr
 
     ds = study["downstream"]
