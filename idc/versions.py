@@ -7,7 +7,7 @@ as a parameter, so bumping a number here reruns exactly the stages whose results
 IMPL_VERSIONS = {
     "data": 1,  # demo images, test-set preparation, cropping, imresize
     "train": 1,  # SR training engine (teachers and evaluated models)
-    "condense": 1,  # IDC condensation of one image
+    "condense": 2,  # IDC condensation of one image (2: its log's config has no `seed`)
     "upsample": 1,  # HR up-sampling and assembly of the synthetic store
     "select": 1,  # baseline selection
     "test": 1,  # SR inference and metrics

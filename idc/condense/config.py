@@ -186,7 +186,6 @@ class CondenseConfig:
     log_grad_norms: bool = False
     # Synthetic patches kept (uint8) at a few steps for the progress figure: the first this many.
     snapshot_patches: int = 4
-    seed: int = 0
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
