@@ -48,14 +48,17 @@ SCALES = {
 }
 
 
-def build_extractor(name: str, size: int) -> torch.nn.Module:
-    if name == "tiny":
-        from idc.condense.tiny_extractor import TinyExtractor
+# The product's SwinIR at a toy width and depth: a smoke run on a CPU times the same code paths.
+SWINIR_TOY = dict(upscale=4, in_chans=3, img_range=1.0, depths=[2], embed_dim=16, num_heads=[2], window_size=8,
+                  mlp_ratio=2.0, upsampler="pixelshuffledirect", resi_connection="1conv")
 
-        return TinyExtractor(channels=16)
+
+def build_extractor(name: str, size: int) -> torch.nn.Module:
     from idc.archs import build_model
 
     torch.manual_seed(0)
+    if name == "swinir_toy":
+        return build_model("swinir", img_size=size, **SWINIR_TOY)
     return build_model("swinir_light_x4", img_size=size)
 
 
@@ -256,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--extractor", choices=["swinir_light", "tiny"], default="swinir_light")
+    ap.add_argument("--extractor", choices=["swinir_light", "swinir_toy"], default="swinir_light")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 GPU / 3 CPU)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")

@@ -209,7 +209,7 @@ def test_condenser_makes_the_counts_it_is_given(tmp_path, caplog) -> None:
     import signal
 
     from idc.condense.condenser import CondensationInterrupted, condense_instance, condense_instances
-    from idc.condense.tiny_extractor import TinyExtractor
+    from tests.doubles import TinyExtractor
 
     real, small = _real(12), _real(4, seed=1)
     ext = TinyExtractor(channels=4)

@@ -12,7 +12,7 @@ from torch import nn
 
 from idc.condense.condenser import CondensationInterrupted, NonFiniteLossError, condense_instance, condense_instances
 from idc.condense.config import CondenseConfig
-from idc.condense.tiny_extractor import TinyExtractor
+from tests.doubles import TinyExtractor
 
 # ratio 0.2: the 12 real patches below give floor(2.4) = 2 synthetic ones
 TINY = dict(steps=24, warmup=8, assign_interval=3, assign_times=3, channels=16, kernel=3, num_freqs=32,

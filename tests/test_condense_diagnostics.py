@@ -20,7 +20,7 @@ from idc.condense.diagnostics import (
     settling_step,
     summarise_diagnostics,
 )
-from idc.condense.tiny_extractor import TinyExtractor
+from tests.doubles import TinyExtractor
 
 SHARED_BSD100 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "BSD100" / "HR"
 

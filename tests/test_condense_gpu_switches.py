@@ -13,7 +13,7 @@ import torch
 from idc.condense.condenser import CondensationInterrupted, condense_instance
 from idc.condense.config import CondenseConfig, split_execution_settings
 from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
-from idc.condense.tiny_extractor import TinyExtractor
+from tests.doubles import TinyExtractor
 from tests.test_condense_condenser import TINY, real_patches
 
 

@@ -11,7 +11,7 @@ import torch
 from idc.condense.condenser import condense_instance, plateau_step
 from idc.condense.config import CondenseConfig
 from idc.condense.losses import real_cf_stats, sample_frequencies, select_cf_stats
-from idc.condense.tiny_extractor import TinyExtractor
+from tests.doubles import TinyExtractor
 from tests.test_condense_diagnostics import _real_patches
 
 

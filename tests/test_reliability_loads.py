@@ -110,7 +110,7 @@ def _interrupted_checkpoint(tmp_path):
     import signal
 
     from idc.condense.condenser import CondensationInterrupted, condense_instance
-    from idc.condense.tiny_extractor import TinyExtractor
+    from tests.doubles import TinyExtractor
     from tests.test_condense_condenser import real_patches, tiny_cfg
 
     ckpt = tmp_path / "c.ckpt"

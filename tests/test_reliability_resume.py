@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from idc.condense.condenser import CondensationInterrupted, condense_instance
-from idc.condense.tiny_extractor import TinyExtractor
+from tests.doubles import TinyExtractor
 from idc.sr.train import TrainingInterrupted
 from idc.versions import IMPL_VERSIONS
 from tests.test_condense_condenser import real_patches, tiny_cfg

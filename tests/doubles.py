@@ -1,8 +1,10 @@
-"""A small convolutional feature extractor with the interface IDC needs from the SR teacher.
+"""Test doubles: a small convolutional feature extractor with the interface IDC needs from the SR
+teacher.
 
 `features(x)` maps [0,1] images (N,3,h,w) to (N,c,h,w) like SwinIR's body output plus shallow
-skip; `layers` lists the building blocks (for feature_layer="first"). Used by the CPU tests and
-the reduced-scale benchmark when no trained teacher is at hand; randomly initialised from a seed.
+skip; `layers` lists the building blocks (for feature_layer="first"). The condensation tests use it
+where no trained teacher is at hand and speed matters more than the architecture; randomly
+initialised from a seed.
 """
 
 from __future__ import annotations
