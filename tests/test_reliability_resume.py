@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from idc.condense.condenser import CondensationInterrupted, condense_instance
-from tests.doubles import TinyExtractor
 from idc.sr.train import TrainingInterrupted
 from idc.versions import IMPL_VERSIONS
+from tests.doubles import TinyExtractor
 from tests.test_condense_condenser import real_patches, tiny_cfg
 from tests.test_sr_train import _settings, _signal_at, _train, data  # noqa: F401 - `data` is a fixture
 
