@@ -10,16 +10,9 @@ import pandas as pd
 import pytest
 
 from idc.report.results import collect_results, read_results_csv
-from idc.report.tables import (
-    TableSpec,
-    default_method_label,
-    format_value,
-    make_tables,
-    rank_marks,
-    render_table,
-    tex_escape,
-    write_table,
-)
+from idc.report.table_formats import tex_escape
+from idc.report.table_layout import default_method_label, format_value, rank_marks
+from idc.report.tables import TableSpec, make_tables, render_table, write_table
 
 TESTSETS = ("Set5", "Set14")
 MODELS = ("edsr", "swinir")

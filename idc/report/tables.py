@@ -3,7 +3,9 @@
 `make_tables` is the stage entry point: one call gathers every metrics file once and writes
 `<out_dir>/<name>.csv` (long format: `method, model, testset, psnr, ssim, n_images`), `.md`,
 `.tex` and `.html` (the page `snakemake --report` shows) for each requested table. A table is
-described by a `TableSpec` and drawn by `render_table`.
+described by a `TableSpec` and laid out by `render_table` into a `TableLayout`
+(`idc.report.table_layout`: names, number formats, ranking marks), which
+`idc.report.table_formats` writes as Markdown, LaTeX and HTML.
 
 Two layouts:
 - "absolute" (Tables 1, 5, 8): rows are methods, columns test sets x models, the score in
@@ -13,19 +15,13 @@ Two layouts:
   Table 8).
 - "delta" (Tables 2, 4, 7): the first method is the reference row with absolute scores; every
   other row shows its signed difference to it.
-
-Ranking uses the rounded numbers a reader sees: two methods showing 30.52 tie, both are
-"best", and the next lower shown value is "second best" (dense ranking). Both metrics are
-higher-is-better.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +29,6 @@ from typing import Literal
 
 import pandas as pd
 
-from idc import __version__
 from idc.atomic import atomic_write_text
 from idc.report.paper_reference import PAPER_TABLES, paper_table
 from idc.report.results import (
@@ -43,38 +38,23 @@ from idc.report.results import (
     results_to_csv_text,
     validate_entries,
 )
+from idc.report.table_formats import to_html, to_latex, to_markdown
+from idc.report.table_layout import (
+    REFERENCE_LABEL,
+    Row,
+    TableLayout,
+    default_method_label,
+    rank_marks,
+)
 
 logger = logging.getLogger(__name__)
 
 Layout = Literal["absolute", "delta"]
 MetricsLayout = Literal["blocks", "side_by_side"]
-Marking = Literal["best_second", "best", "none"]
 
 LAYOUTS = ("absolute", "delta")
 METRICS_LAYOUTS = ("blocks", "side_by_side")
 MARKINGS = ("best_second", "best", "none")
-
-DECIMALS = {"psnr": 2, "ssim": 4}
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-METRIC_SHORT = {"psnr": "PSNR", "ssim": "SSIM"}
-MODEL_LABELS = {
-    "edsr": "EDSR",
-    "swinir": "SwinIR",
-    "mambairv2": "MambaIRv2",
-    "mambairv2_light": "MambaIRv2-light",
-}
-METHOD_LABELS = {
-    "whole": "Whole",
-    "random": "Random",
-    "herding": "Herding",
-    "kcenter": "Kcenter",
-    "dcsr": "DCSR",
-    "idc": "IDC (ours)",
-}
-MISSING = "–"
-# Label of the published rows, and the prefix of their row ids (`paper:<method>`).
-REFERENCE_LABEL = "paper"
-
 
 # ---------------------------------------------------------------- what a table shows
 
@@ -181,138 +161,6 @@ class TableSpec:
 
 
 # ---------------------------------------------------------------- shown numbers and marks
-
-
-def default_method_label(method: str) -> str:
-    """Display name of a method id: the paper's spelling, or an ablation's variant name."""
-    if method in METHOD_LABELS:
-        return METHOD_LABELS[method]
-    match = re.fullmatch(r"idc-([vax]\d+)", method)
-    return match.group(1) if match else method
-
-
-def format_value(value: float, metric: str, *, signed: bool = False) -> str:
-    """A score as printed: PSNR with 2 decimals, SSIM with 4; `signed` for differences."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    decimals = DECIMALS[metric]
-    if not signed:
-        return f"{value:.{decimals}f}"
-    text = f"{value:+.{decimals}f}"
-    # A difference that rounds to zero is shown without a sign, never as "-0.00".
-    return text[1:] if float(text) == 0 else text
-
-
-def rank_marks(values: Sequence[float], metric: str, marking: Marking) -> list[str]:
-    """Per value "best", "second" or "" by dense ranking of the shown (rounded) numbers."""
-    if marking == "none":
-        return [""] * len(values)
-    shown = [None if v is None or math.isnan(v) else float(format_value(v, metric)) for v in values]
-    distinct = sorted({s for s in shown if s is not None}, reverse=True)
-    best = distinct[0] if distinct else None
-    second = distinct[1] if len(distinct) > 1 and marking == "best_second" else None
-    marks = []
-    for s in shown:
-        if s is not None and s == best:
-            marks.append("best")
-        elif s is not None and s == second:
-            marks.append("second")
-        else:
-            marks.append("")
-    return marks
-
-
-# ---------------------------------------------------------------- laying a table out
-
-
-@dataclass(frozen=True)
-class Row:
-    """A table row: `row_id` keys the value frames, `label` is printed."""
-
-    row_id: str
-    label: str
-    is_reference: bool
-
-
-@dataclass(frozen=True)
-class TableLayout:
-    """Everything the Markdown, LaTeX and HTML writers need: rows, columns, shown values, marks."""
-
-    title: str
-    label: str
-    columns: pd.MultiIndex
-    metrics_layout: str
-    rows: list[Row]
-    shown: pd.DataFrame
-    marks: pd.DataFrame
-    signed: dict[str, bool]
-    layout: str
-    mark: str
-    testsets_per_block: int | None
-
-    def blocks(self) -> list[tuple[str | None, list[tuple[str, str, str]]]]:
-        """(metric of the block or None, its columns) in display order."""
-        if self.metrics_layout == "blocks":
-            blocks = [(m, [c for c in self.columns if c[0] == m]) for m in METRICS]
-        else:
-            blocks = [(None, list(self.columns))]
-        if not self.testsets_per_block:
-            return blocks
-        # Wide tables are cut into row blocks of a few test sets each, as in the paper.
-        out = []
-        for metric, columns in blocks:
-            testsets = list(dict.fromkeys(c[1] for c in columns))
-            for start in range(0, len(testsets), self.testsets_per_block):
-                chunk = set(testsets[start : start + self.testsets_per_block])
-                out.append((metric, [c for c in columns if c[1] in chunk]))
-        return out
-
-    def corner(self, metric: str | None) -> str:
-        """Text above the row labels of a block: its metric, else what the rows are."""
-        if metric:
-            return f"{METRIC_LABELS[metric]} ↑"
-        return "Variant" if self.layout == "delta" else "Method"
-
-    def header_levels(
-        self, block_columns: list[tuple[str, str, str]]
-    ) -> list[list[tuple[str, int]]]:
-        """Header rows as (text, span) groups; levels that never vary are left out."""
-        models = {c[2] for c in self.columns}
-        levels = [1]  # test set is always shown
-        if len(models) > 1:
-            levels.append(2)
-        if self.metrics_layout == "side_by_side":
-            levels.append(0)
-        out = []
-        for depth, level in enumerate(levels):
-            groups: list[tuple[str, int]] = []
-            previous = None
-            for column in block_columns:
-                key = tuple(column[lv] for lv in levels[: depth + 1])
-                if key == previous:
-                    groups[-1] = (groups[-1][0], groups[-1][1] + 1)
-                else:
-                    groups.append((_level_text(level, column[level]), 1))
-                previous = key
-            out.append(groups)
-        return out
-
-    def cell(self, row: Row, column: tuple[str, str, str]) -> tuple[str, str]:
-        value = self.shown.at[row.row_id, column]
-        text = format_value(value, column[0], signed=self.signed[row.row_id])
-        return text, self.marks.at[row.row_id, column]
-
-
-def _level_text(level: int, value: str) -> str:
-    if level == 0:
-        return METRIC_SHORT[value]
-    if level == 2:
-        return MODEL_LABELS.get(value, value)
-    return value
-
-
-def _provenance() -> str:
-    return f"generated by idc-workflow {__version__} (idc.report)"
 
 
 def _columns(
@@ -494,180 +342,6 @@ def render_table(results: pd.DataFrame, spec: TableSpec) -> RenderedTable:
         values=shown,
         marks=marks,
     )
-
-
-# ---------------------------------------------------------------- Markdown
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _md_cell(text: str, mark: str) -> str:
-    if text == MISSING or not mark:
-        return text
-    return f"**{text}**" if mark == "best" else f"_{text}_"
-
-
-def to_markdown(table: TableLayout) -> str:
-    lines = [f"<!-- {_provenance()} -->", f"**{_md_escape(table.title)}**", ""]
-    for metric, block_columns in table.blocks():
-        levels = table.header_levels(block_columns)
-        # Markdown has one header row: join the levels of each column into one label.
-        headers = []
-        for i in range(len(block_columns)):
-            parts = []
-            for groups in levels:
-                position = 0
-                for text, span in groups:
-                    if position <= i < position + span:
-                        parts.append(text)
-                    position += span
-            headers.append(" ".join(parts))
-        lines.append("| " + " | ".join([table.corner(metric), *map(_md_escape, headers)]) + " |")
-        lines.append("| :-- | " + " | ".join(["--:"] * len(block_columns)) + " |")
-        for row in table.rows:
-            cells = [_md_cell(*table.cell(row, c)) for c in block_columns]
-            lines.append("| " + " | ".join([_md_escape(row.label), *cells]) + " |")
-        lines.append("")
-    notes = []
-    if table.mark == "best_second":
-        notes.append("**bold**: best, _italic_: second best")
-    elif table.mark == "best":
-        notes.append("**bold**: best")
-    if table.layout == "delta":
-        notes.append("first row absolute, other rows difference to it")
-    if any(r.is_reference for r in table.rows):
-        notes.append("rows in [brackets]: published numbers, not ranked")
-    if notes:
-        lines.append("; ".join(notes) + ".")
-        lines.append("")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- LaTeX
-
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "↑": r"$\uparrow$",
-}
-
-
-def tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIALS.get(ch, ch) for ch in text)
-
-
-def _tex_cell(text: str, mark: str, signed: bool) -> str:
-    if text == MISSING:
-        return "--"
-    if signed and text[0] in "+-":
-        # Typeset the sign as a math sign, not a hyphen.
-        text = f"${text[0]}${text[1:]}"
-    if mark == "best":
-        return rf"\textbf{{{text}}}"
-    if mark == "second":
-        return rf"\underline{{{text}}}"
-    return text
-
-
-def to_latex(table: TableLayout) -> str:
-    n_columns = max(len(columns) for _, columns in table.blocks())
-    lines = [
-        f"% {_provenance()}",
-        r"% needs \usepackage{booktabs}",
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{tex_escape(table.title)}}}",
-    ]
-    if table.label:
-        lines.append(rf"\label{{{table.label}}}")
-    lines += [rf"\begin{{tabular}}{{l{'c' * n_columns}}}", r"\toprule"]
-    for b, (metric, block_columns) in enumerate(table.blocks()):
-        if b:
-            lines.append(r"\midrule")
-        levels = table.header_levels(block_columns)
-        for depth, groups in enumerate(levels):
-            cells = [tex_escape(table.corner(metric)) if depth == 0 else ""]
-            rules = []
-            position = 2
-            for text, span in groups:
-                cells.append(
-                    tex_escape(text)
-                    if span == 1
-                    else rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(text)}}}"
-                )
-                if span > 1:
-                    rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
-                position += span
-            cells += [""] * (n_columns - len(block_columns))
-            lines.append(" & ".join(cells) + r" \\")
-            if rules and depth < len(levels) - 1:
-                lines.append(" ".join(rules))
-        lines.append(r"\midrule")
-        previous_reference = False
-        for row in table.rows:
-            if row.is_reference and not previous_reference:
-                lines.append(r"\midrule")
-            previous_reference = row.is_reference
-            cells = [_tex_cell(*table.cell(row, c), table.signed[row.row_id]) for c in block_columns]
-            cells += [""] * (n_columns - len(block_columns))
-            lines.append(" & ".join([tex_escape(row.label), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- HTML (a self-contained page)
-
-_HTML_STYLE = (
-    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}"
-    "th,td{border:1px solid #bbb;padding:.25em .6em}td{text-align:right}"
-    "td.label{text-align:left}.second{text-decoration:underline}"
-)
-
-
-def _html_cell(text: str, mark: str) -> str:
-    body = html.escape(text)
-    if text != MISSING and mark == "best":
-        body = f"<b>{body}</b>"
-    cls = ' class="second"' if text != MISSING and mark == "second" else ""
-    return f"<td{cls}>{body}</td>"
-
-
-def to_html(table: TableLayout) -> str:
-    title = html.escape(table.title)
-    parts = [
-        "<!DOCTYPE html>",
-        f'<html><head><meta charset="utf-8"><title>{title}</title><style>{_HTML_STYLE}</style></head><body>',
-        f"<!-- {html.escape(_provenance())} -->",
-        f"<h3>{title}</h3>",
-    ]
-    for metric, block_columns in table.blocks():
-        levels = table.header_levels(block_columns)
-        parts.append("<table><thead>")
-        for depth, groups in enumerate(levels):
-            corner = f'<th rowspan="{len(levels)}">{html.escape(table.corner(metric))}</th>'
-            cells = [corner] if depth == 0 else []
-            cells += [f'<th colspan="{span}">{html.escape(text)}</th>' for text, span in groups]
-            parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</thead><tbody>")
-        for row in table.rows:
-            cells = "".join(_html_cell(*table.cell(row, c)) for c in block_columns)
-            parts.append(f'<tr><td class="label">{html.escape(row.label)}</td>{cells}</tr>')
-        parts.append("</tbody></table>")
-    if table.mark in ("best_second", "best"):
-        second = ", underlined: second best" if table.mark == "best_second" else ""
-        parts.append(f"<p>bold: best{second}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------- files

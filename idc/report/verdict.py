@@ -42,7 +42,7 @@ import pandas as pd
 from idc import __version__
 from idc.atomic import atomic_write_text
 from idc.report.results import read_metrics_csv, validate_entries
-from idc.report.tables import default_method_label
+from idc.report.table_layout import default_method_label
 
 logger = logging.getLogger(__name__)
 
