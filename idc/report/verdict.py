@@ -488,64 +488,61 @@ def _dd_ranking_section(row: Callable[..., Mapping[str, object]], spec: VerdictS
     return lines
 
 
-def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
-    """The verdict as a Markdown document (from `verdict_frame`'s frame, or its CSV read back).
+class _FrameRows:
+    """The rows of a verdict frame by (method, versus, model, testset, metric); a missing row is a
+    one-line error naming it."""
 
-    When the positive control (whole - reference, PSNR over all test sets) of some model is not
-    resolved as better (its interval contains 0 or lies below it), the document's first line says
-    that nothing in it can be read as a difference.
-    """
-    frame = frame.copy()
-    frame["versus"] = frame["versus"].fillna("").astype(str)
-    index = {(r["method"], r["versus"], r["model"], r["testset"], r["metric"]): r
-             for r in frame.to_dict(orient="records")}
+    def __init__(self, frame: pd.DataFrame) -> None:
+        frame = frame.copy()
+        frame["versus"] = frame["versus"].fillna("").astype(str)
+        self._index = {(r["method"], r["versus"], r["model"], r["testset"], r["metric"]): r
+                       for r in frame.to_dict(orient="records")}
 
-    def row(method: str, versus: str, model: str, testset: str, metric: str) -> Mapping[str, object]:
+    def __call__(self, method: str, versus: str, model: str, testset: str, metric: str) -> Mapping[str, object]:
         try:
-            return index[(method, versus, model, testset, metric)]
+            return self._index[(method, versus, model, testset, metric)]
         except KeyError:
             raise ValueError(f"verdict frame: no row for method {method!r} versus {versus!r} model {model!r} "
                              f"testset {testset!r} metric {metric!r}") from None
 
-    testsets = (ALL, *spec.testsets)
-    ref_label = spec.label(spec.reference)
-    lines: list[str] = []
-    controls: list[str] = []
-    if spec.whole is not None:
-        whole_label = spec.label(spec.whole)
-        for model in spec.models:
-            control = row(spec.whole, spec.reference, model, ALL, "psnr")
-            shown = f"{_signed(control['diff'], DIFF_DECIMALS['psnr'])} dB {_interval(control, 'psnr')}"
-            # The control passes only when the full data is resolved as better: a setting where it
-            # is resolved as worse cannot rank training sets either (an undertrained model, a
-            # reference that is not a subset of the whole).
-            if _contains_zero(control):
-                lines.append(f"> **This setting cannot resolve differences in training data:** the positive control "
-                             f"{whole_label} - {ref_label} is {shown} ({model}), an interval that contains 0. "
-                             f"Read no difference below as a result.")
-                outcome = "not resolved: the control fails"
-            elif control["ci_high"] < 0:
-                lines.append(f"> **This setting cannot resolve differences in training data:** the positive control "
-                             f"{whole_label} - {ref_label} is {shown} ({model}): the full data trains a worse "
-                             f"model than its subset. Read no difference below as a result.")
-                outcome = "resolved in the wrong direction: the control fails"
-            else:
-                outcome = "resolved: the control passes"
-            controls.append(f"Positive control ({model}): {whole_label} - {ref_label} = {shown}, {outcome}.")
-        if lines:
-            lines.append("")
-    if spec.title:
-        lines += [f"**{_md_escape(spec.title)}**", ""]
-    if controls:
-        lines += [line for control in controls for line in (control, "")]
 
-    methods = spec.all_methods()
+def _control_lines(row: _FrameRows, spec: VerdictSpec) -> tuple[list[str], list[str]]:
+    """(warnings for the top of the document, one line per model) of the positive control."""
+    warnings: list[str] = []
+    controls: list[str] = []
+    if spec.whole is None:
+        return warnings, controls
+    whole_label, ref_label = spec.label(spec.whole), spec.label(spec.reference)
+    for model in spec.models:
+        control = row(spec.whole, spec.reference, model, ALL, "psnr")
+        shown = f"{_signed(control['diff'], DIFF_DECIMALS['psnr'])} dB {_interval(control, 'psnr')}"
+        # The control passes only when the full data is resolved as better: a setting where it
+        # is resolved as worse cannot rank training sets either (an undertrained model, a
+        # reference that is not a subset of the whole).
+        if _contains_zero(control):
+            warnings.append(f"> **This setting cannot resolve differences in training data:** the positive control "
+                            f"{whole_label} - {ref_label} is {shown} ({model}), an interval that contains 0. "
+                            f"Read no difference below as a result.")
+            outcome = "not resolved: the control fails"
+        elif control["ci_high"] < 0:
+            warnings.append(f"> **This setting cannot resolve differences in training data:** the positive control "
+                            f"{whole_label} - {ref_label} is {shown} ({model}): the full data trains a worse "
+                            f"model than its subset. Read no difference below as a result.")
+            outcome = "resolved in the wrong direction: the control fails"
+        else:
+            outcome = "resolved: the control passes"
+        controls.append(f"Positive control ({model}): {whole_label} - {ref_label} = {shown}, {outcome}.")
+    return warnings, controls
+
+
+def _means_section(row: _FrameRows, spec: VerdictSpec, testsets: Sequence[str]) -> list[str]:
+    lines: list[str] = []
     for model in spec.models:
         lines += [f"### Means ({model})", ""]
         header = ["Method", *(f"{'All' if t == ALL else t} {METRIC_SHORT[m]}" for t in testsets for m in METRICS),
                   "n_rep"]
         body = []
-        for method in methods:
+        for method in spec.all_methods():
             cells = [spec.label(method)]
             for testset in testsets:
                 for metric in METRICS:
@@ -553,7 +550,11 @@ def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
             cells.append(str(int(row(method, "", model, ALL, "psnr")["n_replicates"])))
             body.append(cells)
         lines += _table(header, body, ["l", *["r"] * (len(header) - 1)]) + [""]
+    return lines
 
+
+def _differences_section(row: _FrameRows, spec: VerdictSpec, testsets: Sequence[str]) -> list[str]:
+    lines: list[str] = []
     for model in spec.models:
         lines += [f"### Differences ({model})", ""]
         header = ["Method", "Versus", "Metric", "Test set", "Difference [interval]", "Reading", "n_rep", "n_img"]
@@ -567,9 +568,12 @@ def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
                                  f"{_signed(r['diff'], DIFF_DECIMALS[metric])} {_interval(r, metric)}",
                                  str(r["reading"]), str(int(r["n_replicates"])), str(int(r["n_images"]))])
         lines += _table(header, body, ["l", "l", "l", "l", "r", "l", "r", "r"]) + [""]
+    return lines
 
-    lines += _dd_ranking_section(row, spec, testsets)
-    lines += [f"### Against {ref_label} (PSNR, all test sets)", ""]
+
+def _sentences_section(row: _FrameRows, spec: VerdictSpec) -> list[str]:
+    """Every method against the reference, then the contrasts, one sentence each (PSNR, all)."""
+    lines = [f"### Against {spec.label(spec.reference)} (PSNR, all test sets)", ""]
     for model in spec.models:
         for method in spec.methods:
             if method != spec.reference:
@@ -581,16 +585,40 @@ def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
             for a, b in spec.contrasts:
                 lines.append("- " + _sentence(row(a, b, model, ALL, "psnr"), spec, model))
         lines.append("")
+    return lines
 
-    lines += ["### Method", "",
-              f"Intervals are {spec.level * 100:g}% percentile intervals of a hierarchical bootstrap over replicates "
-              f"and test images ({spec.n_boot} draws, seed {spec.seed}): each draw resamples the replicates (model "
-              f"seeds) and the test images with replacement, independently, and averages the paired differences "
-              f"(same replicate number, same image) over the drawn cells. Differences use the replicates both methods "
-              f"have; means use all of a method's replicates. \"better\" / \"worse\": the interval lies above / below "
-              f"0; \"not resolved\": it contains 0. Higher is better for PSNR and SSIM. \"All\" pools every image of "
-              f"{', '.join(spec.testsets)}.",
-              "", f"<!-- generated by idc-workflow {__version__} (idc.report.verdict) -->"]
+
+def _method_note(spec: VerdictSpec) -> list[str]:
+    return ["### Method", "",
+            f"Intervals are {spec.level * 100:g}% percentile intervals of a hierarchical bootstrap over replicates "
+            f"and test images ({spec.n_boot} draws, seed {spec.seed}): each draw resamples the replicates (model "
+            f"seeds) and the test images with replacement, independently, and averages the paired differences "
+            f"(same replicate number, same image) over the drawn cells. Differences use the replicates both methods "
+            f"have; means use all of a method's replicates. \"better\" / \"worse\": the interval lies above / below "
+            f"0; \"not resolved\": it contains 0. Higher is better for PSNR and SSIM. \"All\" pools every image of "
+            f"{', '.join(spec.testsets)}.",
+            "", f"<!-- generated by idc-workflow {__version__} (idc.report.verdict) -->"]
+
+
+def render_verdict_markdown(frame: pd.DataFrame, spec: VerdictSpec) -> str:
+    """The verdict as a Markdown document (from `verdict_frame`'s frame, or its CSV read back).
+
+    When the positive control (whole - reference, PSNR over all test sets) of some model is not
+    resolved as better (its interval contains 0 or lies below it), the document's first line says
+    that nothing in it can be read as a difference.
+    """
+    row = _FrameRows(frame)
+    testsets = (ALL, *spec.testsets)
+    warnings, controls = _control_lines(row, spec)
+    lines = [*warnings, ""] if warnings else []
+    if spec.title:
+        lines += [f"**{_md_escape(spec.title)}**", ""]
+    lines += [line for control in controls for line in (control, "")]
+    lines += _means_section(row, spec, testsets)
+    lines += _differences_section(row, spec, testsets)
+    lines += _dd_ranking_section(row, spec, testsets)
+    lines += _sentences_section(row, spec)
+    lines += _method_note(spec)
     return "\n".join(lines) + "\n"
 
 
