@@ -202,11 +202,37 @@ def _cross_check(config: dict) -> None:
     _check_names(config)
     _check_finite(config, "")
     _check_networks(config)
-    teachers = config.get("teachers", {})
-    models = config.get("models", {})
+    _check_trainset(config["data"]["trainset"])
     datasets = config.get("datasets", {})
+    for name, spec in datasets.items():
+        for key in spec.get("selection") or {}:
+            if key not in SELECTOR_SETTINGS.get(spec["method"], {}):
+                raise ConfigError(f"config key datasets.{name}.selection.{key}: not a setting of method "
+                                  f"{spec['method']!r}")
+    for name, spec in config.get("models", {}).items():
+        if spec.get("weights"):
+            raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "
+                              "(the evaluated models are trained on each dataset)")
+    _check_teachers_named(config)
+    for name, spec in datasets.items():
+        _check_dataset(name, spec, datasets, config.get("teachers", {}))
     testsets = config["data"].get("testsets", {})
-    trainset = config["data"]["trainset"]
+    validation = config["data"].get("validation")
+    if validation is not None and validation not in testsets:
+        raise ConfigError(f"config key data.validation: {validation!r} is not a key of data.testsets")
+    _check_tables(config)
+    for item in config.get("export", {}).get("datasets", []):
+        if item not in datasets:
+            raise ConfigError(f"config key export.datasets: {item!r} is not a key of datasets")
+    for target in config["targets"]:
+        if target not in config.get("tables", {}):
+            raise ConfigError(f"config key targets: {target!r} is not a key of tables")
+    for name, spec in testsets.items():
+        if spec["source"] == "folder" and not spec.get("hr"):
+            raise ConfigError(f"config key data.testsets.{name}.hr: required for a folder test set")
+
+
+def _check_trainset(trainset: dict) -> None:
     if trainset["source"] == "folder" and not trainset.get("folder"):
         raise ConfigError("config key data.trainset.folder: required when data.trainset.source is folder")
     if trainset["source"] == "demo" and trainset.get("images") is not None:
@@ -214,16 +240,12 @@ def _cross_check(config: dict) -> None:
     local = trainset.get("div2k_local_dir")
     if trainset["source"] == "div2k" and local and not Path(local).is_dir():
         raise ConfigError(f"config key data.trainset.div2k_local_dir: folder {local} does not exist")
-    for name, spec in datasets.items():
-        for key in spec.get("selection") or {}:
-            if key not in SELECTOR_SETTINGS.get(spec["method"], {}):
-                raise ConfigError(f"config key datasets.{name}.selection.{key}: not a setting of method "
-                                  f"{spec['method']!r}")
-    for name, spec in models.items():
-        if spec.get("weights"):
-            raise ConfigError(f"config key models.{name}.weights: only teachers can start from released weights "
-                              "(the evaluated models are trained on each dataset)")
-    condense = config["condense"]
+
+
+def _check_teachers_named(config: dict) -> None:
+    """The teachers the condensation and the feature selections use exist, and every IDC dataset's
+    condensation settings resolve (its variant on top of condense.params)."""
+    teachers, datasets, condense = config.get("teachers", {}), config.get("datasets", {}), config["condense"]
     needs_condense = any(d["method"] in CONDENSATION_METHODS for d in datasets.values())
     if needs_condense and condense["extractor"] not in teachers:
         raise ConfigError(f"config key condense.extractor: {condense['extractor']!r} is not a key of teachers")
@@ -242,42 +264,45 @@ def _cross_check(config: dict) -> None:
                 except (TypeError, ValueError) as err:
                     key = f"datasets.{name}.variant" if "variant" in str(err) else "condense.params"
                     raise ConfigError(f"config key {key}: {err}") from None
-    for name, spec in datasets.items():
-        of = spec.get("replicate_of")
-        if of is not None and (of not in datasets or datasets[of].get("replicate_of") != of):
-            raise ConfigError(f"config key datasets.{name}.replicate_of: set by the expansion of `replicates`, "
-                              "not by hand")
-        if spec["hr_source"] == "teacher":
-            if spec["method"] not in REAL_PATCH_METHODS:
-                raise ConfigError(f"config key datasets.{name}.hr_source: teacher applies to the real-patch methods "
-                                  f"({', '.join(REAL_PATCH_METHODS)}); method {spec['method']!r} has its own HR side")
-            if "upsampler" not in spec:
-                raise ConfigError(f"config key datasets.{name}.upsampler: required with hr_source teacher")
-            if spec["upsampler"] not in teachers:
-                raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
-        elif "upsampler" in spec and spec["method"] != "idc":
-            raise ConfigError(f"config key datasets.{name}.upsampler: only for method idc or hr_source teacher")
-        if spec["method"] == "folder" and not spec.get("hr"):
-            raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
-        if "pairs_of" in spec:
-            _check_pairs_of(name, spec, datasets)
-        elif (spec["method"] in SELECTION_METHODS or spec["method"] in CONDENSATION_METHODS) and "ratio" not in spec:
-            raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
-        if spec["method"] == "idc":
-            if "upsampler" not in spec:
-                raise ConfigError(f"config key datasets.{name}.upsampler: required for method idc")
-            if spec["upsampler"] not in teachers:
-                raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
-    validation = config["data"].get("validation")
-    if validation is not None and validation not in testsets:
-        raise ConfigError(f"config key data.validation: {validation!r} is not a key of data.testsets")
-    tables = config.get("tables", {})
-    for name, table in tables.items():
-        for key, known, section in (
-            ("datasets", datasets, "datasets"),
-            ("models", models, "models"),
-            ("testsets", testsets, "data.testsets"),
-        ):
+
+
+def _check_dataset(name: str, spec: dict, datasets: dict, teachers: dict) -> None:
+    """One dataset's keys against its method: replicates, HR source, up-sampler, size."""
+    of = spec.get("replicate_of")
+    if of is not None and (of not in datasets or datasets[of].get("replicate_of") != of):
+        raise ConfigError(f"config key datasets.{name}.replicate_of: set by the expansion of `replicates`, "
+                          "not by hand")
+    if spec["hr_source"] == "teacher":
+        if spec["method"] not in REAL_PATCH_METHODS:
+            raise ConfigError(f"config key datasets.{name}.hr_source: teacher applies to the real-patch methods "
+                              f"({', '.join(REAL_PATCH_METHODS)}); method {spec['method']!r} has its own HR side")
+        if "upsampler" not in spec:
+            raise ConfigError(f"config key datasets.{name}.upsampler: required with hr_source teacher")
+        if spec["upsampler"] not in teachers:
+            raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
+    elif "upsampler" in spec and spec["method"] != "idc":
+        raise ConfigError(f"config key datasets.{name}.upsampler: only for method idc or hr_source teacher")
+    if spec["method"] == "folder" and not spec.get("hr"):
+        raise ConfigError(f"config key datasets.{name}.hr: required for method folder")
+    if "pairs_of" in spec:
+        _check_pairs_of(name, spec, datasets)
+    elif (spec["method"] in SELECTION_METHODS or spec["method"] in CONDENSATION_METHODS) and "ratio" not in spec:
+        raise ConfigError(f"config key datasets.{name}.ratio: required for method {spec['method']}")
+    if spec["method"] == "idc":
+        if "upsampler" not in spec:
+            raise ConfigError(f"config key datasets.{name}.upsampler: required for method idc")
+        if spec["upsampler"] not in teachers:
+            raise ConfigError(f"config key datasets.{name}.upsampler: {spec['upsampler']!r} is not a key of teachers")
+
+
+def _check_tables(config: dict) -> None:
+    """Every table names known datasets, models and test sets once each, and uses the keys of
+    its kind only."""
+    known_by_key = {"datasets": (config.get("datasets", {}), "datasets"),
+                    "models": (config.get("models", {}), "models"),
+                    "testsets": (config["data"].get("testsets", {}), "data.testsets")}
+    for name, table in config.get("tables", {}).items():
+        for key, (known, section) in known_by_key.items():
             for item in table[key]:
                 if item not in known:
                     raise ConfigError(f"config key tables.{name}.{key}: {item!r} is not a key of {section}")
@@ -285,22 +310,13 @@ def _cross_check(config: dict) -> None:
         if repeated:
             raise ConfigError(f"config key tables.{name}.datasets: {repeated[0]!r} is listed more than once")
         if table["kind"] == "verdict":
-            verdict_methods(name, table, datasets)
+            verdict_methods(name, table, config.get("datasets", {}))
         else:
             for key in ("compare_to", "whole"):
                 if table[key] is not None:
                     raise ConfigError(f"config key tables.{name}.{key}: only for kind verdict")
             if table["contrasts"]:
                 raise ConfigError(f"config key tables.{name}.contrasts: only for kind verdict")
-    for item in config.get("export", {}).get("datasets", []):
-        if item not in datasets:
-            raise ConfigError(f"config key export.datasets: {item!r} is not a key of datasets")
-    for target in config["targets"]:
-        if target not in tables:
-            raise ConfigError(f"config key targets: {target!r} is not a key of tables")
-    for name, spec in testsets.items():
-        if spec["source"] == "folder" and not spec.get("hr"):
-            raise ConfigError(f"config key data.testsets.{name}.hr: required for a folder test set")
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
