@@ -125,7 +125,6 @@ def option_files(
         return Path(os.path.relpath(path, os.path.abspath(root))).as_posix()
 
     gt_size = _largest_multiple(hr_size, 192, scale)
-    experiment = f"{name}"
     files: dict[str, str] = {}
 
     # ---- BasicSR and MambaIR (PairedImageDataset)
@@ -138,8 +137,34 @@ def option_files(
             data["meta_info_file"] = where(meta_info)
         data["filename_tmpl"] = lr_tmpl
         data["io_backend"] = {"type": "disk"}
-    basicsr = {
-        "name": f"{experiment}_EDSR_Mx{scale}",
+    files[FRAMEWORKS["basicsr"].format(scale=scale)] = _yaml(
+        _basicsr_options(name, scale, data, gt_size),
+        f"BasicSR (pip install basicsr-fixed): python basicsr/train.py -opt <this file>; "
+        f"training data: the export {base.name}")
+    files[FRAMEWORKS["mambair"].format(scale=scale)] = _yaml(
+        _mambair_options(name, scale, data, gt_size),
+        "MambaIR (its repository, with its bundled basicsr): python basicsr/train.py -opt <this file>")
+
+    # ---- traiNNer-redux: folder mode only (its meta-info and LMDB modes are broken, see above)
+    if not lmdb:
+        redux = _redux_options(name, scale, where(hr_rel), where(lr_rel), lr_tmpl, _largest_multiple(lr_size, 64, 1))
+        files[FRAMEWORKS["traiNNer-redux"].format(scale=scale)] = _yaml(
+            redux, "traiNNer-redux: python train.py --opt <this file>")
+
+    # ---- neosr: identical names (lr_names: same) or LMDB
+    if lmdb or lr_tmpl == "{}":
+        roots = ({"dataroot_gt": where(lmdb[0]), "dataroot_lq": where(lmdb[1])} if lmdb
+                 else {"dataroot_gt": where(hr_rel), "dataroot_lq": where(lr_rel)})
+        neosr = _neosr_options(name, scale, roots, _largest_multiple(lr_size, 64, 1))
+        files[FRAMEWORKS["neosr"].format(scale=scale)] = (
+            "# neosr: python train.py -opt <this file>\n" + to_toml(neosr))
+    return files
+
+
+def _basicsr_options(name: str, scale: int, data: dict[str, Any], gt_size: int) -> dict[str, Any]:
+    """BasicSR's EDSR-M example with the export as its PairedImageDataset."""
+    return {
+        "name": f"{name}_EDSR_Mx{scale}",
         "model_type": "SRModel",
         "scale": scale,
         "num_gpu": 1,  # 0: CPU
@@ -164,11 +189,12 @@ def option_files(
                    "wandb": {"project": None, "resume_id": None}},
         "dist_params": {"backend": "nccl", "port": 29500},
     }
-    files[FRAMEWORKS["basicsr"].format(scale=scale)] = _yaml(
-        basicsr, f"BasicSR (pip install basicsr-fixed): python basicsr/train.py -opt <this file>; "
-                 f"training data: the export {base.name}")
-    mambair = {
-        "name": f"{experiment}_MambaIRv2Light_x{scale}",
+
+
+def _mambair_options(name: str, scale: int, data: dict[str, Any], gt_size: int) -> dict[str, Any]:
+    """MambaIR's MambaIRv2-light example (its bundled BasicSR) with the export as its dataset."""
+    return {
+        "name": f"{name}_MambaIRv2Light_x{scale}",
         "model_type": "MambaIRv2LightModel",
         "scale": scale,
         "num_gpu": 1,
@@ -195,74 +221,66 @@ def option_files(
                    "wandb": {"project": None, "resume_id": None}},
         "dist_params": {"backend": "nccl", "port": 29500},
     }
-    files[FRAMEWORKS["mambair"].format(scale=scale)] = _yaml(
-        mambair, "MambaIR (its repository, with its bundled basicsr): python basicsr/train.py -opt <this file>")
 
-    # ---- traiNNer-redux: folder mode only (its meta-info and LMDB modes are broken, see above)
-    if not lmdb:
-        lq_size = _largest_multiple(lr_size, 64, 1)
-        redux = {
-            "name": f"{experiment}_SwinIR-S_x{scale}",
-            "scale": scale,
-            "use_amp": True,
-            "amp_bf16": False,
-            "use_channels_last": True,
-            "fast_matmul": False,
-            "use_compile": False,
-            "num_gpu": "auto",
-            "manual_seed": 10,
-            "datasets": {"train": {
-                "name": name, "type": "pairedimagedataset",
-                "dataroot_gt": [where(hr_rel)], "dataroot_lq": [where(lr_rel)],
-                "filename_tmpl": lr_tmpl, "lq_size": lq_size, "use_hflip": True, "use_rot": True,
-                "num_worker_per_gpu": 8, "batch_size_per_gpu": 8, "accum_iter": 1,
-            }},
-            "network_g": {"type": "swinir_s"},
-            "path": {"strict_load_g": True, "resume_state": None},
-            "train": {
-                "ema_decay": 0.999, "ema_power": 0.75, "grad_clip": False,
-                "optim_g": {"type": "AdamW", "lr": 2e-4, "weight_decay": 0, "betas": [0.9, 0.99]},
-                "scheduler": {"type": "MultiStepLR", "milestones": [250000, 400000, 450000, 475000],
-                              "gamma": 0.5},
-                "total_iter": 500000, "warmup_iter": -1,
-                "losses": [{"type": "l1loss", "loss_weight": 1.0}],
-            },
-            # no validation set: add one (`datasets.val`, then val_enabled: true)
-            "val": {"val_enabled": False, "val_freq": 5000, "save_img": False, "tile_size": 0,
-                    "tile_overlap": 8, "metrics_enabled": False},
-            "logger": {"print_freq": 100, "save_checkpoint_freq": 5000,
-                       "save_checkpoint_format": "safetensors", "use_tb_logger": True},
-        }
-        files[FRAMEWORKS["traiNNer-redux"].format(scale=scale)] = _yaml(
-            redux, "traiNNer-redux: python train.py --opt <this file>")
 
-    # ---- neosr: identical names (lr_names: same) or LMDB
-    if lmdb or lr_tmpl == "{}":
-        roots = ({"dataroot_gt": where(lmdb[0]), "dataroot_lq": where(lmdb[1])} if lmdb
-                 else {"dataroot_gt": where(hr_rel), "dataroot_lq": where(lr_rel)})
-        neosr = {
-            "name": f"{experiment}_swinir_small_x{scale}",
-            "model_type": "image",
-            "scale": scale,
-            "use_amp": True,
-            "bfloat16": True,
-            "manual_seed": 10,
-            "datasets": {"train": {"type": "paired", **roots,
-                                   "patch_size": _largest_multiple(lr_size, 64, 1), "batch_size": 8}},
-            "network_g": {"type": "swinir_small"},
-            "train": {
-                "ema": 0.999,
-                "total_iter": 500000,
-                "optim_g": {"type": "adamw", "lr": 2e-4, "betas": [0.9, 0.99], "weight_decay": 0.0},
-                "scheduler": {"type": "MultiStepLR", "milestones": [250000, 400000, 450000, 475000],
-                              "gamma": 0.5},
-                "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
-            },
-            "logger": {"total_iter": 500000, "save_checkpoint_freq": 5000, "use_tb_logger": True},
-        }
-        files[FRAMEWORKS["neosr"].format(scale=scale)] = (
-            "# neosr: python train.py -opt <this file>\n" + to_toml(neosr))
-    return files
+def _redux_options(name: str, scale: int, gt_dir: str, lq_dir: str, lr_tmpl: str, lq_size: int) -> dict[str, Any]:
+    """traiNNer-redux's SwinIR-S example in folder mode (its meta-info and LMDB modes are broken)."""
+    return {
+        "name": f"{name}_SwinIR-S_x{scale}",
+        "scale": scale,
+        "use_amp": True,
+        "amp_bf16": False,
+        "use_channels_last": True,
+        "fast_matmul": False,
+        "use_compile": False,
+        "num_gpu": "auto",
+        "manual_seed": 10,
+        "datasets": {"train": {
+            "name": name, "type": "pairedimagedataset",
+            "dataroot_gt": [gt_dir], "dataroot_lq": [lq_dir],
+            "filename_tmpl": lr_tmpl, "lq_size": lq_size, "use_hflip": True, "use_rot": True,
+            "num_worker_per_gpu": 8, "batch_size_per_gpu": 8, "accum_iter": 1,
+        }},
+        "network_g": {"type": "swinir_s"},
+        "path": {"strict_load_g": True, "resume_state": None},
+        "train": {
+            "ema_decay": 0.999, "ema_power": 0.75, "grad_clip": False,
+            "optim_g": {"type": "AdamW", "lr": 2e-4, "weight_decay": 0, "betas": [0.9, 0.99]},
+            "scheduler": {"type": "MultiStepLR", "milestones": [250000, 400000, 450000, 475000],
+                          "gamma": 0.5},
+            "total_iter": 500000, "warmup_iter": -1,
+            "losses": [{"type": "l1loss", "loss_weight": 1.0}],
+        },
+        # no validation set: add one (`datasets.val`, then val_enabled: true)
+        "val": {"val_enabled": False, "val_freq": 5000, "save_img": False, "tile_size": 0,
+                "tile_overlap": 8, "metrics_enabled": False},
+        "logger": {"print_freq": 100, "save_checkpoint_freq": 5000,
+                   "save_checkpoint_format": "safetensors", "use_tb_logger": True},
+    }
+
+
+def _neosr_options(name: str, scale: int, roots: dict[str, str], patch_size: int) -> dict[str, Any]:
+    """neosr's SwinIR-small example; neosr pairs LR and HR files by identical names."""
+    return {
+        "name": f"{name}_swinir_small_x{scale}",
+        "model_type": "image",
+        "scale": scale,
+        "use_amp": True,
+        "bfloat16": True,
+        "manual_seed": 10,
+        "datasets": {"train": {"type": "paired", **roots,
+                               "patch_size": patch_size, "batch_size": 8}},
+        "network_g": {"type": "swinir_small"},
+        "train": {
+            "ema": 0.999,
+            "total_iter": 500000,
+            "optim_g": {"type": "adamw", "lr": 2e-4, "betas": [0.9, 0.99], "weight_decay": 0.0},
+            "scheduler": {"type": "MultiStepLR", "milestones": [250000, 400000, 450000, 475000],
+                          "gamma": 0.5},
+            "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+        },
+        "logger": {"total_iter": 500000, "save_checkpoint_freq": 5000, "use_tb_logger": True},
+    }
 
 
 def _yaml(data: dict[str, Any], header: str) -> str:
