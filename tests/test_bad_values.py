@@ -4,8 +4,6 @@ is promised: each gives one line naming the key or file, no traceback, before lo
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -18,26 +16,13 @@ from idc.config import ConfigError, load_config, validate_config
 from idc.data.images import list_images, read_image
 from idc.data.store import PatchStore, write_patch_store
 from tests.conftest import PROJECT_ROOT
-from tests.workflow_helpers import _env, copy_workflow, snakemake
+from tests.workflow_helpers import copy_workflow, one_error_line, run_idc, snakemake
 
 
 def _demo() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "config" / "demo.yaml").read_text())
 
 
-def _idc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(),
-                          timeout=120)
-
-
-def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    """The run failed with exactly one `error:` line holding every needle, and no traceback."""
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-2000:]
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and all(n in errors[0] for n in needles), output[-2000:]
-    return errors[0]
 
 
 # ------------------------------------------------------------------ wrong results accepted silently
@@ -59,7 +44,7 @@ def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path):
         load_config(bad)
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(["-n", "--configfile", str(bad)], cwd=work, check=False)
-    _one_line(proc, "twice.yaml", "'seed' is given twice")
+    one_error_line(proc, "twice.yaml", "'seed' is given twice")
 
 
 def test_a_ratio_written_with_an_exponent_plans_its_condensation(tmp_path):
@@ -89,7 +74,7 @@ def test_training_file_names_that_cannot_be_path_components_are_refused(tmp_path
     config["data"]["trainset"] = {"source": "folder", "folder": str(photos)}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(["-n", "--configfile", str(tmp_path / "c.yaml")], cwd=work, check=False)
-    _one_line(proc, "data.trainset.folder", name)
+    one_error_line(proc, "data.trainset.folder", name)
 
 
 def test_a_broken_symbolic_link_in_an_image_folder_is_refused(tmp_path):
@@ -142,13 +127,13 @@ def test_a_corrupted_store_is_found_by_its_checksums(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[info.byte_offset + info.size // 2] ^= 0xFF  # one flipped byte inside HR patch 3
     path.write_bytes(bytes(raw))
-    _one_line(_idc("store-info", str(path), "--verify"), str(path), "'hr'", "checksum")
+    one_error_line(run_idc("store-info", str(path), "--verify"), str(path), "'hr'", "checksum")
     with h5py.File(path, "r+") as f:
         f["image_id"][2] = -4
-    _one_line(_idc("store-info", str(path)), str(path), "image_id")
+    one_error_line(run_idc("store-info", str(path)), str(path), "image_id")
     with h5py.File(path, "r+") as f:
         f.attrs["scale"] = "four"
-    _one_line(_idc("store-info", str(path)), str(path), "scale", "four")
+    one_error_line(run_idc("store-info", str(path)), str(path), "scale", "four")
 
 
 # ------------------------------------------------------------------ archives: one line each
@@ -194,9 +179,9 @@ def test_archive_problems_are_one_line_errors_before_extraction(tmp_path, case):
     data = make()
     archive = tmp_path / "set.zip"
     archive.write_bytes(data)
-    proc = _idc("prepare-testset", "Set", str(tmp_path / "out"), "--url", archive.as_uri(),
+    proc = run_idc("prepare-testset", "Set", str(tmp_path / "out"), "--url", archive.as_uri(),
                 "--sha256", hashlib.sha256(data).hexdigest())
-    _one_line(proc, "set.zip", reason)
+    one_error_line(proc, "set.zip", reason)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.zip"]  # nothing extracted, no temporaries
 
 
@@ -228,24 +213,24 @@ def test_crashes_are_one_line_errors_naming_the_file_or_key(tmp_path):
     out = tmp_path / "out.png"
     # a 30000x30000 header: PIL's decompression-bomb limit, not an uncaught exception
     bomb = _png_header_only(tmp_path / "huge.png", 30000, 30000)
-    _one_line(_idc("resize", str(bomb), str(out), "--scale", "0.5"), "huge.png", "too many pixels")
+    one_error_line(run_idc("resize", str(bomb), str(out), "--scale", "0.5"), "huge.png", "too many pixels")
     # a text chunk that inflates beyond PIL's limit: the error names the file
     ztxt = _png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(bytes(8 << 20)))
     text_bomb = _png_header_only(tmp_path / "text.png", 4, 4, extra=ztxt)
-    _one_line(_idc("resize", str(text_bomb), str(out), "--scale", "0.5"), "text.png")
+    one_error_line(run_idc("resize", str(text_bomb), str(out), "--scale", "0.5"), "text.png")
     # an output size in the terabytes is refused before allocating
-    _one_line(_idc("resize", str(small), str(out), "--scale", "3000"), "48000x48000")
+    one_error_line(run_idc("resize", str(small), str(out), "--scale", "3000"), "48000x48000")
     # a folder as output path
     (tmp_path / "folder.png").mkdir()
-    _one_line(_idc("resize", str(small), str(tmp_path / "folder.png"), "--scale", "0.5"), "folder.png", "is a folder")
+    one_error_line(run_idc("resize", str(small), str(tmp_path / "folder.png"), "--scale", "0.5"), "folder.png", "is a folder")
     # crop --scale 0
-    _one_line(_idc("crop", str(tmp_path / "photos"), str(tmp_path / "s.h5"), "--scale", "0"), "scale")
+    one_error_line(run_idc("crop", str(tmp_path / "photos"), str(tmp_path / "s.h5"), "--scale", "0"), "scale")
     # a constructor argument of the wrong type, and a zero-byte checkpoint
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+    one_error_line(run_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
                    "edsr_baseline_x4"), "empty.pth", "empty")
-    _one_line(_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
+    one_error_line(run_idc("archs", "import-weights", str(empty), str(tmp_path / "m.safetensors"), "--model",
                    "edsr_baseline_x4", "--set", "num_feat=abc"), "num_feat='abc'")
     # a model file whose metadata asks for 1e14 weights is refused without allocating them
     tiny = tmp_path / "tiny.safetensors"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.workflow_helpers import _env, copy_workflow, snakemake
+from tests.workflow_helpers import _env, copy_workflow, run_idc, snakemake
 
 
 def _fingerprint(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -172,9 +172,6 @@ def test_bad_value_stops_before_the_patch_store_is_touched(tmp_path):
         assert _fingerprint(tmp_path, skip=("wf/.snakemake", "wf/bad.yaml")) == before, key
 
 
-def _idc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(), timeout=120)
-
 
 def test_crop_and_import_never_replace_an_input_or_a_file_they_did_not_write(tmp_path):
     """`crop gc/HR gc/HR/a.png` once replaced the image with an HDF5 file (and import-folder did
@@ -204,13 +201,13 @@ def test_crop_and_import_never_replace_an_input_or_a_file_they_did_not_write(tmp
     }
     before = _fingerprint(tmp_path)
     for case, (args, reason) in cases.items():
-        line = _one_line_error(_idc(*args), reason)
+        line = _one_line_error(run_idc(*args), reason)
         assert line.startswith("error: patch store"), (case, line)
         assert _fingerprint(tmp_path) == before, case
     # The tool's own earlier output is replaced (a rerun), by either command.
     out = tmp_path / "out" / "s.h5"
     for command in ("crop", "import-folder", "crop"):
-        proc = _idc(command, str(hr), str(out), *crop[:4])
+        proc = run_idc(command, str(hr), str(out), *crop[:4])
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert {k: v for k, v in _fingerprint(tmp_path).items() if not k.startswith("out")} == before
 
@@ -237,10 +234,10 @@ def test_export_never_deletes_or_replaces_what_it_did_not_write(tmp_path):
     faked.mkdir()
     (faked / "dataset_card.yaml").write_text("created_by: someone else\nsha256: {}\n")
     mine = tmp_path / "mine"  # an earlier export, then changed by its user
-    assert _idc("export", str(store), str(mine)).returncode == 0
+    assert run_idc("export", str(store), str(mine)).returncode == 0
     (mine / "HR" / "my-notes.txt").write_text("kept\n")
     edited = tmp_path / "edited"
-    assert _idc("export", str(store), str(edited)).returncode == 0
+    assert run_idc("export", str(store), str(edited)).returncode == 0
     with open(edited / "train_basicsr_EDSR_x4.yml", "a") as fh:
         fh.write("# my learning rate\n")
     cases = {
@@ -255,13 +252,13 @@ def test_export_never_deletes_or_replaces_what_it_did_not_write(tmp_path):
     }
     before = _fingerprint(tmp_path)
     for case, (out, reason) in cases.items():
-        line = _one_line_error(_idc("export", str(store), str(out)), reason)
+        line = _one_line_error(run_idc("export", str(store), str(out)), reason)
         assert line.startswith("error: export:") and str(out) in line, (case, line)
         assert _fingerprint(tmp_path) == before, case
     # The command's own earlier export is replaced (a rerun), and nothing else changes.
     out = tmp_path / "exports" / "s5"
     for lr_names in ("suffix", "same"):
-        proc = _idc("export", str(store), str(out), "--lr-names", lr_names)
+        proc = run_idc("export", str(store), str(out), "--lr-names", lr_names)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in (out / "LR_bicubic" / "X4").iterdir()) == sorted(p.name for p in (out / "HR").iterdir())
     assert {k: v for k, v in _fingerprint(tmp_path).items() if not k.startswith("exports")} == before

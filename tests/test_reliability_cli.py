@@ -10,21 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tests.workflow_helpers import _env
-
-
-def _idc(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(),
-                          timeout=120, cwd=cwd)
-
-
-def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-2000:]
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and all(n in errors[0] for n in needles), output[-2000:]
-    return errors[0]
+from tests.workflow_helpers import _env, one_error_line, run_idc
 
 
 # ---------------------------------------------------------------- run-summary (class 9)
@@ -50,19 +36,19 @@ def _config(tmp_path, content) -> str:
 ])
 def test_run_summary_refuses_a_config_of_another_run(demo_results, tmp_path, case, content, needles):
     """It once wrote "Run `mini`" above the demo's tables, and a list config gave a traceback."""
-    proc = _idc("run-summary", str(demo_results), "--configfile", _config(tmp_path, content), "--command", "x")
-    _one_line(proc, *needles)
+    proc = run_idc("run-summary", str(demo_results), "--configfile", _config(tmp_path, content), "--command", "x")
+    one_error_line(proc, *needles)
 
 
 def test_run_summary_refuses_a_missing_results_folder(tmp_path):
     """It once gave rc 0 and an empty record."""
     missing = tmp_path / "results" / "demo"
-    proc = _idc("run-summary", str(missing), "--configfile", _config(tmp_path, {"run": "demo"}), "--command", "x")
-    _one_line(proc, f"results folder {missing} does not exist")
+    proc = run_idc("run-summary", str(missing), "--configfile", _config(tmp_path, {"run": "demo"}), "--command", "x")
+    one_error_line(proc, f"results folder {missing} does not exist")
 
 
 def test_run_summary_of_the_matching_run_is_written(demo_results, tmp_path):
-    proc = _idc("run-summary", str(demo_results), "--configfile", _config(tmp_path, {"run": "demo"}),
+    proc = run_idc("run-summary", str(demo_results), "--configfile", _config(tmp_path, {"run": "demo"}),
                 "--command", "x", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Run `demo`" in proc.stdout and "| a | b |" in proc.stdout
@@ -77,10 +63,10 @@ def test_run_summary_names_the_commit_of_the_checkout_given(demo_results, tmp_pa
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "run"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     config = _config(tmp_path, {"run": "demo"})
-    proc = _idc("run-summary", str(demo_results), "--configfile", config, "--command", "x", "--repo", str(checkout))
+    proc = run_idc("run-summary", str(demo_results), "--configfile", config, "--command", "x", "--repo", str(checkout))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"- commit: `{head}`" in proc.stdout
-    _one_line(_idc("run-summary", str(demo_results), "--configfile", config, "--command", "x",
+    one_error_line(run_idc("run-summary", str(demo_results), "--configfile", config, "--command", "x",
                    "--repo", str(tmp_path / "nowhere")), "is not a git checkout")
 
 

@@ -5,29 +5,13 @@ line naming it, before any work uses it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from idc.condense.stage import upsample_and_assemble
 from idc.data.store import write_patch_store
-from tests.workflow_helpers import _env
-
-
-def _idc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(),
-                          timeout=120)
-
-
-def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-2000:]
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and all(n in errors[0] for n in needles), output[-2000:]
-    return errors[0]
+from tests.workflow_helpers import one_error_line, run_idc
 
 
 # ---------------------------------------------------------------- condensation outputs (class 6)
@@ -98,9 +82,9 @@ def test_condensation_output_checked_against_the_real_store(synthetic_inputs, tm
         _assemble(paths, upsampler, tmp_path / "idc.h5", real_store=real)
     _replace(paths[0], np.full((500, 3, 8, 8), 0.5))
     _replace(paths[1], np.full((2, 3, 8, 8), 0.5))
-    proc = _idc("upsample-assemble", "--synthetic", *map(str, paths), "--image-ids", "0", "1",
+    proc = run_idc("upsample-assemble", "--synthetic", *map(str, paths), "--image-ids", "0", "1",
                 "--upsampler", str(upsampler), "--out", str(tmp_path / "idc.h5"), "--real-store", str(real))
-    _one_line(proc, str(paths[0]), "500 patches, more than the 3 real patches of image 0")
+    one_error_line(proc, str(paths[0]), "500 patches, more than the 3 real patches of image 0")
     assert not (tmp_path / "idc.h5").exists()
 
 
@@ -226,10 +210,10 @@ def test_model_file_with_nan_weight_is_one_line_in_sr_test(model_file, tmp_path)
     for folder, size, name in (("HR", 32, "a.png"), ("LR", 8, "ax4.png")):
         (tmp_path / folder).mkdir()
         Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(tmp_path / folder / name)
-    proc = _idc("sr", "test", "--set", f"model_path={model_file}", "--set",
+    proc = run_idc("sr", "test", "--set", f"model_path={model_file}", "--set",
                 f"testsets={{t: [{tmp_path / 'HR'}, {tmp_path / 'LR'}]}}", "--set", f"out_csv={tmp_path / 'o.csv'}",
                 "--set", "device=cpu")
-    _one_line(proc, str(model_file), "'conv_first.weight' holds non-finite values")
+    one_error_line(proc, str(model_file), "'conv_first.weight' holds non-finite values")
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -271,14 +255,14 @@ def test_training_refuses_a_store_altered_after_creation(corrupt_store, tmp_path
                   val_every=1000, seed=3, out_dir=str(tmp_path / "out"))
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
-    _one_line(_idc("sr", "train", str(path)), str(store), "'hr' does not match the checksum")
+    one_error_line(run_idc("sr", "train", str(path)), str(store), "'hr' does not match the checksum")
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_export_and_selection_refuse_a_store_altered_after_creation(corrupt_store, tmp_path):
     store, selection = corrupt_store
-    _one_line(_idc("export", str(store), str(tmp_path / "ex"), "--indices", str(selection)), str(store),
+    one_error_line(run_idc("export", str(store), str(tmp_path / "ex"), "--indices", str(selection)), str(store),
               "does not match the checksum")
     assert not (tmp_path / "ex").exists()
-    _one_line(_idc("select", "--store", str(store), "--method", "random", "--ratio", "0.5", "--out",
+    one_error_line(run_idc("select", "--store", str(store), "--method", "random", "--ratio", "0.5", "--out",
                    str(tmp_path / "sel_out.npy"), "--seed", "0", "--n-splits", "1"), str(store), "does not match the checksum")

@@ -1,5 +1,6 @@
-"""Running the workflow from tests: a private copy of the workflow files, snakemake as a
-subprocess with the project importable, and the job counts of a dry run."""
+"""Running the workflow and the command line from tests: a private copy of the workflow files,
+snakemake and `python -m idc` as subprocesses with the project importable, the job counts of a dry
+run, and the check that a refused run says so in one line."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def snakemake(args: list[str], cwd: Path, check: bool = True, timeout: int = 180
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def run_idc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m idc ARGS` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "idc", *args], capture_output=True, text=True, env=_env(),
+                          timeout=120, cwd=cwd)
+
+
+def one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """The run failed with exactly one `error:` line holding every needle, and no traceback."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(n in errors[0] for n in needles), output[-2000:]
+    return errors[0]
 
 
 def planned_jobs(output: str) -> dict[str, int]:
