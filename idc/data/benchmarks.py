@@ -93,6 +93,37 @@ def _check_out_dir(name: str, out_dir: Path, inputs: list[Path]) -> None:
         )
 
 
+def _checked_pairs(name: str, hr_files: list[Path], lr_path: Path | None, scale: int) -> list[Path | None]:
+    """The LR file of every HR image (None: made by imresize), each size checked: an HR image at
+    least the scale, an LR file exactly HR / scale. One line naming the first bad file."""
+    lr_files: list[Path | None] = []
+    for hr_file in hr_files:
+        h, w = image_size(hr_file)
+        if h < scale or w < scale:
+            raise ValueError(
+                f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}"
+            )
+        if lr_path is None:
+            lr_files.append(None)
+            continue
+        lr_file = find_lr_file(lr_path, hr_file, scale)
+        if image_size(lr_file) != (h // scale, w // scale):
+            raise ValueError(
+                f"test set {name}: LR image {lr_file} is {image_size(lr_file)}, expected {(h // scale, w // scale)}"
+            )
+        lr_files.append(lr_file)
+    return lr_files
+
+
+def _write_pairs(staged: Path, hr_files: list[Path], lr_files: list[Path | None], scale: int) -> None:
+    """The test set's layout: mod-cropped HR, and LR given or made by MATLAB-exact imresize."""
+    for hr_file, lr_file in zip(hr_files, lr_files):
+        hr = modcrop(read_image(hr_file), scale)
+        lr = read_image(lr_file) if lr_file is not None else imresize_uint8(hr, 1.0 / scale)
+        write_png(staged / "HR" / f"{hr_file.stem}.png", hr)
+        write_png(staged / "LR_bicubic" / f"X{scale}" / f"{hr_file.stem}x{scale}.png", lr)
+
+
 def prepare_testset(
     name: str,
     out_dir: str | os.PathLike,
@@ -141,28 +172,9 @@ def prepare_testset(
         hr_files = list_images(hr_path)[skip : None if images is None else skip + images]
         if not hr_files:
             raise ValueError(f"test set {name}: no images left in {hr_path} after skip {skip}")
-        lr_files: list[Path | None] = []
-        for hr_file in hr_files:  # validate everything before writing
-            h, w = image_size(hr_file)
-            if h < scale or w < scale:
-                raise ValueError(
-                    f"test set {name}: image {hr_file} ({h}x{w}) is smaller than the scale {scale}"
-                )
-            if lr_path is None:
-                lr_files.append(None)
-                continue
-            lr_file = find_lr_file(lr_path, hr_file, scale)
-            if image_size(lr_file) != (h // scale, w // scale):
-                raise ValueError(
-                    f"test set {name}: LR image {lr_file} is {image_size(lr_file)}, expected {(h // scale, w // scale)}"
-                )
-            lr_files.append(lr_file)
+        lr_files = _checked_pairs(name, hr_files, lr_path, scale)  # everything, before writing
         staged = work / "out"
-        for hr_file, lr_file in zip(hr_files, lr_files):
-            hr = modcrop(read_image(hr_file), scale)
-            lr = read_image(lr_file) if lr_file is not None else imresize_uint8(hr, 1.0 / scale)
-            write_png(staged / "HR" / f"{hr_file.stem}.png", hr)
-            write_png(staged / "LR_bicubic" / f"X{scale}" / f"{hr_file.stem}x{scale}.png", lr)
+        _write_pairs(staged, hr_files, lr_files, scale)
         manifest = {
             "name": name,
             "scale": int(scale),
