@@ -171,7 +171,8 @@ def test_outputs_and_log(data, tmp_path):
     out = _train(_settings(data, tmp_path / "run", val_hr_dir=None, val_lr_dir=None, steps=2))
     _, traj, log = _outputs(out)
     assert list(traj.columns) == ["step", "psnr"] and traj.empty
-    assert log["seed"] == 7 and log["final_step"] == 2 and "torch" in log["versions"]
+    assert log["seed"] == 7 and log["final_step"] == 2 and log["provenance"]["seeds"] == {"seed": 7}
+    assert log["provenance"]["software"]["torch"] == torch.__version__
     assert log["settings"]["milestones"] == [2, 5]
     from idc.archs import load_model
 
