@@ -8,7 +8,6 @@ I/O; :func:`train_sr` wires it to the patch store, the validation images, checkp
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from idc.runloop import (
     NonFiniteLossError,
     RunInterrupted,
     file_identity,
+    file_sha256,
     fingerprint_digest,
     ignore_stop_signals,
     stop_signals,
@@ -284,7 +284,7 @@ def _identity(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[st
     return {
         "config": asdict(cfg),
         "store": file_identity(store),
-        "indices": hashlib.sha256(indices.read_bytes()).hexdigest() if indices is not None else None,
+        "indices": file_sha256(indices) if indices is not None else None,
         "validation": val,
     }
 
