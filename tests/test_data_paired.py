@@ -119,7 +119,8 @@ def test_card_lists_every_file_with_its_sha256_and_the_provenance(tmp_path):
     assert card["method"] == "idc" and card["ratio"] == 0.1 and card["pairs"] == 7
     assert card["config"] == {"steps": 3} and card["seeds"] == {"master": 1}
     assert card["memorisation"] == {"n": 7, "exact_copies": 0, "mean_db": 20.5}
-    assert card["store"]["seed"] == 3 and card["software"]["numpy"] == np.__version__
+    assert card["store"]["seed"] == 3 and card["provenance"]["software"]["numpy"] == np.__version__
+    assert card["provenance"]["seeds"] == {"master": 1} and card["provenance"]["config"] == {"steps": 3}
     assert all(name.endswith("_syn.png") for name in card["sha256"] if name.startswith("HR/"))
 
 

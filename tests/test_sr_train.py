@@ -171,7 +171,8 @@ def test_outputs_and_log(data, tmp_path):
     out = _train(_settings(data, tmp_path / "run", val_hr_dir=None, val_lr_dir=None, steps=2))
     _, traj, log = _outputs(out)
     assert list(traj.columns) == ["step", "psnr"] and traj.empty
-    assert log["seed"] == 7 and log["final_step"] == 2 and "torch" in log["versions"]
+    assert log["seed"] == 7 and log["final_step"] == 2 and log["provenance"]["seeds"] == {"seed": 7}
+    assert log["provenance"]["software"]["torch"] == torch.__version__
     assert log["settings"]["milestones"] == [2, 5]
     from idc.archs import load_model
 
@@ -207,8 +208,6 @@ def test_bad_settings_fail_before_training(data, tmp_path, override, error, mess
 def test_disk_full_during_checkpoint_keeps_the_previous_one(data, tmp_path, monkeypatch):
     import errno
 
-    import idc.sr.checkpoint as ckpt_module
-
     real_save = torch.save
     calls = []
 
@@ -220,14 +219,14 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(data, tmp_path, monk
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(ckpt_module.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space"):
         _train(_settings(data, out, checkpoint_every=2))
     resume = default_resume_dir(out)
     assert read_manifest(resume)["step"] == 2
     assert sorted(p.name for p in resume.iterdir()) == ["ckpt_00000002.pt", "manifest.json"]
-    monkeypatch.setattr(ckpt_module.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     _train(_settings(data, out, checkpoint_every=2))
     assert json.loads((out / "train_log.json").read_text())["resumed_from_step"] == 2
 

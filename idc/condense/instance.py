@@ -33,6 +33,7 @@ from idc.condense.losses import (
     select_cf_stats,
 )
 from idc.condense.upsample import to_uint8
+from idc.provenance import PROVENANCE_KEY, provenance
 from idc.runloop import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ class Instance:
             "diagnostics": {**summarise_diagnostics(self.records),
                             **({"reference": self.monitor.reference()} if self.monitor is not None else {})},
             "snapshots": self.snapshots,
-            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+            PROVENANCE_KEY: provenance(seeds={"instance_seed": self.seed}, config=cfg.to_dict()),
             "samples": {"real": int(self.real_flat.shape[0]), "per_patch": int(self.per_patch), "dim": int(self.dim),
                         "real_local_patches": int(self.n_real_patches),
                         "synthetic_local_patches": int(self.n_syn_patches)},

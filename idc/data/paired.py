@@ -11,7 +11,8 @@ Export layout (``out/``)::
     train_<framework>_*.yml/.toml ready-to-run option files (BasicSR, MambaIR, traiNNer-redux,
                                   neosr: :mod:`idc.data.train_options`), paths absolute or
                                   relative to the ``root`` given at export
-    dataset_card.yaml             what the set is, how it was made, SHA-256 of every file above
+    dataset_card.yaml             what the set is, how it was made (with the provenance record of
+                                  :mod:`idc.provenance`), SHA-256 of every file above
 
 With ``fmt="lmdb"`` the two image folders are LMDB databases in BasicSR's layout instead
 (``HR.lmdb/``, ``LR_bicubic_X<s>.lmdb/``, each ``data.mdb`` + ``meta_info.txt``,
@@ -38,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 from pathlib import Path
@@ -47,12 +47,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+import idc
 from idc.atomic import remove_stale_temporaries, staging_folder
 from idc.data.download import sha256_file
 from idc.data.images import image_channels, image_size, list_images, write_png
 from idc.data.indices import load_indices
 from idc.data.store import PatchStore
 from idc.progress import ProgressLog
+from idc.provenance import PROVENANCE_KEY, provenance
 
 __all__ = [
     "CARD_NAME",
@@ -116,23 +118,6 @@ def pair_names(image_id: np.ndarray, origin: np.ndarray, image_names: list[str] 
         where = "syn" if org[0] < 0 else f"r{org[0]}_c{org[1]}"
         names.append(f"{k:0{width}d}_{stem}_{where}")
     return names
-
-
-def _software() -> dict[str, str]:
-    import h5py
-    import PIL
-
-    import idc
-
-    versions = {"idc-workflow": idc.__version__, "python": platform.python_version(),
-                "numpy": np.__version__, "h5py": h5py.__version__, "pillow": PIL.__version__}
-    try:
-        import torch
-
-        versions["torch"] = str(torch.__version__)
-    except ImportError:  # the export itself does not need torch
-        pass
-    return versions
 
 
 def _is_relative_to(path: Path, other: Path) -> bool:
@@ -237,7 +222,7 @@ def export_paired(
     ready-to-run training option files and a dataset card.
 
     ``card`` holds what only the caller knows (method, ratio, source and licence, config slice,
-    seeds); the card adds counts, sizes, the store's provenance attrs, software versions, the
+    seeds); the card adds counts, sizes, the store's provenance attrs, the provenance record, the
     memorisation summary (synthetic sets) and the SHA-256 of every file. ``names_from`` is a
     store whose image names name the pairs when the exported store has none of its own
     (synthetic stores keep the real store's image ids). ``lr_names="same"`` names each LR file
@@ -354,7 +339,7 @@ def export_paired(
             "not written": _options_not_written(lr_names, fmt),
         }
         full_card = {
-            "created_by": f"{CREATED_BY} {_software()['idc-workflow']}",
+            "created_by": f"{CREATED_BY} {idc.__version__}",
             **card,
             "pairs": int(len(indices)),
             "scale": int(scale),
@@ -365,7 +350,7 @@ def export_paired(
             "store": {"path": str(store_path), "indices": str(indices_path) if indices_path else None,
                       **{k: store.attrs.get(k) for k in ("source", "created_by", "seed", "step")}},
             **made_by,
-            "software": _software(),
+            PROVENANCE_KEY: provenance(seeds=made_by.get("seeds"), config=made_by.get("config")),
             "sha256": files,
         }
         with open(tmp / CARD_NAME, "w") as fh:

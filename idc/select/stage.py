@@ -1,8 +1,8 @@
 """Workflow stage: patch store in, selected index array (.npy) plus a JSON sidecar out.
 
 The output `<out>.npy` holds the sorted int64 indices of the selected patches in the store;
-`<out>.json` beside it records the method, counts, seed, hyper-parameters, software versions and
-timings. Both files appear atomically (`idc.atomic`), the sidecar first, so an index file under its final name always has its record.
+`<out>.json` beside it records the method, counts, seed, hyper-parameters, timings and the
+provenance record (`idc.provenance`). Both files appear atomically (`idc.atomic`), the sidecar first, so an index file under its final name always has its record.
 """
 
 from __future__ import annotations
@@ -11,20 +11,17 @@ import inspect
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import torch
 
-from idc import __version__
 from idc.atomic import atomic_open, atomic_write_text
 from idc.counting import n_for_ratio
 from idc.device import resolve_device
 from idc.progress import ProgressLog
+from idc.provenance import PROVENANCE_KEY, provenance
 from idc.select.features import pixel_features, teacher_features
 from idc.select.methods import FEATURE_METHODS, uses_teacher_features
 from idc.select.protocol import select_in_splits
@@ -67,16 +64,6 @@ def dataset_pair_count(store_path: str | os.PathLike, indices_path: str | os.Pat
     from idc.sr.data import load_indices
 
     return int(load_indices(indices_path, n_store).size)
-
-
-def software_versions() -> dict[str, str]:
-    return {
-        "idc": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
 
 
 def select_baseline(
@@ -180,6 +167,8 @@ def select_baseline(
     )
     select_seconds = time.perf_counter() - select_started
 
+    hparams_record = {key: (value if isinstance(value, (int, float, str, bool)) else str(value))
+                      for key, value in hparams.items()}
     record = {
         "method": method,
         "n": int(indices.size),
@@ -191,12 +180,14 @@ def select_baseline(
         "feature_source": feature_source if uses_features else None,
         "feature_dim": int(features.shape[1]) if uses_features else None,
         "teacher_path": str(teacher_path) if uses_teacher else None,
-        "hparams": {key: (value if isinstance(value, (int, float, str, bool)) else str(value))
-                    for key, value in hparams.items()},
+        "hparams": hparams_record,
         "store": str(store_path),
         "store_source": store_source,
         "device": str(torch_device),
-        "versions": software_versions(),
+        PROVENANCE_KEY: provenance(seeds={"seed": int(seed)}, config={
+            "method": method, "ratio": None if ratio is None else float(ratio),
+            "pairs": None if pairs is None else int(pairs), "n_splits": int(n_splits),
+            "feature_source": feature_source if uses_features else None, "hparams": hparams_record}),
         "seconds": {
             "features": round(feature_seconds, 3),
             "selection": round(select_seconds, 3),

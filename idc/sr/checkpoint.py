@@ -9,40 +9,38 @@ Layout of a resume directory::
 A new checkpoint file is complete and synced before the manifest points at it, and the previous one
 is removed only afterwards, so a kill at any moment leaves a consistent pair. A manifest whose file
 is missing, truncated or altered raises :class:`CorruptCheckpointError`; it is never skipped.
+The file plumbing and the reasons for refusing a checkpoint are the ones condensation uses
+(`idc.runloop`); what is training's own is this layout and the state it saves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from idc.atomic import TEMPORARY_GLOB, atomic_path, atomic_write_text
-from idc.runloop import changed_settings
+from idc.atomic import TEMPORARY_GLOB, atomic_write_text
+from idc.runloop import (
+    CorruptCheckpointError,
+    file_sha256,
+    identity_change,
+    implementation_change,
+    plain_identity,
+    read_checkpoint,
+    verify_checksum,
+    write_checkpoint,
+)
 from idc.versions import IMPL_VERSIONS
+
+__all__ = ["MANIFEST", "CorruptCheckpointError", "clear_checkpoints", "load_checkpoint", "read_manifest",
+           "save_checkpoint", "stale_reason"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class CorruptCheckpointError(ValueError):
-    """A resume checkpoint exists but cannot be trusted."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 # Manifests written before the implementation version was recorded come from version 1 (the
 # only one there was then).
@@ -56,12 +54,9 @@ def save_checkpoint(resume_dir: str | os.PathLike, payload: dict[str, Any], *, s
     digests), so that a later run can say why it does not resume."""
     resume_dir = Path(resume_dir)
     resume_dir.mkdir(parents=True, exist_ok=True)
-    path = resume_dir / f"ckpt_{step:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
-    manifest = {"file": path.name, "sha256": _sha256(path), "step": step, "fingerprint": fingerprint,
-                "impl_version": IMPL_VERSIONS["train"],
-                "identity": json.loads(json.dumps(identity, default=str))}
+    path = write_checkpoint(resume_dir / f"ckpt_{step:08d}.pt", {"format": FORMAT_VERSION, **payload})
+    manifest = {"file": path.name, "sha256": file_sha256(path), "step": step, "fingerprint": fingerprint,
+                "impl_version": IMPL_VERSIONS["train"], "identity": plain_identity(identity)}
     atomic_write_text(resume_dir / MANIFEST, json.dumps(manifest, indent=1))
     for old in resume_dir.glob("ckpt_*.pt"):
         if old.name != path.name:
@@ -89,19 +84,11 @@ def read_manifest(resume_dir: str | os.PathLike) -> dict[str, Any] | None:
 def stale_reason(manifest: dict[str, Any], fingerprint: str, identity: dict[str, Any] | None = None) -> str | None:
     """None when the checkpoint of ``manifest`` belongs to the run of ``fingerprint`` and of this
     implementation version; else what differs, for the log line that says why it is discarded."""
-    recorded = manifest.get("impl_version", _UNRECORDED_IMPL_VERSION)
-    if recorded != IMPL_VERSIONS["train"]:
-        return f"implementation version train {recorded} -> {IMPL_VERSIONS['train']}"
-    if manifest["fingerprint"] == fingerprint:
-        return None
-    old = manifest.get("identity")
-    if isinstance(old, dict) and identity is not None:
-        new = json.loads(json.dumps(identity, default=str))
-        changed = changed_settings(old.get("config") or {}, new.get("config") or {})
-        changed += [k for k in new if k != "config" and old.get(k) != new[k]]
-        if changed:
-            return f"other settings ({', '.join(changed)})"
-    return "other settings"
+    reason = implementation_change("train", manifest.get("impl_version", _UNRECORDED_IMPL_VERSION))
+    if reason is not None or manifest["fingerprint"] == fingerprint:
+        return reason
+    # Manifests of earlier versions recorded no identity: identity_change then says "other settings".
+    return identity_change(manifest.get("identity"), identity) if identity is not None else "other settings"
 
 
 def load_checkpoint(resume_dir: str | os.PathLike, manifest: dict[str, Any], map_location: Any = "cpu") -> dict[str, Any]:
@@ -111,15 +98,9 @@ def load_checkpoint(resume_dir: str | os.PathLike, manifest: dict[str, Any], map
     hint = f"delete {resume_dir} to start over"
     if not path.is_file():
         raise CorruptCheckpointError(f"checkpoint {path} named in {resume_dir / MANIFEST} is missing; {hint}")
-    if _sha256(path) != manifest["sha256"]:
-        raise CorruptCheckpointError(f"checkpoint {path} is truncated or corrupt (SHA-256 mismatch); {hint}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for damaged archives
-        raise CorruptCheckpointError(f"checkpoint {path} cannot be read ({err}); {hint}") from err
-    if payload.get("format") != FORMAT_VERSION:
-        raise CorruptCheckpointError(f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT_VERSION}; {hint}")
-    return payload
+    # The file's bytes are checked before torch reads them: a damaged archive never gets that far.
+    verify_checksum(path, manifest["sha256"], file_sha256(path), what="checkpoint", hint=hint)
+    return read_checkpoint(path, what="checkpoint", file_format=FORMAT_VERSION, hint=hint, map_location=map_location)
 
 
 def clear_checkpoints(resume_dir: str | os.PathLike) -> None:

@@ -8,12 +8,10 @@ I/O; :func:`train_sr` wires it to the patch store, the validation images, checkp
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
 import os
-import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,10 +30,12 @@ from torch.utils.data import DataLoader
 from idc.atomic import atomic_write_text
 from idc.data.indices import load_indices
 from idc.device import resolve_device
+from idc.provenance import PROVENANCE_KEY, provenance
 from idc.runloop import (
     NonFiniteLossError,
     RunInterrupted,
     file_identity,
+    file_sha256,
     fingerprint_digest,
     ignore_stop_signals,
     stop_signals,
@@ -278,24 +278,13 @@ def payload_to_state(payload: Mapping[str, Any], state: TrainState, device: torc
 # Orchestration with files
 
 
-def _software_versions() -> dict[str, str]:
-    import idc
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                "idc": getattr(idc, "__version__", "unknown")}
-    if torch.cuda.is_available():
-        versions["cuda"] = str(torch.version.cuda)
-        versions["gpu"] = torch.cuda.get_device_name()
-    return versions
-
-
 def _identity(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[str, str] | None) -> dict[str, Any]:
     """Identity of a run: a checkpoint is resumed only by a run with the same fingerprint (its
     digest) and the same implementation version (recorded beside it, `ckpt.stale_reason`)."""
     return {
         "config": asdict(cfg),
         "store": file_identity(store),
-        "indices": hashlib.sha256(indices.read_bytes()).hexdigest() if indices is not None else None,
+        "indices": file_sha256(indices) if indices is not None else None,
         "validation": val,
     }
 
@@ -508,11 +497,12 @@ def _train(
     write_csv_atomic(pd.DataFrame(state.trajectory, columns=["step", "psnr"]), out_dir / "trajectory.csv")
     train_log = {
         "seed": cfg.seed,
-        "versions": _software_versions(),
+        PROVENANCE_KEY: provenance(seeds={"seed": cfg.seed}, config=asdict(cfg)),
         "settings": {**asdict(cfg), "store_path": str(store_path), "indices_path": indices_path,
                      "val_hr_dir": val_hr_dir, "val_lr_dir": val_lr_dir, "num_workers": num_workers,
-                     "device": str(torch_device), "amp_dtype": str(amp_dtype) if amp_dtype else None,
-                     "ranks": world.size},
+                     "device": str(torch_device),
+                     "gpu": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else None,
+                     "amp_dtype": str(amp_dtype) if amp_dtype else None, "ranks": world.size},
         "n_patches": len(dataset),
         "final_step": state.step,
         "resumed_from_step": start_step or None,
