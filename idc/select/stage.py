@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from idc.provenance import PROVENANCE_KEY, provenance
 from idc.select.features import pixel_features, teacher_features
 from idc.select.methods import FEATURE_METHODS, uses_teacher_features
 from idc.select.protocol import select_in_splits
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,49 @@ def dataset_pair_count(store_path: str | os.PathLike, indices_path: str | os.Pat
     return int(load_indices(indices_path, n_store).size)
 
 
+def _check_arguments(selectors: dict[str, Any], *, method: str, ratio: float | None, pairs: int | None, seed: int,
+                     n_splits: int, feature_source: str, out_path: str | os.PathLike,
+                     hparams: dict[str, Any]) -> Path:
+    """Every argument checked before the store is read; returns the output path."""
+    if method not in selectors:
+        raise ValueError(f"unknown selection method {method!r}; known: {sorted(selectors)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if (ratio is None) == (pairs is None):
+        raise ValueError(f"give exactly one of ratio and pairs, got ratio={ratio!r} and pairs={pairs!r}")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                              or not 0.0 < float(ratio) < 1.0):
+        raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
+    if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, (int, np.integer)) or pairs < 1):
+        raise ValueError(f"pairs must be a positive integer, got {pairs!r}")
+    if int(n_splits) < 1:
+        raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+    if feature_source not in FEATURE_SOURCES:
+        raise ValueError(f"feature_source must be one of {FEATURE_SOURCES}, got {feature_source!r}")
+    out_path = Path(out_path)
+    if out_path.suffix != ".npy":
+        raise ValueError(f"out_path must end in .npy, got {out_path}")
+    accepted = _selector_hparams(selectors[method])
+    unknown = set(hparams) - accepted
+    if unknown:
+        raise ValueError(f"{method}: unknown hyper-parameter(s) {sorted(unknown)}; accepted: {sorted(accepted)}")
+    return out_path
+
+
+def _features(lr: np.ndarray, method: str, feature_source: str, teacher_path: str | os.PathLike | None,
+              batch_size: int, device: torch.device) -> np.ndarray:
+    """The feature space `method` selects in: none (only N matters), the pixels', or the
+    teacher's pooled features."""
+    if method not in FEATURE_METHODS:
+        return np.zeros((len(lr), 0), dtype=np.float32)
+    if feature_source == "pixels":
+        return pixel_features(lr)
+    from idc.archs import deterministic_inference, load_model
+
+    model = deterministic_inference(load_model(teacher_path))
+    return teacher_features(model, lr, batch_size=batch_size, device=device)
+
+
 def select_baseline(
     *,
     store_path: str | os.PathLike,
@@ -92,31 +138,9 @@ def select_baseline(
     from idc.select import SELECTORS  # the package imports this module
 
     started = time.perf_counter()
-    if method not in SELECTORS:
-        raise ValueError(f"unknown selection method {method!r}; known: {sorted(SELECTORS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if (ratio is None) == (pairs is None):
-        raise ValueError(f"give exactly one of ratio and pairs, got ratio={ratio!r} and pairs={pairs!r}")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
-                              or not 0.0 < float(ratio) < 1.0):
-        raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
-    if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, (int, np.integer)) or pairs < 1):
-        raise ValueError(f"pairs must be a positive integer, got {pairs!r}")
-    if int(n_splits) < 1:
-        raise ValueError(f"n_splits must be >= 1, got {n_splits}")
-    if feature_source not in FEATURE_SOURCES:
-        raise ValueError(f"feature_source must be one of {FEATURE_SOURCES}, got {feature_source!r}")
-    out_path = Path(out_path)
-    if out_path.suffix != ".npy":
-        raise ValueError(f"out_path must end in .npy, got {out_path}")
+    out_path = _check_arguments(SELECTORS, method=method, ratio=ratio, pairs=pairs, seed=seed, n_splits=n_splits,
+                                feature_source=feature_source, out_path=out_path, hparams=hparams)
     select = SELECTORS[method]
-    unknown = set(hparams) - _selector_hparams(select)
-    if unknown:
-        raise ValueError(
-            f"{method}: unknown hyper-parameter(s) {sorted(unknown)}; "
-            f"accepted: {sorted(_selector_hparams(select))}"
-        )
     uses_features = method in FEATURE_METHODS
     uses_teacher = uses_teacher_features(method, feature_source)
     if uses_teacher:
@@ -144,15 +168,7 @@ def select_baseline(
         store_source = store.attrs.get("source", "")
 
     feature_started = time.perf_counter()
-    if not uses_features:
-        features = np.zeros((n_candidates, 0), dtype=np.float32)  # only N matters
-    elif feature_source == "pixels":
-        features = pixel_features(lr)
-    else:
-        from idc.archs import deterministic_inference, load_model
-
-        model = deterministic_inference(load_model(teacher_path))
-        features = teacher_features(model, lr, batch_size=batch_size, device=torch_device)
+    features = _features(lr, method, feature_source, teacher_path, batch_size, torch_device)
     feature_seconds = time.perf_counter() - feature_started
 
     select_started = time.perf_counter()
