@@ -380,6 +380,59 @@ def train_sr(
         )
 
 
+def _build_network(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The network to train, its architecture and constructor arguments (a preset name resolved)."""
+    from idc.archs import build_model, resolve
+
+    arch, arch_kwargs = resolve(cfg.model_name, **cfg.model_kwargs)
+    # The same seed on every rank gives every rank the same initial weights.
+    torch.manual_seed(cfg.seed)
+    try:
+        model = build_model(arch, **arch_kwargs)
+    except TypeError as err:
+        raise ValueError(f"model_kwargs do not fit model {cfg.model_name!r}: {err}") from err
+    return model.to(device), arch, arch_kwargs
+
+
+def _resume(state: TrainState, resume_dir: Path, fingerprint: str, identity: dict[str, Any], *, world: World,
+            device: torch.device) -> int:
+    """Load the checkpoint of this very run into `state` if there is one; a checkpoint of another
+    run (settings, inputs or implementation) is removed with its reason. Returns the step the
+    training continues from, the same on every rank."""
+    manifest = ckpt.read_manifest(resume_dir)
+    stale = ckpt.stale_reason(manifest, fingerprint, identity) if manifest is not None else None
+    if stale is not None:
+        logger.warning("checkpoint in %s belongs to a run with %s; starting afresh", resume_dir, stale)
+        if world.is_main:
+            ckpt.clear_checkpoints(resume_dir)
+        manifest = None
+    start_step = 0
+    if manifest is not None:
+        payload_to_state(ckpt.load_checkpoint(resume_dir, manifest, map_location=device), state, device)
+        start_step = state.step
+        if world.is_main:
+            logger.info("resuming from step %d (%s)", start_step, resume_dir)
+    # Every rank must continue from the same step, or their shards of the stream would not fit.
+    check_same(start_step, world, device, "the step to resume from")
+    return start_step
+
+
+def _loader(dataset: PatchPairDataset, cfg: TrainConfig, world: World, *, share: int, start_step: int,
+            num_workers: int, device: torch.device) -> DataLoader:
+    """This rank's share of the seeded stream of batches, from the step the training resumes at."""
+    return DataLoader(
+        dataset,
+        batch_size=share,
+        sampler=StreamSampler(len(dataset), cfg.seed, start=start_step * cfg.batch_size,
+                              shards=(world.rank, world.size, share)),
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
+        # The loader's own seed draw must not consume the global RNG that the model uses.
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
 def _train(
     cfg: TrainConfig,
     *,
@@ -398,38 +451,14 @@ def _train(
     step_callback: Callable[[int], None] | None,
 ) -> Path:
     """The body of :func:`train_sr` once inputs are checked, in this rank's process group."""
-    from idc.archs import build_model, resolve, save_model
-
     val_hr_dir, val_lr_dir = val_dirs
-    arch, arch_kwargs = resolve(cfg.model_name, **cfg.model_kwargs)  # preset names -> architecture + arguments
-    # The same seed on every rank gives every rank the same initial weights.
-    torch.manual_seed(cfg.seed)
-    try:
-        model = build_model(arch, **arch_kwargs)
-    except TypeError as err:
-        raise ValueError(f"model_kwargs do not fit model {cfg.model_name!r}: {err}") from err
-    model.to(torch_device)
+    model, arch, arch_kwargs = _build_network(cfg, torch_device)
     state = build_state(model, cfg, amp_dtype=amp_dtype)
     identity = _identity(
         cfg, store_path, indices_path, (str(val_hr_dir), str(val_lr_dir)) if val_hr_dir is not None else None
     )
     fingerprint = fingerprint_digest(identity)
-
-    manifest = ckpt.read_manifest(resume_dir)
-    stale = ckpt.stale_reason(manifest, fingerprint, identity) if manifest is not None else None
-    if stale is not None:
-        logger.warning("checkpoint in %s belongs to a run with %s; starting afresh", resume_dir, stale)
-        if world.is_main:
-            ckpt.clear_checkpoints(resume_dir)
-        manifest = None
-    start_step = 0
-    if manifest is not None:
-        payload_to_state(ckpt.load_checkpoint(resume_dir, manifest, map_location=torch_device), state, torch_device)
-        start_step = state.step
-        if world.is_main:
-            logger.info("resuming from step %d (%s)", start_step, resume_dir)
-    # Every rank must continue from the same step, or their shards of the stream would not fit.
-    check_same(start_step, world, torch_device, "the step to resume from")
+    start_step = _resume(state, resume_dir, fingerprint, identity, world=world, device=torch_device)
     if world.distributed:
         state.wrapped = DistributedDataParallel(
             model, device_ids=[torch_device.index] if torch_device.type == "cuda" else None
@@ -442,17 +471,8 @@ def _train(
             f" with {amp_dtype} autocast" if amp_dtype else "",
         )
 
-    loader = DataLoader(
-        dataset,
-        batch_size=share,
-        sampler=StreamSampler(len(dataset), cfg.seed, start=state.step * cfg.batch_size,
-                              shards=(world.rank, world.size, share)),
-        num_workers=num_workers,
-        pin_memory=torch_device.type == "cuda",
-        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
-        # The loader's own seed draw must not consume the global RNG that the model uses.
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    loader = _loader(dataset, cfg, world, share=share, start_step=state.step, num_workers=num_workers,
+                     device=torch_device)
 
     def validate(net: nn.Module) -> float:
         rows = evaluate_images(net, val_images, crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel,
@@ -495,6 +515,7 @@ def _train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(pd.DataFrame(state.trajectory, columns=["step", "psnr"]), out_dir / "trajectory.csv")
+    # Read as one record by the report (final_val_psnr, wall_time_s) and by a user's audit.
     train_log = {
         "seed": cfg.seed,
         PROVENANCE_KEY: provenance(seeds={"seed": cfg.seed}, config=asdict(cfg)),
@@ -511,6 +532,8 @@ def _train(
         "loss_curve": state.loss_curve,
     }
     atomic_write_text(out_dir / "train_log.json", json.dumps(train_log, indent=1, default=str))
+    from idc.archs import save_model
+
     final = state.ema if state.ema is not None else state.model
     save_model(out_dir / "model.safetensors", final, arch, arch_kwargs)
     ckpt.clear_checkpoints(resume_dir)
