@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -287,16 +288,7 @@ def export_paired(
                 progress.update(len(batch))
 
         if lmdb_rel is None:
-            (tmp / hr_rel).mkdir(parents=True)
-            (tmp / lr_rel).mkdir(parents=True)
-            for batch_names, lr, hr in batches():
-                for name, lr_img, hr_img in zip(batch_names, lr, hr):
-                    for rel, img in ((hr_rel / f"{name}.png", hr_img), (lr_rel / f"{name}{lr_suffix}.png", lr_img)):
-                        write_png(tmp / rel, img, compress_level=PNG_LEVEL)
-                        files[rel.as_posix()] = sha256_file(tmp / rel)
-            meta = "".join(f"{name}.png ({h},{w},3)\n" for name in names)
-            (tmp / META_INFO_NAME).write_text(meta)
-            files[META_INFO_NAME] = sha256_file(tmp / META_INFO_NAME)
+            files.update(_write_png_pairs(tmp, batches(), names, hr_rel, lr_rel, lr_suffix, (h, w)))
         else:
             _write_lmdb_pair(tmp, lmdb_rel, batches())
             for folder in lmdb_rel:
@@ -312,27 +304,7 @@ def export_paired(
             files[file_name] = sha256_file(tmp / file_name)
         card = dict(card or {})
         made_by = {k: card.pop(k) for k in ("config", "seeds") if k in card}
-        if lmdb_rel is None:
-            layout = {
-                "format": "png",
-                "hr": hr_rel.as_posix(),
-                "lr": lr_rel.as_posix(),
-                "lr_name": f"<name>{lr_suffix}.png",
-                "meta_info": META_INFO_NAME,
-                # What BasicSR's training options need to read this folder as it is.
-                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": hr_rel.as_posix(),
-                            "dataroot_lq": lr_rel.as_posix(), "meta_info_file": META_INFO_NAME,
-                            "filename_tmpl": "{}" + lr_suffix, "io_backend": {"type": "disk"}},
-            }
-        else:
-            layout = {
-                "format": "lmdb",
-                "hr": lmdb_rel[0],
-                "lr": lmdb_rel[1],
-                "keys": "<name> in both databases, listed in each one's meta_info.txt",
-                "basicsr": {"type": "PairedImageDataset", "dataroot_gt": lmdb_rel[0],
-                            "dataroot_lq": lmdb_rel[1], "io_backend": {"type": "lmdb"}},
-            }
+        layout = _card_layout(hr_rel, lr_rel, lr_suffix, lmdb_rel)
         layout["options"] = {
             "files": sorted(options),
             "paths": f"relative to {Path(root).resolve()}" if root is not None else "absolute",
@@ -363,6 +335,48 @@ def export_paired(
         raise
     logger.info("exported %d pairs to %s", len(indices), out_dir)
     return out_dir
+
+
+def _write_png_pairs(tmp: Path, batches: Iterable[tuple[list[str], np.ndarray, np.ndarray]], names: list[str],
+                     hr_rel: Path, lr_rel: Path, lr_suffix: str, hr_hw: tuple[int, int]) -> dict[str, str]:
+    """The pairs as PNG files in BasicSR's folder layout plus `meta_info.txt`; returns the SHA-256
+    of every file written, by its path in the export."""
+    files: dict[str, str] = {}
+    (tmp / hr_rel).mkdir(parents=True)
+    (tmp / lr_rel).mkdir(parents=True)
+    for batch_names, lr, hr in batches:
+        for name, lr_img, hr_img in zip(batch_names, lr, hr):
+            for rel, img in ((hr_rel / f"{name}.png", hr_img), (lr_rel / f"{name}{lr_suffix}.png", lr_img)):
+                write_png(tmp / rel, img, compress_level=PNG_LEVEL)
+                files[rel.as_posix()] = sha256_file(tmp / rel)
+    h, w = hr_hw
+    (tmp / META_INFO_NAME).write_text("".join(f"{name}.png ({h},{w},3)\n" for name in names))
+    files[META_INFO_NAME] = sha256_file(tmp / META_INFO_NAME)
+    return files
+
+
+def _card_layout(hr_rel: Path, lr_rel: Path, lr_suffix: str, lmdb_rel: tuple[str, str] | None) -> dict[str, Any]:
+    """The card's description of the export's layout, with what BasicSR's training options need
+    to read it as it is."""
+    if lmdb_rel is None:
+        return {
+            "format": "png",
+            "hr": hr_rel.as_posix(),
+            "lr": lr_rel.as_posix(),
+            "lr_name": f"<name>{lr_suffix}.png",
+            "meta_info": META_INFO_NAME,
+            "basicsr": {"type": "PairedImageDataset", "dataroot_gt": hr_rel.as_posix(),
+                        "dataroot_lq": lr_rel.as_posix(), "meta_info_file": META_INFO_NAME,
+                        "filename_tmpl": "{}" + lr_suffix, "io_backend": {"type": "disk"}},
+        }
+    return {
+        "format": "lmdb",
+        "hr": lmdb_rel[0],
+        "lr": lmdb_rel[1],
+        "keys": "<name> in both databases, listed in each one's meta_info.txt",
+        "basicsr": {"type": "PairedImageDataset", "dataroot_gt": lmdb_rel[0],
+                    "dataroot_lq": lmdb_rel[1], "io_backend": {"type": "lmdb"}},
+    }
 
 
 def _options_not_written(lr_names: str, fmt: str) -> dict[str, str]:
