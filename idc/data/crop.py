@@ -339,6 +339,29 @@ def check_output_path(
     check_replaceable_store(out_path)
 
 
+def _check_crop_settings(*, scale: int, hr_size: int, step: int, thresh: int, lr_dir: Path | None) -> None:
+    """Integers in range, windows on whole LR pixels, an LR folder that exists."""
+    for key, value, least in (("scale", scale, 1), ("hr_size", hr_size, 1), ("step", step, 1), ("thresh", thresh, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"crop: {key} must be an integer >= {least}, got {value!r}")
+    if hr_size % scale or step % scale:
+        raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
+    if lr_dir is not None and not lr_dir.is_dir():
+        raise FileNotFoundError(f"LR folder not found: {lr_dir}")
+
+
+def _crop_attrs(hr_dir: Path, lr_dir: Path | None, *, hr_size: int, scale: int, thresh: int,
+                n_images: int) -> dict[str, object]:
+    """The store attributes that say how its pairs were cropped and where the LR side comes from."""
+    return {
+        "thresh": int(thresh),
+        "lr_size": hr_size // scale,
+        "lr_source": f"files in {lr_dir}" if lr_dir is not None else "MATLAB bicubic imresize of the HR image",
+        "hr_dir": str(hr_dir),
+        "n_images": n_images,
+    }
+
+
 def crop_images_to_store(
     hr_dir: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -369,13 +392,7 @@ def crop_images_to_store(
     hr_dir = Path(hr_dir)
     out_path = Path(out_path)
     lr_dir_p = Path(lr_dir) if lr_dir is not None else None
-    for key, value, least in (("scale", scale, 1), ("hr_size", hr_size, 1), ("step", step, 1), ("thresh", thresh, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"crop: {key} must be an integer >= {least}, got {value!r}")
-    if hr_size % scale or step % scale:
-        raise ValueError(f"hr_size {hr_size} and step {step} must be multiples of scale {scale}")
-    if lr_dir_p is not None and not lr_dir_p.is_dir():
-        raise FileNotFoundError(f"LR folder not found: {lr_dir_p}")
+    _check_crop_settings(scale=scale, hr_size=hr_size, step=step, thresh=thresh, lr_dir=lr_dir_p)
     hr_files = list_images(hr_dir) if hr_files is None else [Path(p) for p in hr_files]
     check_output_path(out_path, input_dirs=[hr_dir, lr_dir_p], input_files=hr_files)
     lr_files, total = _validate_inputs(
@@ -412,17 +429,7 @@ def crop_images_to_store(
         _Job(h, l, scale, hr_size, step, thresh, i, spool)
         for i, (h, l) in enumerate(zip(hr_files, lr_files))
     ]
-    extra = {
-        "thresh": int(thresh),
-        "lr_size": hr_size // scale,
-        "lr_source": (
-            f"files in {lr_dir_p}"
-            if lr_dir_p is not None
-            else "MATLAB bicubic imresize of the HR image"
-        ),
-        "hr_dir": str(hr_dir),
-        "n_images": len(hr_files),
-    }
+    extra = _crop_attrs(hr_dir, lr_dir_p, hr_size=hr_size, scale=scale, thresh=thresh, n_images=len(hr_files))
     try:
         _write_store(
             out_path,
