@@ -4,8 +4,8 @@
 # workflow/rules/<package>.smk holds the rules whose scripts call idc.<package>: data.smk (idc.data:
 # images, test sets, patch store, export and import of paired folders), sr.smk (idc.sr: teachers,
 # evaluated SR networks), condense.smk (idc.condense), select.smk (idc.select: the selection
-# baselines), report.smk (idc.report). common.smk holds what is not a rule: validation, paths, and
-# the get_* functions that compute a rule's input or params.
+# baselines), report.smk (idc.report). common.smk holds what is not a rule: the checked config, the
+# run's constants, the get_* functions that compute a rule's input or params (from idc.workflow).
 
 from snakemake.utils import min_version
 
@@ -33,4 +33,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        ALL_TARGETS,

@@ -94,3 +94,43 @@ def test_cli_and_workflow_resolve_settings_and_variant_alike(monkeypatch) -> Non
     workflow = resolve_condense_config({"patch": 4, "kernel": 5}, variant="a2", ratio=0.1)
     assert cli["patch"] == workflow["patch"] == 8 and cli["kernel"] == workflow["kernel"] == 5
     assert cli == workflow
+
+
+def test_no_variant_changes_an_execution_setting() -> None:
+    """The workflow passes execution settings outside the rule's params, from the run's
+    `condense.params`: that is only right while no variant sets one."""
+    from idc.condense.config import EXECUTION_KEYS
+
+    assert not [name for name, changes in VARIANTS.items() if EXECUTION_KEYS & set(changes)]
+
+
+def test_result_settings_are_every_setting_but_the_execution_ones_in_field_order() -> None:
+    from idc.condense.config import EXECUTION_KEYS, split_execution_settings
+
+    cfg = CondenseConfig(steps=7, log_every=3, fast_path=False)
+    result = cfg.result_settings()
+    assert result == split_execution_settings(cfg.to_dict())[0]
+    assert list(result) == [k for k in cfg.to_dict() if k not in EXECUTION_KEYS]
+    assert result["steps"] == 7 and "log_every" not in result and "fast_path" not in result
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_job_condenses_with_the_settings_its_rule_resolved(variant) -> None:
+    """What the condense_image job builds from its params and the run's config is the settings
+    resolved while the workflow was parsed, execution settings included."""
+    from idc.condense.config import job_settings, resolve_condense_settings
+
+    run_params = {"steps": 30, "warmup": 6, "milestones": [20], "assign_interval": 2, "log_every": 7,
+                  "checkpoint_every": 13, "fast_path": False, "fused_attention": True}
+    resolved = resolve_condense_settings(run_params, variant=variant, ratio=0.05)
+    settings = job_settings(resolved.result_settings(), run_params)
+    assert settings == resolved
+    # The params decide what is computed: a result setting of the config is not read a second time.
+    assert job_settings(resolved.result_settings(), {**run_params, "steps": 99}).steps == resolved.steps
+
+
+def test_a_job_without_condense_params_runs_with_the_default_execution_settings() -> None:
+    from idc.condense.config import job_settings
+
+    settings = job_settings(CondenseConfig(steps=5).result_settings(), None)
+    assert settings == CondenseConfig(steps=5)

@@ -126,8 +126,7 @@ def condense_instances(
     set, idc.condense.budget); by default `cfg.synthetic_counts` over these instances alone.
     """
     if isinstance(cfg, dict):
-        cfg = CondenseConfig.from_dict(cfg)
-    cfg.validate()
+        cfg = CondenseConfig.from_dict(cfg)  # a CondenseConfig was checked when it was made
     if len(reals) == 0 or len(reals) != len(seeds):
         raise ValueError(f"need one seed per instance (got {len(reals)} instances, {len(seeds)} seeds)")
     for real_lr in reals:

@@ -276,6 +276,11 @@ class CondenseConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that define the result, in field order: every one but the execution
+        settings (`EXECUTION_KEYS`). A workflow job's params, and part of a checkpoint's identity."""
+        return split_execution_settings(self.to_dict())[0]
+
     # Convenience -------------------------------------------------------------------------------
     def synthetic_counts(self, patch_counts) -> list[int]:
         """Synthetic patches of each image under `budget`, given every image's real patch count."""
@@ -384,8 +389,23 @@ def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], di
     return result, execution
 
 
-def resolve_condense_config(params: dict[str, Any] | None, *, variant: str, ratio: float) -> dict[str, Any]:
+def resolve_condense_settings(params: dict[str, Any] | None, *, variant: str, ratio: float) -> CondenseConfig:
     """The settings of one condensation run of the workflow: paper defaults, then the run's
     `condense.params` (which apply to every variant), then the variant's own changes, then the
     dataset's ratio (no variant sets one), in the order of `CondenseConfig.from_dict`."""
-    return CondenseConfig.from_dict({**(params or {}), "ratio": ratio}, variant=variant).to_dict()
+    return CondenseConfig.from_dict({**(params or {}), "ratio": ratio}, variant=variant)
+
+
+def resolve_condense_config(params: dict[str, Any] | None, *, variant: str, ratio: float) -> dict[str, Any]:
+    """`resolve_condense_settings` as a dict."""
+    return resolve_condense_settings(params, variant=variant, ratio=ratio).to_dict()
+
+
+def job_settings(result: dict[str, Any], run_params: dict[str, Any] | None) -> CondenseConfig:
+    """The settings a workflow job condenses with, made once in the job: the result-defining
+    settings its rule resolved (`CondenseConfig.result_settings`, the job's params) and the
+    execution settings of the run's `condense.params`. These travel in the config, outside the
+    params, so that changing one reruns nothing; no variant changes one, so the run's own values
+    are the ones the rule resolved."""
+    execution = split_execution_settings(run_params or {})[1]
+    return CondenseConfig.from_dict({**result, **execution})

@@ -183,10 +183,11 @@ def default_resume_path(out_path: Path) -> Path:
 
 
 def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_path: str | os.PathLike,
-                   out_path: str | os.PathLike, log_path: str | os.PathLike, cfg: dict[str, Any],
-                   seed: int, device: str = "auto", resume_dir: str | os.PathLike | None = None,
-                   progress: bool = False) -> Path:
+                   out_path: str | os.PathLike, log_path: str | os.PathLike,
+                   cfg: CondenseConfig | dict[str, Any], seed: int, device: str = "auto",
+                   resume_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
     """Condense the LR patches of `image_id` in the store; write `out_path` (.npy) and `log_path`.
+    `cfg`: the settings (the workflow's job passes them made once; a dict may name a `variant`).
 
     The instance seed is derived from (`seed`, `image_id`) so instances use independent streams.
     A checkpoint in `resume_dir` (default: `.condense-resume/` beside the output) is resumed. It is
@@ -201,7 +202,7 @@ def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_pa
 
 def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], extractor_path: str | os.PathLike,
                     out_paths: Sequence[str | os.PathLike], log_paths: Sequence[str | os.PathLike],
-                    cfg: dict[str, Any], seed: int, device: str = "auto",
+                    cfg: CondenseConfig | dict[str, Any], seed: int, device: str = "auto",
                     resume_dir: str | os.PathLike | None = None, progress: bool = False) -> list[Path]:
     """`condense_image` for several images packed in one optimisation loop (one extractor pass
     per step over all their synthetic patches); each image gets the same files and the same
@@ -209,7 +210,7 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     from idc.archs import deterministic_inference, load_model
     from idc.data.store import PatchStore
 
-    config = config_from_dict(cfg)  # bad keys fail here, before any work
+    config = config_from_dict(cfg)  # a dict's bad keys fail here, before any work
     if not (len(image_ids) == len(out_paths) == len(log_paths)) or not image_ids:
         raise ValueError(f"need equally many (>0) image ids, outputs and logs, got "
                          f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}")

@@ -1,7 +1,7 @@
 """Cost plan of a workflow configuration before anything is submitted: per rule the number of jobs,
 GPUs per job, expected hours per job and GPU-hours, from the throughput table ``throughput.yaml``.
 
-The jobs are counted from the configuration the way ``workflow/rules/common.smk`` wires them: the
+The jobs are counted from the configuration the way the workflow (:mod:`idc.workflow`) wires them: the
 (dataset, model) pairs of the target tables, the datasets they train on, the condensation runs
 and teachers those need. GPU training time per step is the table's figure scaled linearly in pixels
 per GPU and step; data-parallel ranks are assumed to scale perfectly (gradient all-reduce not

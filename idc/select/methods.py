@@ -1,6 +1,6 @@
 """The ways of making a training set, and what each needs: the one place that the config schema's
 `datasets.<name>.method`, the config cross-checks (`idc.config`), the workflow's rules
-(`workflow/rules/common.smk`), the cost plan (`idc.plan`), the GPU requests (`idc.resources`) and
+(`idc.workflow`), the cost plan (`idc.plan`), the GPU requests (`idc.resources`) and
 the selection stage read them from.
 
 This module imports nothing heavy, so validating a config does not load torch or scikit-learn.

@@ -5,7 +5,7 @@
 rule condense_image:
     input:
         store=STORE,
-        extractor=teacher_path(config["condense"]["extractor"]),
+        extractor=PATHS.teacher(config["condense"]["extractor"]),
     output:
         synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
         log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
@@ -37,12 +37,9 @@ rule condense_image:
 
 rule upsample_condensed:
     input:
-        synthetic=lambda wc: expand(
-            f"{RESULTS}/condense/{condense_key(wc.dataset)}/{{image}}.npy",
-            image=condense_images(wc.dataset),
-        ),
+        synthetic=get_condensed_patches,
         store=STORE,
-        upsampler=lambda wc: teacher_path(DATASETS[wc.dataset]["upsampler"]),
+        upsampler=get_upsampler,
     output:
         store=f"{RESULTS}/datasets/{{dataset}}.h5",
         memorisation=f"{RESULTS}/datasets/{{dataset}}.memorisation.json",
@@ -51,7 +48,7 @@ rule upsample_condensed:
     benchmark:
         f"{RESULTS}/benchmarks/upsample_condensed/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset=_alternatives(IDC_DATASETS),
+        dataset=alternatives(IDC_DATASETS),
     conda:
         "../../envs/idc.yaml"
     resources:
@@ -61,7 +58,7 @@ rule upsample_condensed:
         mem_mb=mem(16000),
         runtime=120,
     params:
-        image_ids=lambda wc: [IMAGE_INDEX[s] for s in condense_images(wc.dataset)],
+        image_ids=get_condensed_image_ids,
         seed=config["seed"],
         impl=IMPL["upsample"],
     script:
@@ -80,7 +77,7 @@ rule relabel_dataset:
     benchmark:
         f"{RESULTS}/benchmarks/relabel_dataset/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset=_alternatives(RELABELLED_DATASETS),
+        dataset=alternatives(RELABELLED_DATASETS),
     conda:
         "../../envs/idc.yaml"
     resources:

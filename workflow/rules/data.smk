@@ -15,7 +15,7 @@ localrules:
 
 rule download_div2k:
     output:
-        **div2k_outputs(),
+        **DIV2K_OUTPUTS,
     log:
         f"{RESULTS}/logs/download_div2k.log",
     conda:
@@ -53,9 +53,7 @@ rule build_demo_images:
 
 rule prepare_testset:
     input:
-        unpack(
-            lambda wc: {k: v for k, v in get_testset_sources(wc.testset).items() if v}
-        ),
+        unpack(get_testset_inputs),
     output:
         directory(f"{RESULTS}/data/testsets/{{testset}}"),
     log:
@@ -79,8 +77,8 @@ rule prepare_testset:
 
 rule crop_patches:
     input:
-        hr=train_hr_dir(),
-        lr=train_lr_dir() or [],
+        hr=TRAINING.hr_dir,
+        lr=TRAINING.lr_dir or [],
     output:
         store=STORE,
     log:
@@ -96,9 +94,7 @@ rule crop_patches:
         mem_mb=mem(16000),
         runtime=240,
     params:
-        crop=canonical(
-            {k: v for k, v in config["data"]["crop"].items() if k != "workers"}
-        ),
+        crop=crop_settings(config["data"]["crop"]),
         scale=SCALE,
         source=TRAIN["source"],
         images=TRAIN["images"],
@@ -144,7 +140,7 @@ rule import_folder:
     benchmark:
         f"{RESULTS}/benchmarks/import_folder/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset=_alternatives(FOLDER_DATASETS),
+        dataset=alternatives(FOLDER_DATASETS),
     conda:
         "../../envs/idc.yaml"
     threads: cpus(config["data"]["crop"]["workers"])

@@ -3,9 +3,7 @@
 
 rule make_table:
     input:
-        metrics=lambda wc: [
-            f"{sr_dir(d, m)}/metrics.csv" for _, d, _, m in get_table_entries(wc.table)
-        ],
+        metrics=get_table_metrics,
     output:
         csv=report(
             f"{RESULTS}/tables/{{table}}.csv",
@@ -22,7 +20,7 @@ rule make_table:
     log:
         f"{RESULTS}/logs/make_table/{{table}}.log",
     wildcard_constraints:
-        table=_alternatives(PAPER_TABLES),
+        table=alternatives(PAPER_TABLES),
     conda:
         "../../envs/idc.yaml"
     resources:
@@ -31,14 +29,8 @@ rule make_table:
         mem_mb=mem(2000),
         runtime=10,
     params:
-        spec=lambda wc: canonical(
-            {
-                k: v
-                for k, v in config["tables"][wc.table].items()
-                if k not in VERDICT_KEYS
-            }
-        ),
-        entries=lambda wc: get_table_entries(wc.table),
+        spec=get_table_spec,
+        entries=get_table_entries,
         impl=IMPL["report"],
     script:
         "../scripts/make_table.py"
@@ -48,9 +40,7 @@ rule make_table:
 # positive control (Whole - Random).
 rule make_verdict:
     input:
-        metrics=lambda wc: [
-            f"{sr_dir(d, m)}/metrics.csv" for _, d, _, m in get_table_entries(wc.table)
-        ],
+        metrics=get_table_metrics,
     output:
         csv=report(
             f"{RESULTS}/tables/{{table}}.csv",
@@ -61,7 +51,7 @@ rule make_verdict:
     log:
         f"{RESULTS}/logs/make_verdict/{{table}}.log",
     wildcard_constraints:
-        table=_alternatives(VERDICT_TABLES),
+        table=alternatives(VERDICT_TABLES),
     conda:
         "../../envs/idc.yaml"
     resources:
@@ -71,7 +61,7 @@ rule make_verdict:
         runtime=10,
     params:
         spec=get_verdict_spec,
-        entries=lambda wc: get_table_entries(wc.table),
+        entries=get_table_entries,
         impl=IMPL["report"],
     script:
         "../scripts/make_verdict.py"
@@ -103,9 +93,7 @@ rule plot_figures:
         mem_mb=mem(4000),
         runtime=10,
     params:
-        pairs=lambda wc: sorted(
-            {p for t in config["targets"] for p in get_table_pairs(t)}
-        ),
+        pairs=figure_pairs(config),
         validation=config["data"]["validation"],
         impl=IMPL["report"],
     script:

@@ -12,7 +12,7 @@ rule select_baseline:
     benchmark:
         f"{RESULTS}/benchmarks/select_baseline/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset=_alternatives(SELECTION_DATASETS),
+        dataset=alternatives(SELECTION_DATASETS),
     conda:
         "../../envs/idc.yaml"
     resources:

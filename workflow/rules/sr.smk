@@ -9,7 +9,7 @@
 rule train_teacher:
     input:
         store=STORE,
-        val=validation_dir(),
+        val=VALIDATION_DIR,
     output:
         model=f"{RESULTS}/teachers/{{teacher}}/model.safetensors",
         trajectory=f"{RESULTS}/teachers/{{teacher}}/trajectory.csv",
@@ -18,7 +18,7 @@ rule train_teacher:
     benchmark:
         f"{RESULTS}/benchmarks/train_teacher/{{teacher}}.tsv"
     wildcard_constraints:
-        teacher=_alternatives(TRAINED_TEACHERS),
+        teacher=alternatives(TRAINED_TEACHERS),
     # Teachers gate the condensation, the relabelling and every IDC row: run them first.
     priority: 20
     conda:
@@ -33,11 +33,9 @@ rule train_teacher:
         # gives the same training, so changing it reruns nothing.
         ranks=lambda wc: job_ranks(config["teachers"][wc.teacher]["resources"]),
     params:
-        spec=lambda wc: get_network_spec("teachers", wc.teacher),
+        spec=lambda wc: network_spec(config["teachers"][wc.teacher]),
         seed=lambda wc: derived_seed(1, wc.teacher),
-        test=canonical(
-            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
-        ),
+        test=validation_settings(config["test"]),
         resume=lambda wc: f"{RESUME}/teachers/{wc.teacher}",
         impl=IMPL["train"],
     script:
@@ -48,14 +46,14 @@ rule train_teacher:
 rule import_teacher:
     input:
         weights=lambda wc: config["teachers"][wc.teacher]["weights"],
-        val=validation_dir(),
+        val=VALIDATION_DIR,
     output:
         model=f"{RESULTS}/teachers/{{teacher}}/model.safetensors",
         metrics=f"{RESULTS}/teachers/{{teacher}}/validation.csv",
     log:
         f"{RESULTS}/logs/import_teacher/{{teacher}}.log",
     wildcard_constraints:
-        teacher=_alternatives(IMPORTED_TEACHERS),
+        teacher=alternatives(IMPORTED_TEACHERS),
     conda:
         "../../envs/idc.yaml"
     resources:
@@ -63,14 +61,10 @@ rule import_teacher:
         mem_mb=lambda wc: job_resources(config["teachers"][wc.teacher])["mem_mb"],
         runtime=30,
     params:
-        spec=lambda wc: canonical(
-            {k: config["teachers"][wc.teacher][k] for k in ("arch", "kwargs")}
-        ),
+        spec=lambda wc: network_build(config["teachers"][wc.teacher]),
         val_name=config["data"]["validation"],
         scale=config["scale"],
-        test=canonical(
-            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
-        ),
+        test=validation_settings(config["test"]),
         impl=IMPL["test"],
     script:
         "../scripts/import_teacher.py"
@@ -101,11 +95,9 @@ rule train_sr:
         # gives the same training, so changing it reruns nothing.
         ranks=lambda wc: job_ranks(config["models"][wc.model]["resources"]),
     params:
-        spec=lambda wc: get_network_spec("models", wc.model),
+        spec=lambda wc: network_spec(config["models"][wc.model]),
         seed=lambda wc: derived_seed(4, DATASETS[wc.dataset]["replicate"], wc.model),
-        test=canonical(
-            {k: config["test"][k] for k in ("crop_border", "test_y_channel")}
-        ),
+        test=validation_settings(config["test"]),
         resume=lambda wc: f"{RESUME}/sr/{wc.dataset}/{wc.model}",
         impl=IMPL["train"],
     script:
@@ -115,7 +107,7 @@ rule train_sr:
 rule test_sr:
     input:
         model=rules.train_sr.output.model,
-        testsets=[testset_dir(name) for name in testsets_in_use()],
+        testsets=[PATHS.testset(name) for name in TESTSETS],
     output:
         metrics=f"{RESULTS}/sr/{{dataset}}/{{model}}/metrics.csv",
     log:
@@ -129,7 +121,7 @@ rule test_sr:
         mem_mb=mem(16000),
         runtime=60,
     params:
-        names=testsets_in_use(),
+        names=TESTSETS,
         test=canonical(config["test"]),
         scale=SCALE,
         impl=IMPL["test"],

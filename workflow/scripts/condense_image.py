@@ -1,11 +1,8 @@
 """Condense one training image into its share of the synthetic LR patches (IDC; `budget` key)."""
 
-from idc.condense.config import split_execution_settings
+from idc.condense.config import job_settings
 from idc.condense.stage import condense_image
 from idc.joblog import job_logging
-
-# How to run (not what to compute): from the config, outside the rule's params.
-_, execution = split_execution_settings(snakemake.config["condense"]["params"] or {})
 
 with job_logging(snakemake.log[0]):
     condense_image(
@@ -14,7 +11,8 @@ with job_logging(snakemake.log[0]):
         extractor_path=snakemake.input.extractor,
         out_path=snakemake.output.synthetic,
         log_path=snakemake.output.log_json,
-        cfg={**snakemake.params.cfg, **execution},
+        # What to compute from the rule's params; how to run it from the config, outside them.
+        cfg=job_settings(snakemake.params.cfg, snakemake.config["condense"]["params"]),
         seed=snakemake.params.seed,
         device=snakemake.config["device"],
         resume_dir=snakemake.params.resume,
