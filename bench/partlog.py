@@ -163,7 +163,9 @@ def read_part(path: Path) -> dict[str, Any]:
             out["bad_lines"] += 1
         elif "plan" in rec:
             out["plan"] = list(rec["plan"])
-            out["info"] = {k: v for k, v in rec.items() if k != "plan"}
+            out["info"].update({k: v for k, v in rec.items() if k != "plan"})
+        elif "info" in rec:  # what a part learns after its plan line (sizes, versions)
+            out["info"].update(rec["info"])
         elif "path" in rec:
             name = rec["path"]
             if rec.get("status") in ENDED:
