@@ -68,15 +68,23 @@ def real_patches(n_real: int, size: int, seed: int = 0) -> torch.Tensor:
 
 
 def base_config(steps: int, small: bool) -> dict[str, Any]:
-    base = dict(steps=steps, warmup=20, assign_interval=5, assign_times=25, log_every=50, milestones=[steps - 20])
+    # The 26 assignment events (25 grouping, 1 pairing) end within the first half of the steps, so
+    # logged records (every 50 steps) fall after the last one: at 100 steps events every 5 steps
+    # would end at step 95 and leave a single record (the last) to time the settled steps by.
+    interval = max(1, min(5, (steps // 2 - 20) // 26))
+    base = dict(steps=steps, warmup=20, assign_interval=interval, assign_times=25, log_every=50,
+                milestones=[steps - 20])
     if small:
         base.update(SMALL, milestones=[steps - 2])
     return base
 
 
-def settled_ms(cfg: CondenseConfig, recs: list[dict]) -> float:
-    """ms/step from the logged clock between the first record after the last event and the end."""
+def settled_ms(cfg: CondenseConfig, recs: list[dict]) -> float | None:
+    """ms/step from the logged clock between the first record after the last event and the end
+    (None with fewer than two such records)."""
     settled = [r for r in recs if r["step"] >= cfg.assignment_steps()[-1]]
+    if len(settled) < 2:
+        return None
     a, b = settled[0], recs[-1]
     return (b["seconds"] - a["seconds"]) * 1000 / max(1, b["step"] - a["step"])
 
@@ -97,7 +105,8 @@ def single(real: torch.Tensor, ext: torch.nn.Module, cfg: CondenseConfig, seed: 
     syn, log = condense_instance(real, ext, cfg, seed=seed, device=dev, progress=False)
     sync(dev)
     b = log["steps"][-1]
-    return syn, {"wall_s": round(time.perf_counter() - t0, 2), "ms_per_step_settled": round(settled_ms(cfg, log["steps"]), 2),
+    ms = settled_ms(cfg, log["steps"])
+    return syn, {"wall_s": round(time.perf_counter() - t0, 2), "ms_per_step_settled": ms and round(ms, 2),
                  "final": b, "paired": log["groups"]["paired"], "n_synthetic": log["n_synthetic"],
                  "synthetic_range": [float(syn.min()), float(syn.max())], "diag_mmd": b.get("diag_mmd")}
 
@@ -110,8 +119,8 @@ def packed(reals: list[torch.Tensor], ext: torch.nn.Module, cfg: CondenseConfig,
     res = condense_instances(reals, ext, cfg, seeds=list(range(len(reals))), device=dev, progress=False)
     sync(dev)
     ms = settled_ms(cfg, res[0][1]["steps"])
-    return res[0][0], {"wall_s": round(time.perf_counter() - t0, 2), "ms_per_step_settled": round(ms, 2),
-                       "ms_per_instance_step": round(ms / len(reals), 2)}
+    return res[0][0], {"wall_s": round(time.perf_counter() - t0, 2), "ms_per_step_settled": ms and round(ms, 2),
+                       "ms_per_instance_step": ms and round(ms / len(reals), 2)}
 
 
 def compiled_child(settings: dict[str, Any], pack: int, n_real: int, size: int, extractor: str,
