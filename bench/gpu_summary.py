@@ -33,7 +33,7 @@ def part_state(lines: dict[str, Any], status: dict[str, Any] | None) -> dict[str
     if status is not None:
         state["timed_out"] = status.get("rc") in TIMED_OUT
     if not lines["exists"]:
-        state.update(lines_file=None, complete=False, finished=[], unfinished={"(part)": "wrote no lines"})
+        state.update(complete=False, finished=[], skipped={}, failed={}, unfinished={"(part)": "wrote no lines"})
         return state
     records = lines["records"]
     finished = [p for p, r in records.items() if r.get("status") == "ok"]
