@@ -6,6 +6,10 @@ grouped B/C with G = 1, delta_bias + softplus as the model calls it) at sequence
 
     python bench/bench_scan.py                       # B=1 D=48 N=8 L=1024
     python bench/bench_scan.py --batch 4 --length 4096 --skip-sequential --threads 1
+    python bench/bench_scan.py --scale cpu --device cpu --jsonl lines.jsonl   # smoke run (L=256)
+
+`--jsonl`: one JSON line per implementation as it is timed (bench/partlog.py); mamba-ssm's CUDA
+kernel is recorded as skipped where it is not installed or the device is not CUDA.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.partlog import PartLog  # noqa: E402
 from idc.archs.selective_scan import (  # noqa: E402
     cuda_kernel,
     selective_scan,
@@ -73,27 +78,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--dim", type=int, default=48, help="d_inner of the scan (48 in MambaIRv2-light)")
     parser.add_argument("--state", type=int, default=8, help="d_state N (8 in MambaIRv2-light)")
-    parser.add_argument("--length", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--length", type=int, default=None, help="sequence length (default 1024; 256 at --scale cpu)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5; 3 at --scale cpu)")
+    parser.add_argument("--scale", choices=["paper", "cpu"], default="paper")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--jsonl", type=Path, help="one JSON line per implementation, written as it is timed")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.length = args.length or (256 if args.scale == "cpu" else 1024)
+    args.repeats = args.repeats or (3 if args.scale == "cpu" else 5)
 
     inputs = make_inputs(args.batch, args.dim, args.state, args.length, args.device)
     shape = f"B={args.batch} D={args.dim} N={args.state} L={args.length}"
     print(f"selective scan forward+backward, {shape}, device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    plan = ["vectorised", "cuda_kernel"] + ([] if args.skip_sequential else ["sequential"])
+    log = PartLog(args.jsonl, plan=plan, shape=shape, device=args.device, torch=torch.__version__,
+                  threads=torch.get_num_threads())
     results: dict[str, float] = {}
-    results["vectorised"] = time_fwd_bwd(selective_scan_vectorised, inputs, args.repeats)
-    if args.device.startswith("cuda") and cuda_kernel() is not None:
-        results["cuda_kernel"] = time_fwd_bwd(lambda *a, **k: selective_scan(*a, impl="cuda", **k),
-                                              inputs, args.repeats)
+
+    def timed(name: str, fn, repeats: int) -> None:
+        with log.path(name) as rec:
+            results[name] = rec["seconds_per_fwd_bwd"] = time_fwd_bwd(fn, inputs, repeats)
+
+    timed("vectorised", selective_scan_vectorised, args.repeats)
+    if not args.device.startswith("cuda"):
+        log.skip("cuda_kernel", "mamba-ssm's kernel runs on CUDA only")
+    elif cuda_kernel() is None:
+        log.skip("cuda_kernel", "mamba-ssm's compiled kernel is not installed")
+    else:
+        timed("cuda_kernel", lambda *a, **k: selective_scan(*a, impl="cuda", **k), args.repeats)
     if not args.skip_sequential:
-        results["sequential"] = time_fwd_bwd(selective_scan_sequential, inputs, max(1, args.repeats // 2))
+        timed("sequential", selective_scan_sequential, max(1, args.repeats // 2))
     for name, seconds in results.items():
         line = f"  {name:24s} {seconds * 1e3:10.2f} ms"
         if "sequential" in results and name != "sequential":
@@ -102,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"shape": shape, "device": args.device, "torch": torch.__version__,
                                          "seconds": results}, indent=2))
-    return 0
+    return log.exit_code()
 
 
 if __name__ == "__main__":

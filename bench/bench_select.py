@@ -10,6 +10,10 @@ pixel features (64 * 64 * 3 = 12,288 values) at a reduced N.
     python bench/bench_select.py                    # paper size
     python bench/bench_select.py --n 12076          # reduced size
     python bench/bench_select.py --pixels-n 12076 --methods herding kcenter
+    python bench/bench_select.py --scale cpu --devices cpu --jsonl lines.jsonl   # smoke run (N = 2,000)
+
+`--jsonl`: one JSON line per method and device as it is timed (bench/partlog.py); a CUDA device
+asked for on a machine without one is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.partlog import PartLog  # noqa: E402
 from idc.counting import n_for_ratio  # noqa: E402
 from idc.select import select_in_splits  # noqa: E402
 
@@ -73,7 +78,9 @@ def time_selection(method: str, features: np.ndarray, n_total: int, args: argpar
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=120_765, help="number of patches (paper: 120,765)")
+    parser.add_argument("--n", type=int, default=None, help="number of patches (default the paper's 120,765; "
+                                                             "2,000 at --scale cpu)")
+    parser.add_argument("--scale", choices=["paper", "cpu"], default="paper")
     parser.add_argument("--dim", type=int, default=60, help="feature width (SwinIR-light: 60)")
     parser.add_argument("--ratio", type=float, default=0.1)
     parser.add_argument("--n-splits", type=int, default=20)
@@ -83,7 +90,9 @@ def main() -> int:
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--jsonl", type=Path, help="one JSON line per method and device, written as it is timed")
     args = parser.parse_args()
+    args.n = args.n or (2000 if args.scale == "cpu" else 120_765)
     logging.basicConfig(level=logging.WARNING)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rng = np.random.default_rng(args.seed)
@@ -95,39 +104,57 @@ def main() -> int:
     print(f"# machine: {machine}")
     rows: list[dict[str, object]] = []
 
-    def report(method: str, device: str, n: int, dim: int | str, seconds: float) -> None:
+    def runs(pixels: bool) -> list[tuple[str, str]]:
+        methods = [m for m in args.methods if m in DEVICE_METHODS] if pixels else args.methods
+        return [(m, d) for m in methods for d in (devices if m in DEVICE_METHODS else ["cpu"])]
+
+    def path_name(method: str, device: str, pixels: bool) -> str:
+        return f"{method}_{device}" + ("_pixels" if pixels else "")
+
+    plan = [path_name(m, d, False) for m, d in runs(False)]
+    plan += [path_name(m, d, True) for m, d in runs(True)] if args.pixels_n else []
+    log = PartLog(args.jsonl, plan=plan, **machine, ratio=args.ratio)
+
+    def report(method: str, device: str, n: int, dim: int | str, seconds: float) -> dict[str, object]:
         n_total = n_for_ratio(n, args.ratio)
         row = {"method": method, "device": device, "N": n, "D": dim, "n": n_total,
                "n_splits": args.n_splits, "seconds": round(seconds, 3)}
         rows.append(row)
         print(f"{method:8s} {device:5s} N={n:7d} D={dim!s:>6s} n={n_total:6d} splits={args.n_splits:2d} "
               f"{seconds:9.2f} s", flush=True)
+        return row
+
+    def measure(method: str, device: str, pixels: bool, features: np.ndarray, n: int, n_total: int,
+                images: np.ndarray | None = None) -> None:
+        name = path_name(method, device, pixels)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            log.skip(name, "no CUDA device on this machine")
+            return
+        with log.path(name) as rec:
+            dim = f"{args.patch}px" if method == "dcsr" else features.shape[1]
+            on = device if method in DEVICE_METHODS else None
+            rec.update(report(method, device, n, dim, time_selection(method, features, n_total, args, images=images,
+                                                                     device=on)))
 
     n_total = n_for_ratio(args.n, args.ratio)
     features = mixture_features(args.n, args.dim, rng)
-    for method in args.methods:
-        if method in DEVICE_METHODS:
-            for device in devices:
-                report(method, device, args.n, args.dim, time_selection(method, features, n_total, args, device=device))
-        elif method == "dcsr":
+    for method, device in runs(False):
+        if method == "dcsr":
             images = synthetic_patches(args.n, args.patch, rng)
-            empty = np.zeros((args.n, 0), dtype=np.float32)
-            report(method, "cpu", args.n, f"{args.patch}px", time_selection(method, empty, n_total, args, images=images))
+            measure(method, device, False, np.zeros((args.n, 0), dtype=np.float32), args.n, n_total, images)
             del images
         else:
-            report(method, "cpu", args.n, args.dim, time_selection(method, features, n_total, args))
+            measure(method, device, False, features, args.n, n_total)
 
     if args.pixels_n:
         images = synthetic_patches(args.pixels_n, args.patch, rng)
         pixels = images.reshape(args.pixels_n, -1).astype(np.float32) / 255.0
         n_pixels_total = n_for_ratio(args.pixels_n, args.ratio)
-        for method in [m for m in args.methods if m in DEVICE_METHODS]:
-            for device in devices:
-                report(method, device, args.pixels_n, pixels.shape[1],
-                       time_selection(method, pixels, n_pixels_total, args, device=device))
+        for method, device in runs(True):
+            measure(method, device, True, pixels, args.pixels_n, n_pixels_total)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    return 0
+    return log.exit_code()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ The step is timed in its heaviest regime: every synthetic local patch grouped an
 plain path loops over the groups in Python; the fast path uses the vectorised group/pair losses
 (and optionally a compiled extractor, TF32, the extractor's attention through SDPA). Both are checked to give equal losses.
 
+One JSON line per path goes to `--jsonl` as it is measured (bench/partlog.py); `--compile` times
+the compiled path in a child process killed at `--compile-seconds`.
+
     python bench/condense_step.py --scale cpu --fused-attention --json
+    python bench/condense_step.py --scale cpu --extractor swinir_toy --jsonl lines.jsonl
     python bench/condense_step.py --scale paper --device cuda --tf32 --fused-attention --json
 """
 
@@ -26,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.partlog import PartLog, run_in_child  # noqa: E402
 from idc.archs import set_fused_attention  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
 from idc.condense.features import LocalFeatures  # noqa: E402
@@ -255,6 +260,29 @@ class Bench:
         return {k: float((a[k] - b[k]).abs() / (b[k].abs() + 1e-12)) for k in a}
 
 
+def _per_step_figures(rec: dict) -> dict:
+    rec["steps_per_second"] = round(1000 / rec["ms_per_step"], 2)
+    rec["minutes_per_20k_steps"] = round(rec["ms_per_step"] * 20000 / 60000, 1)
+    return rec
+
+
+def compiled_path(scale: str, device: str, extractor: str, steps: int, warm: int) -> dict:
+    """The fast path with a torch.compile'd extractor, timed in a fresh process (run_in_child: the
+    parent kills it at its deadline, however long compiling takes)."""
+    bench = Bench(scale, torch.device(device), extractor)
+    bench.features = torch.compile(bench.ext.features)
+    t0 = time.perf_counter()
+    bench.step(True)
+    bench.sync()
+    compile_s = time.perf_counter() - t0
+    return {"ms_per_step": round(bench.time_steps(True, steps, warm), 3), "compile_seconds": round(compile_s, 1),
+            "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+
+
+def _tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
@@ -262,14 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extractor", choices=["swinir_light", "swinir_toy"], default="swinir_light")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 GPU / 3 CPU)")
     ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the fast path with torch.compile (in a child process, see --compile-seconds)")
+    ap.add_argument("--compile-seconds", type=float, default=300,
+                    help="deadline of the compiled path's child process (compiling included)")
     ap.add_argument("--tf32", action="store_true", help="also time the fast path with TF32 (CUDA)")
     ap.add_argument("--freq-reuse", type=int, default=0, metavar="K",
                     help="also time the fast path drawing frequencies every K steps (freq_resample_every=K)")
     ap.add_argument("--fused-attention", action="store_true",
                     help="also time the fast path with the extractor's window attention through SDPA")
     ap.add_argument("--skip-plain", action="store_true")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ap.add_argument("--jsonl", type=Path, help="one JSON line per path, written as it is measured")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -278,73 +310,100 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warm = args.warmup if args.warmup is not None else (3 if gpu else 1)
-    bench = Bench(args.scale, device, args.extractor)
+    plan = ["check_fast_vs_plain"] + ([] if args.skip_plain else ["plain"]) + ["fast"]
+    plan += ["fast_tf32"] if args.tf32 else []
+    plan += [f"fast_freq_reuse{args.freq_reuse}"] if args.freq_reuse > 1 else []
+    plan += ["fast_fused_attention"] if args.fused_attention else []
+    plan += ["fast_fused_attention_tf32"] if args.fused_attention and args.tf32 else []
+    plan += ["fast_compiled"] if args.compile else []
     cpu_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    out = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
-           "torch": torch.__version__, **bench.info, "timed_steps": steps,
-           "loss_relative_difference_fast_vs_plain": bench.check_equal(), "paths": {}}
-    paths = [("fast", True)] if args.skip_plain else [("plain", False), ("fast", True)]
-    for name, fast in paths:
-        out["paths"][name] = {"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
-                              "losses_only_ms": bench.time_losses(fast, max(5, steps)),
-                              "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}
-    if args.tf32 and gpu:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        out["paths"]["fast_tf32"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                     "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    head = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
+            "torch": torch.__version__}
+    log = PartLog(args.jsonl, plan=plan, **head)
+    bench = Bench(args.scale, device, args.extractor)
+    out = {**head, **bench.info, "timed_steps": steps, "paths": {}}
+    log.write({"info": {**bench.info, "timed_steps": steps}})
+    no_tf32 = "TF32 is a CUDA feature: nothing to time on this device"
+    with log.path("check_fast_vs_plain") as rec:
+        rec["loss_relative_difference"] = out["loss_relative_difference_fast_vs_plain"] = bench.check_equal()
+    for name, fast in [(p, p == "fast") for p in plan if p in ("plain", "fast")]:
+        with log.path(name) as rec:
+            rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
+                                          "losses_only_ms": bench.time_losses(fast, max(5, steps)),
+                                          "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}))
+            out["paths"][name] = rec
+    if args.tf32 and not gpu:
+        log.skip("fast_tf32", no_tf32)
+    elif args.tf32:
+        with log.path("fast_tf32") as rec:
+            _tf32(True)
+            try:
+                rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                              "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
+            finally:
+                _tf32(False)
+            out["paths"]["fast_tf32"] = rec
     if args.freq_reuse > 1:
-        # Cached steps are cheaper than drawing ones: means over whole periods, for both paths.
-        n = 2 * args.freq_reuse
-        fast_mean = bench.time_steps(True, n, warm, mean=True)
-        bench.freq_reuse, bench.calls, bench.cached = args.freq_reuse, 0, None
-        out["paths"][f"fast_freq_reuse{args.freq_reuse}"] = {
-            "ms_per_step": round(bench.time_steps(True, n, warm, mean=True), 3),
-            "fast_mean_ms_same_run": round(fast_mean, 3)}
-        bench.freq_reuse = 1
+        with log.path(f"fast_freq_reuse{args.freq_reuse}") as rec:
+            # Cached steps are cheaper than drawing ones: means over whole periods, for both paths.
+            n = 2 * args.freq_reuse
+            fast_mean = bench.time_steps(True, n, warm, mean=True)
+            bench.freq_reuse, bench.calls, bench.cached = args.freq_reuse, 0, None
+            try:
+                rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, n, warm, mean=True), 3),
+                                              "fast_mean_ms_same_run": round(fast_mean, 3)}))
+            finally:
+                bench.freq_reuse = 1
+            out["paths"][f"fast_freq_reuse{args.freq_reuse}"] = rec
     if args.fused_attention:
-        gen = torch.Generator(device).manual_seed(9)
-        t = sample_frequencies(bench.cfg.num_freqs, bench.dim, std=1.0, generator=gen, device=device)
-        with torch.no_grad():
-            _, explicit = bench.losses(True, t)
-            set_fused_attention(bench.ext, True)
-            _, fused = bench.losses(True, t)
-        out["loss_relative_difference_fused_vs_explicit_attention"] = {
-            k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused}
-        out["paths"]["fast_fused_attention"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
-        if args.tf32 and gpu:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-            out["paths"]["fast_fused_attention_tf32"] = {
-                "ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        with log.path("fast_fused_attention") as rec:
+            gen = torch.Generator(device).manual_seed(9)
+            t = sample_frequencies(bench.cfg.num_freqs, bench.dim, std=1.0, generator=gen, device=device)
+            with torch.no_grad():
+                _, explicit = bench.losses(True, t)
+                set_fused_attention(bench.ext, True)
+                _, fused = bench.losses(True, t)
+            diff = {k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused}
+            out["loss_relative_difference_fused_vs_explicit_attention"] = diff
+            rec["loss_relative_difference_vs_explicit_attention"] = diff
+            rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                          "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
+            out["paths"]["fast_fused_attention"] = rec
+        if args.tf32 and not gpu:
+            log.skip("fast_fused_attention_tf32", no_tf32)
+        elif args.tf32:
+            with log.path("fast_fused_attention_tf32") as rec:
+                _tf32(True)
+                try:
+                    rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
+                                                  "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
+                finally:
+                    _tf32(False)
+                out["paths"]["fast_fused_attention_tf32"] = rec
         set_fused_attention(bench.ext, False)
     if args.compile:
-        bench.features = torch.compile(bench.ext.features)
-        t0 = time.perf_counter()
-        bench.step(True)
-        bench.sync()
-        compile_s = time.perf_counter() - t0
-        out["paths"]["fast_compiled"] = {"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                         "compile_seconds": round(compile_s, 1),
-                                         "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
-    for v in out["paths"].values():
-        v["steps_per_second"] = round(1000 / v["ms_per_step"], 2)
-        v["minutes_per_20k_steps"] = round(v["ms_per_step"] * 20000 / 60000, 1)
+        with log.path("fast_compiled") as rec:
+            status, value = run_in_child(compiled_path, dict(scale=args.scale, device=str(device),
+                                                             extractor=args.extractor, steps=steps, warm=warm),
+                                         args.compile_seconds)
+            if status == "ok":
+                rec.update(_per_step_figures(value))
+                out["paths"]["fast_compiled"] = rec
+            else:
+                rec.update({"status": status, "reason": value})
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         for k, v in out.items():
             print(f"{k}: {v}")
     tol = 1e-3
-    bad = {k: v for k, v in out["loss_relative_difference_fast_vs_plain"].items() if v > tol}
+    bad = {k: v for k, v in out.get("loss_relative_difference_fast_vs_plain", {}).items() if v > tol}
     bad.update({f"{k} (fused attention)": v for k, v in
                 out.get("loss_relative_difference_fused_vs_explicit_attention", {}).items() if v > tol})
     if bad:
         print(f"fast and plain paths differ beyond {tol}: {bad}", file=sys.stderr)
         return 1
-    return 0
+    return log.exit_code()
 
 
 if __name__ == "__main__":
