@@ -94,18 +94,54 @@ def test_condense_upsample_assemble_memorise(setup) -> None:
 
 
 def test_packed_images_match_single_images(setup, tmp_path) -> None:
+    """A pack gives each image its own base seed (as the workflow's packed jobs do), so each image's
+    patches equal those of a job of its own, up to the rounding of batched convolutions."""
     from idc.condense.stage import condense_image, condense_images
 
     root, store, ext = setup
+    seeds = {0: 7, 1: 11}
     outs = condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext,
                            out_paths=[tmp_path / "a.npy", tmp_path / "b.npy"],
-                           log_paths=[tmp_path / "a.json", tmp_path / "b.json"], cfg=CFG, seed=7, device="cpu")
-    for out, image_id in zip(outs, (0, 1)):
-        single = np.load(condense_image(store_path=store, image_id=image_id, extractor_path=ext, cfg=CFG, seed=7,
-                                        out_path=tmp_path / f"s{image_id}.npy", log_path=tmp_path / "s.json"))
-        assert np.abs(np.load(out) - single).max() < 1e-2
+                           log_paths=[tmp_path / "a.json", tmp_path / "b.json"], cfg=CFG, seed=list(seeds.values()),
+                           device="cpu")
+    for out, (image_id, seed) in zip(outs, seeds.items()):
+        single = np.load(condense_image(store_path=store, image_id=image_id, extractor_path=ext, cfg=CFG, seed=seed,
+                                        out_path=tmp_path / f"s{image_id}.npy", log_path=tmp_path / f"s{image_id}.json"))
+        packed = np.load(out)
+        assert packed.shape == single.shape and np.abs(packed - single).max() < 1e-4
         log = json.loads(out.with_suffix(".json").read_text())
+        alone = json.loads((tmp_path / f"s{image_id}.json").read_text())
         assert log["image_id"] == image_id and log["packed_with"] == [0, 1]
+        assert log["seed"] == alone["seed"] == seed and log["instance_seed"] == alone["instance_seed"]
+    # another image's seed gives other patches: the seeds reach their images
+    other = condense_image(store_path=store, image_id=1, extractor_path=ext, cfg=CFG, seed=7,
+                           out_path=tmp_path / "o.npy", log_path=tmp_path / "o.json")
+    assert np.abs(np.load(other) - np.load(outs[1])).max() > 1e-3
+    with pytest.raises(ValueError, match="1 seeds for 2 images"):
+        condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext, out_paths=[tmp_path / "x.npy"] * 2,
+                        log_paths=[tmp_path / "x.json"] * 2, cfg=CFG, seed=[7], device="cpu")
+
+
+def test_unpacking_copies_an_images_files_to_the_single_job_paths(setup, tmp_path) -> None:
+    from idc.condense.stage import PACKED_SUFFIXES, condense_images, unpack_condensed
+
+    root, store, ext = setup
+    pack = tmp_path / "packs" / "0"
+    pack.mkdir(parents=True)
+    condense_images(store_path=store, image_ids=[0, 1], extractor_path=ext, out_paths=[pack / "a.npy", pack / "b.npy"],
+                    log_paths=[pack / "a.json", pack / "b.json"], cfg=CFG, seed=[1, 2], device="cpu")
+    outs = [tmp_path / f"b{suffix}" for suffix in PACKED_SUFFIXES]
+    unpack_condensed(pack, "b", outs)
+    for suffix, out in zip(PACKED_SUFFIXES, outs):
+        assert out.read_bytes() == (pack / f"b{suffix}").read_bytes()
+    # a pack that lacks an image's file, or holds broken patches, is refused naming the file
+    (pack / "a.snapshots.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="a.snapshots.npz"):
+        unpack_condensed(pack, "a", [tmp_path / f"a{suffix}" for suffix in PACKED_SUFFIXES])
+    np.save(pack / "b.npy", np.full((2, 3, 8, 8), np.nan, np.float32))
+    with pytest.raises(ValueError, match="b.npy"):
+        unpack_condensed(pack, "b", [tmp_path / f"c{suffix}" for suffix in PACKED_SUFFIXES])
+    assert not (tmp_path / "c.npy").exists()
 
 
 def test_stage_errors_name_the_culprit(setup, tmp_path) -> None:

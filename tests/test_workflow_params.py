@@ -30,7 +30,7 @@ from idc.workflow.datasets import (
 )
 from idc.workflow.export import export_card, export_inputs
 from idc.workflow.paths import RunPaths, alternatives
-from idc.workflow.requests import capped_cpus, capped_mem, job_resources
+from idc.workflow.requests import capped_cpus, capped_mem, job_resources, packed_resources
 from idc.workflow.run import load_run
 from idc.workflow.slices import (
     canonical,
@@ -153,6 +153,34 @@ def test_condensed_images_are_the_first_k_less_those_whose_share_is_zero():
     assert "b" not in known.images("idc")
 
 
+def test_packs_cover_every_image_of_a_run_once_in_training_order():
+    config = _config()
+    load_run(config)
+    stems = [f"im{i}" for i in range(7)]
+    # a second dataset of the same run (same variant, ratio, replicate) on fewer images: the run
+    # condenses the union, so both read the same per-image files
+    config["datasets"]["idc-3"] = {**config["datasets"]["idc"], "images": 3}
+    runs = CondensationRuns(config, TrainingImages("hr", None, stems, None))
+    ckey = runs.key("idc")
+    assert runs.key("idc-3") == ckey and runs.run_images(ckey) == stems
+    assert runs.packs(ckey, 3) == [stems[0:3], stems[3:6], stems[6:]]
+    assert runs.packs(ckey, 1) == [[s] for s in stems]
+    assert runs.packs(ckey, 64) == [stems]
+    assert [runs.pack_of(ckey, s, 3) for s in stems] == [0, 0, 0, 1, 1, 1, 2]
+    with pytest.raises(ValueError, match="image 'nope' is not condensed by the run"):
+        runs.pack_of(ckey, "nope", 3)
+    # images whose share is 0 get no job, packed or not
+    counts = [40, 1, 4, 5, 30, 2, 8]
+    known = CondensationRuns(config, TrainingImages("hr", None, stems, counts))
+    condensed = known.run_images(ckey)
+    assert sum(known.packs(ckey, 2), []) == condensed and len(condensed) < len(stems)
+
+
+def test_a_pack_folder_lies_beside_its_images_files():
+    assert PATHS.condense_pack("idc_r0.1_s0", 2) == "results/demo/condense/idc_r0.1_s0/packs/2"
+    assert PATHS.condensed("idc_r0.1_s0", "a", ".npy") == "results/demo/condense/idc_r0.1_s0/a.npy"
+
+
 def test_each_dataset_trains_on_its_own_store_or_indices_into_the_whole_store():
     datasets = {"whole": {"method": "whole", "hr_source": "real"},
                 "rand": {"method": "random", "hr_source": "real"},
@@ -237,6 +265,8 @@ def test_requests_are_capped_for_small_clusters():
     expected = {"gpu": 1, "cpus_per_task": 2, "mem_mb": 4000, "runtime": 60}
     assert job_resources(config, {"resources": res}) == expected
     assert job_resources(config, res) == expected
+    # a pack of 4 images asks for one image's GPU, CPUs and memory and 4 times its runtime
+    assert packed_resources(config, {"resources": res}, 4) == {**expected, "runtime": 240}
 
 
 def test_tables_read_every_replicate_of_their_rows(demo):

@@ -202,11 +202,13 @@ def condense_image(*, store_path: str | os.PathLike, image_id: int, extractor_pa
 
 def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], extractor_path: str | os.PathLike,
                     out_paths: Sequence[str | os.PathLike], log_paths: Sequence[str | os.PathLike],
-                    cfg: CondenseConfig | dict[str, Any], seed: int, device: str = "auto",
+                    cfg: CondenseConfig | dict[str, Any], seed: int | Sequence[int], device: str = "auto",
                     resume_dir: str | os.PathLike | None = None, progress: bool = False) -> list[Path]:
     """`condense_image` for several images packed in one optimisation loop (one extractor pass
     per step over all their synthetic patches); each image gets the same files and the same
-    instance seed as when condensed alone. One checkpoint for the pack, named after the first output."""
+    instance seed as when condensed alone. `seed`: one base seed for every image, or one per
+    image (the workflow derives each image's own, so a pack equals the single jobs it replaces).
+    One checkpoint for the pack, named after the first output."""
     from idc.archs import deterministic_inference, load_model
     from idc.data.store import PatchStore
 
@@ -214,6 +216,9 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     if not (len(image_ids) == len(out_paths) == len(log_paths)) or not image_ids:
         raise ValueError(f"need equally many (>0) image ids, outputs and logs, got "
                          f"{len(image_ids)}, {len(out_paths)}, {len(log_paths)}")
+    base_seeds = [int(seed)] * len(image_ids) if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(base_seeds) != len(image_ids):
+        raise ValueError(f"{len(base_seeds)} seeds for {len(image_ids)} images")
     store_path, extractor_path = Path(store_path), Path(extractor_path)
     out_paths, log_paths = [Path(p) for p in out_paths], [Path(p) for p in log_paths]
     for p in (store_path, extractor_path):
@@ -228,7 +233,7 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     budget = {"rule": config.budget, "ratio": float(config.ratio), "store_patches": len(store),
               "store_images": len(allocation), "store_total": int(sum(allocation.values()))}
     counts = [allocation[int(i)] for i in image_ids]
-    seeds = [derive_seed(seed, f"image-{int(i)}") for i in image_ids]
+    seeds = [derive_seed(s, f"image-{int(i)}") for s, i in zip(base_seeds, image_ids)]
     reals = []
     for image_id, n_syn in zip(image_ids, counts):
         idx = store.indices_of_image(int(image_id))
@@ -247,7 +252,8 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
                                     n_synthetic=[counts[k] for k in work], device=dev, progress=progress,
                                     resume_path=resume_path)
         results = dict(zip(work, packed))
-    for k, (image_id, instance_seed, out_path, log_path) in enumerate(zip(image_ids, seeds, out_paths, log_paths)):
+    for k, (image_id, base_seed, instance_seed, out_path, log_path) in enumerate(
+            zip(image_ids, base_seeds, seeds, out_paths, log_paths)):
         if k in results:
             synthetic, log = results[k]
         else:
@@ -256,15 +262,35 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
                         image_id, config.budget)
             synthetic = torch.zeros((0, *reals[k].shape[1:]), dtype=torch.float32)
             log = _empty_instance_log(config, len(reals[k]))
-        log.update(image_id=int(image_id), base_seed=int(seed), instance_seed=int(instance_seed),
+        log.update(image_id=int(image_id), base_seed=base_seed, instance_seed=int(instance_seed),
                    store=str(store_path), extractor=str(extractor_path), packed_with=[int(i) for i in image_ids],
                    budget=budget)
-        log["seed"] = int(seed)
+        log["seed"] = base_seed
         snapshots = log.pop("snapshots", {})
         save_synthetic(out_path, synthetic)
         save_snapshots(snapshot_path(out_path), snapshots, patch_shape=tuple(synthetic.shape[2:]))
         write_json(log_path, log)
     return out_paths
+
+
+PACKED_SUFFIXES = (".npy", ".json", ".snapshots.npz")  # what a condensation writes per image
+
+
+def unpack_condensed(pack_folder: str | os.PathLike, image: str, out_paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Copy one image's files (`PACKED_SUFFIXES`, in that order) out of a packed job's folder to
+    the paths a single job writes, so everything downstream reads one layout whatever the
+    packing. The synthetic patches are checked as every reader checks them before the copy."""
+    from idc.atomic import atomic_write_bytes
+
+    pack_folder = Path(pack_folder)
+    sources = [pack_folder / f"{image}{suffix}" for suffix in PACKED_SUFFIXES]
+    if len(out_paths) != len(sources):
+        raise ValueError(f"{len(out_paths)} output paths for {len(sources)} files of image {image}")
+    for src in sources:
+        if not src.is_file():
+            raise FileNotFoundError(f"packed condensation output not found: {src}")
+    load_synthetic(sources[0])
+    return [atomic_write_bytes(out, src.read_bytes()) for src, out in zip(sources, out_paths)]
 
 
 def upsample_and_assemble(*, synthetic_paths: Sequence[str | os.PathLike], image_ids: Sequence[int],

@@ -85,6 +85,16 @@ def match_figure(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any] 
     return None
 
 
+def packing_gain(condensation: dict[str, Any], pack: int) -> float:
+    """Instance-steps per second of `pack` images in one loop over those of one image, from the
+    table's `condensation.packing` figures: the largest measured pack size not above `pack`
+    (1.0 without figures, or when none is measured at that size)."""
+    rates = {int(k): float(v) for k, v in condensation.get("packing", {}).get("instance_steps_per_s", {}).items()}
+    if 1 not in rates:
+        return 1.0
+    return rates[max(k for k in rates if k <= pack)] / rates[1]
+
+
 def released_weights(spec: dict[str, Any], table: dict[str, Any]) -> dict[str, Any] | None:
     """The released checkpoint (``released_weights`` of the table) for a teacher spec, or None."""
     kwargs = spec.get("kwargs", {})
@@ -210,15 +220,20 @@ def plan(config: dict[str, Any], table: dict[str, Any] | None = None, *, tables:
     if runs:
         cond = table["condensation"]
         gpus = condense_gpus(config)
-        jobs = sum(n for n, _ in runs.values())
+        pack = config["condense"]["pack"]
+        rule = "condense_image" if pack == 1 else "condense_pack"
+        jobs = sum(math.ceil(n / pack) for n, _ in runs.values())
         steps = max(s for _, s in runs.values())
-        limit = config["condense"]["resources"]["runtime"] / 60
+        limit = config["condense"]["resources"]["runtime"] * pack / 60
         if gpus:
-            rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, gpus, steps * cond["ms_per_step"] / 3.6e6,
-                                None, None, limit,
-                                f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"))
+            gain = packing_gain(cond, pack)
+            basis = f"{cond['kind']}: {cond['ms_per_step']} ms/step ({cond['scale'].split(' (')[0]} scale)"
+            if pack > 1:
+                basis += f", {pack} images per job at {gain:.2f}x the instance-steps/s of one"
+            rows.append(PlanRow(rule, f"{len(runs)} runs", jobs, gpus, pack * steps * cond["ms_per_step"] / 3.6e6 / gain,
+                                None, None, limit, basis))
         else:
-            rows.append(PlanRow("condense_image", f"{len(runs)} runs", jobs, 0, limit, None, None, limit,
+            rows.append(PlanRow(rule, f"{len(runs)} runs", jobs, 0, limit, None, None, limit,
                                 "limit (CPU job: the figures are for GPUs)"))
     for rule, members in (("upsample_condensed", idc), ("relabel_dataset", relabelled)):
         by_gpus: dict[int, int] = {}

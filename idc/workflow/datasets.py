@@ -68,6 +68,7 @@ class CondensationRuns:
         self._datasets = config["datasets"]
         self._training = training
         self._settings: dict[str, CondenseConfig] = {}
+        self._pack_numbers: dict[tuple[str, int], dict[str, int]] = {}
 
     def key(self, dataset: str) -> str:
         return condense_key(self._datasets[dataset])
@@ -96,6 +97,27 @@ class CondensationRuns:
             return images
         shares = self.shares(self.key(dataset))
         return [s for s in images if shares[self._training.index[s]] > 0]
+
+    def run_images(self, ckey: str) -> list[str]:
+        """Every image the run `ckey` condenses for any of its datasets, in training order."""
+        needed = {s for d in condensation_datasets(self._datasets) if self.key(d) == ckey for s in self.images(d)}
+        return [s for s in self._training.stems if s in needed]
+
+    def packs(self, ckey: str, size: int) -> list[list[str]]:
+        """The run's images in packs of `size` (`condense.pack`), in training order: one job
+        condenses a pack in one loop. The last pack may be smaller."""
+        images = self.run_images(ckey)
+        return [images[i:i + size] for i in range(0, len(images), size)]
+
+    def pack_of(self, ckey: str, image: str, size: int) -> int:
+        """The number of the pack that condenses `image` in the run `ckey` (asked once per image
+        job while the DAG is built: the numbering is made once per run and pack size)."""
+        if (ckey, size) not in self._pack_numbers:
+            self._pack_numbers[ckey, size] = {s: n for n, pack in enumerate(self.packs(ckey, size)) for s in pack}
+        numbers = self._pack_numbers[ckey, size]
+        if image not in numbers:
+            raise ValueError(f"image {image!r} is not condensed by the run {ckey!r}")
+        return numbers[image]
 
 
 def dataset_store(paths: RunPaths, datasets: dict[str, Any], dataset: str) -> dict[str, str]:

@@ -54,6 +54,11 @@ class RunPaths:
         """An output of one image's condensation (suffix: .npy, .json, .snapshots.npz)."""
         return f"{self.results}/condense/{ckey}/{image}{suffix}"
 
+    def condense_pack(self, ckey: str, number: int | str) -> str:
+        """Folder of one packed condensation job (`condense.pack` > 1): the files of each of its
+        images, named as `condensed` names them, before they are copied there."""
+        return f"{self.results}/condense/{ckey}/packs/{number}"
+
 
 def alternatives(names: Iterable[object]) -> str:
     """A wildcard constraint that matches exactly one of `names` (the longest first, so that a name

@@ -28,3 +28,10 @@ def job_resources(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any
         "mem_mb": capped_mem(config, res["mem_mb"]),
         "runtime": res["runtime"],
     }
+
+
+def packed_resources(config: dict[str, Any], spec: dict[str, Any], pack: int) -> dict[str, Any]:
+    """Resources of a job that condenses `pack` images in one loop: those of one image's job, with
+    `pack` times its runtime (an upper bound: packing shares each step's extractor pass)."""
+    res = job_resources(config, spec)
+    return {**res, "runtime": res["runtime"] * pack}

@@ -68,6 +68,7 @@ TRAINING = RUN.training
 IMAGES = TRAINING.stems
 IMAGE_INDEX = TRAINING.index
 CONDENSATIONS = RUN.condensations
+CONDENSE_PACK = config["condense"]["pack"]  # images per condensation job
 DIV2K_OUTPUTS = {k: directory(v) for k, v in div2k_folders(config, PATHS).items()}
 TESTSETS = testsets_in_use(config)
 VALIDATION_DIR = (
@@ -94,6 +95,12 @@ derived_seed = partial(derive_seed, config["seed"])
 cpus = partial(requests.capped_cpus, config)
 mem = partial(requests.capped_mem, config)
 job_resources = partial(requests.job_resources, config)
+packed_resources = partial(requests.packed_resources, config)
+
+
+def condense_seed(ckey, image):
+    """An image's condensation seed: the same whether it is condensed alone or in a pack."""
+    return derived_seed(2, parse_condense_key(ckey)[2], IMAGE_INDEX[image])
 
 
 # ---------------------------------------------------------------- input and params functions
@@ -141,6 +148,25 @@ def get_condensed_patches(wc):
         PATHS.condensed(ckey, image, ".npy")
         for image in CONDENSATIONS.images(wc.dataset)
     ]
+
+
+def get_pack_images(wc):
+    return CONDENSATIONS.packs(wc.ckey, CONDENSE_PACK)[int(wc.pack)]
+
+
+def get_pack_image_ids(wc):
+    return [IMAGE_INDEX[s] for s in get_pack_images(wc)]
+
+
+def get_pack_seeds(wc):
+    return [condense_seed(wc.ckey, s) for s in get_pack_images(wc)]
+
+
+def get_image_pack(wc):
+    """The folder of the packed job that condenses this image."""
+    return PATHS.condense_pack(
+        wc.ckey, CONDENSATIONS.pack_of(wc.ckey, wc.image, CONDENSE_PACK)
+    )
 
 
 def get_condensed_image_ids(wc):
@@ -191,3 +217,4 @@ wildcard_constraints:
     table=alternatives(config["tables"]),
     image=alternatives(IMAGES),
     ckey=CONDENSE_KEY,
+    pack=r"\d+",

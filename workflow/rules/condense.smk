@@ -2,37 +2,83 @@
 # synthetic LR patches with an up-sampler teacher and assembly into one patch store per dataset.
 
 
-rule condense_image:
-    input:
-        store=STORE,
-        extractor=PATHS.teacher(config["condense"]["extractor"]),
-    output:
-        synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
-        log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
-        snapshots=f"{RESULTS}/condense/{{ckey}}/{{image}}.snapshots.npz",
-    log:
-        f"{RESULTS}/logs/condense_image/{{ckey}}/{{image}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/condense_image/{{ckey}}/{{image}}.tsv"
-    # Before the SR trainings that do not wait on them, so the IDC rows are not last in line.
-    priority: 10
-    group:
-        "condense"
-    conda:
-        "../../envs/idc.yaml"
-    threads: cpus(config["condense"]["resources"]["cpus"])
-    resources:
-        **job_resources(config["condense"]),
-    params:
-        cfg=get_condense_params,
-        image_id=lambda wc: IMAGE_INDEX[wc.image],
-        seed=lambda wc: derived_seed(
-            2, parse_condense_key(wc.ckey)[2], IMAGE_INDEX[wc.image]
-        ),
-        resume=lambda wc: f"{RESUME}/condense/{wc.ckey}/{wc.image}.ckpt",
-        impl=IMPL["condense"],
-    script:
-        "../scripts/condense_image.py"
+# `condense.pack: 1`: one job per image. `pack: k`: one job condenses k images in one loop
+# (condense_pack), and a local job copies each image's files to the same paths (unpack_condensed),
+# so everything downstream reads one layout whatever the packing.
+if CONDENSE_PACK == 1:
+
+    rule condense_image:
+        input:
+            store=STORE,
+            extractor=PATHS.teacher(config["condense"]["extractor"]),
+        output:
+            synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
+            log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
+            snapshots=f"{RESULTS}/condense/{{ckey}}/{{image}}.snapshots.npz",
+        log:
+            f"{RESULTS}/logs/condense_image/{{ckey}}/{{image}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/condense_image/{{ckey}}/{{image}}.tsv"
+        # Before the SR trainings that do not wait on them, so the IDC rows are not last in line.
+        priority: 10
+        group:
+            "condense"
+        conda:
+            "../../envs/idc.yaml"
+        threads: cpus(config["condense"]["resources"]["cpus"])
+        resources:
+            **job_resources(config["condense"]),
+        params:
+            cfg=get_condense_params,
+            image_id=lambda wc: IMAGE_INDEX[wc.image],
+            seed=lambda wc: condense_seed(wc.ckey, wc.image),
+            resume=lambda wc: f"{RESUME}/condense/{wc.ckey}/{wc.image}.ckpt",
+            impl=IMPL["condense"],
+        script:
+            "../scripts/condense_image.py"
+
+else:
+
+    rule condense_pack:
+        input:
+            store=STORE,
+            extractor=PATHS.teacher(config["condense"]["extractor"]),
+        output:
+            folder=directory(PATHS.condense_pack("{ckey}", "{pack}")),
+        log:
+            f"{RESULTS}/logs/condense_pack/{{ckey}}/{{pack}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/condense_pack/{{ckey}}/{{pack}}.tsv"
+        priority: 10
+        group:
+            "condense"
+        conda:
+            "../../envs/idc.yaml"
+        threads: cpus(config["condense"]["resources"]["cpus"])
+        resources:
+            **packed_resources(config["condense"], CONDENSE_PACK),
+        params:
+            cfg=get_condense_params,
+            images=get_pack_images,
+            image_ids=get_pack_image_ids,
+            seeds=get_pack_seeds,
+            resume=lambda wc: f"{RESUME}/condense/{wc.ckey}/packs/{wc.pack}",
+            impl=IMPL["condense"],
+        script:
+            "../scripts/condense_pack.py"
+
+    rule unpack_condensed:
+        input:
+            folder=get_image_pack,
+        output:
+            synthetic=f"{RESULTS}/condense/{{ckey}}/{{image}}.npy",
+            log_json=f"{RESULTS}/condense/{{ckey}}/{{image}}.json",
+            snapshots=f"{RESULTS}/condense/{{ckey}}/{{image}}.snapshots.npz",
+        log:
+            f"{RESULTS}/logs/unpack_condensed/{{ckey}}/{{image}}.log",
+        localrule: True
+        script:
+            "../scripts/unpack_condensed.py"
 
 
 rule upsample_condensed:
