@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -42,6 +43,21 @@ def test_paper_table1_counts_and_hours(paper):
     assert set(_rows(rows, "train_teacher")) == {"swinir", "mambairv2_up"}
     assert set(_rows(plan(paper, tables=["table5"]), "train_teacher")) == {"swinir", "mambairv2_up", "edsr_up",
                                                                            "swinir_up"}
+
+
+@pytest.mark.parametrize("pack,jobs,gain", [(4, 200, 16.7 / 9.2), (3, 267, 1.0), (8, 100, 16.9 / 9.2)])
+def test_packed_condensation_is_planned_per_pack_with_the_measured_gain(paper, pack, jobs, gain):
+    """k images per job: ceil(800 / k) jobs, each k images' steps at the instance-steps/s measured
+    for the largest pack size not above k (none measured between 1 and 4: no gain assumed at 3)."""
+    packed = {**paper, "condense": {**paper["condense"], "pack": pack}}
+    rows = plan(packed)
+    assert not _rows(rows, "condense_image")
+    row = _rows(rows, "condense_pack")["1 runs"]
+    assert row.jobs == jobs
+    assert row.hours == pytest.approx(pack * 20_000 * 0.0682 / 3600 / gain)
+    assert row.limit_h == pytest.approx(pack * paper["condense"]["resources"]["runtime"] / 60)
+    single = _rows(plan(paper), "condense_image")["1 runs"]
+    assert row.gpu_hours == pytest.approx(single.gpu_hours * math.ceil(800 / pack) * pack / 800 / gain)
 
 
 def test_paper_config_fits_80gb_gpus(paper):
@@ -175,6 +191,8 @@ def test_cli_refuses_a_config_that_is_not_a_mapping(tmp_path, text, message):
     ("{condensation: {}}", "entry sr_training is missing"),
     ("{sr_training: [], condensation: {kind: measured}}", "condensation.ms_per_step is missing or not a"),
     ("{sr_training: [3], condensation: {}}", "sr_training[0] must be a mapping"),
+    ("{sr_training: [], condensation: {kind: measured, ms_per_step: 1, scale: s, packing: {instance_steps_per_s:"
+     " {4: 2.0}}}}", "condensation.packing.instance_steps_per_s must map pack sizes (1 included)"),
 ])
 def test_cli_refuses_a_malformed_throughput_table(tmp_path, text, message):
     path = tmp_path / "throughput.yaml"

@@ -54,7 +54,20 @@ def load_table(path: str | Path = TABLE_PATH) -> dict[str, Any]:
                 if not isinstance(entry.get(field), kind) or isinstance(entry.get(field), bool):
                     raise ValueError(f"throughput table {path}: {where}.{field} is missing or not a "
                                      f"{getattr(kind, '__name__', 'number')}")
+    _check_packing(path, table["condensation"].get("packing"))
     return table
+
+
+def _check_packing(path: str | Path, packing: Any) -> None:
+    """`condensation.packing` is optional; where given, instance-steps/s per pack size, 1 included."""
+    if packing is None:
+        return
+    rates = packing.get("instance_steps_per_s") if isinstance(packing, dict) else None
+    if not (isinstance(rates, dict) and 1 in rates and all(
+            isinstance(k, int) and k >= 1 and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for k, v in rates.items())):
+        raise ValueError(f"throughput table {path}: condensation.packing.instance_steps_per_s must map pack "
+                         f"sizes (1 included) to positive instance-steps per second")
 
 
 @dataclass
