@@ -1,13 +1,22 @@
 """Milliseconds per IDC optimisation step, with a breakdown, for the plain and the fast path.
 
+Every figure comes from the condenser's own loop (`idc.condense.condenser.condense_instance`, the
+loop the workflow runs) through its timing hooks (`idc.condense.timing.StepTimer`), with every
+path's switch set as a `CondenseConfig` setting: `fast_path`, `allow_tf32`, `fused_attention`,
+`freq_resample_every`, `compile_extractor`.
+
 Paper scale (`--scale paper`): N=151 real 64x64 LR patches, n=16 synthetic (ceil(0.1 N)),
 SwinIR-light x4 extractor (randomly initialised: timing does not depend on the weights), RLFF with
 k=7 and 256 sampled channels, p=4, 1024 frequencies, 16 groups. Reduced scale (`--scale cpu`):
 N=40 16x16 patches (n=4), 64 channels, 256 frequencies, 16 groups, same extractor.
 
-The step is timed in its heaviest regime: every synthetic local patch grouped and paired. The
-plain path loops over the groups in Python; the fast path uses the vectorised group/pair losses
-(and optionally a compiled extractor, TF32, the extractor's attention through SDPA). Both are checked to give equal losses.
+The step is timed in its heaviest regime: no warm-up, one grouping event at step 0 and a pairing
+event at step 1, so that every later step has every synthetic local patch grouped and paired.
+One run per path: `--warmup` steps (2 at least: the events), then `--steps` steps timed whole
+(one device synchronisation per step: `ms_per_step`), then `--steps` steps timed part by part
+(`breakdown_ms`, a synchronisation per part), then the last step, which logs. The plain path
+loops over the groups in Python; the fast path uses the vectorised group/pair losses; the two are
+checked to give equal losses over the first steps of the loop.
 
 One JSON line per path goes to `--jsonl` as it is measured (bench/partlog.py); `--compile` times
 the compiled path in a child process killed at `--compile-seconds`.
@@ -25,6 +34,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,26 +42,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.partlog import PartLog, run_in_child  # noqa: E402
 from idc.archs import set_fused_attention  # noqa: E402
+from idc.condense.condenser import condense_instance  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
-from idc.condense.features import LocalFeatures  # noqa: E402
-from idc.condense.grouping import ProgressiveAssigner, kmeans, patch_descriptors  # noqa: E402
-from idc.condense.losses import (  # noqa: E402
-    instance_and_group_losses,
-    instance_and_group_losses_looped,
-    normalise_samples,
-    pair_loss,
-    pair_loss_looped,
-    real_cf_stats,
-    sample_frequencies,
-)
+from idc.condense.timing import StepTimer  # noqa: E402
 from idc.device import resolve_device  # noqa: E402
-from idc.runloop import derive_seed  # noqa: E402
 
 SCALES = {
     "paper": dict(n_real=151, size=64, channels=256, num_freqs=1024, groups=16, kernel=7, patch=4),
     "cpu": dict(n_real=40, size=16, channels=64, num_freqs=256, groups=16, kernel=7, patch=4),
 }
-
+# The heaviest regime from step 2 on (see the docstring); no diagnostics, snapshots or
+# checkpoints, and one log record at each end of the run. ceil_per_image: n = ceil(0.1 N), the
+# larger of the two counts an image of N patches can get under the equal budget (floor or ceil of
+# r N), as the timings in docs/performance.md use.
+REGIME = dict(warmup=0, assign_times=1, assign_interval=1, budget="ceil_per_image", diagnostics=False,
+              snapshot_patches=0, checkpoint_every=0, log_every=10**6, milestones=[10**6 - 1])
+EVENT_STEPS = 2  # steps 0 and 1 hold the events: never timed
 
 # The product's SwinIR at a toy width and depth: a smoke run on a CPU times the same code paths.
 SWINIR_TOY = dict(upscale=4, in_chans=3, img_range=1.0, depths=[2], embed_dim=16, num_heads=[2], window_size=8,
@@ -67,197 +73,95 @@ def build_extractor(name: str, size: int) -> torch.nn.Module:
     return build_model("swinir_light_x4", img_size=size)
 
 
-class Bench:
-    def __init__(self, scale: str, device: torch.device, extractor: str, seed: int = 0) -> None:
-        s = SCALES[scale]
-        self.device = device
-        # ceil_per_image: n = ceil(0.1 N), the larger of the two counts an image of N patches can get
-        # under the equal budget (floor or ceil of r N), as the timings in docs/performance.md use.
-        self.cfg = CondenseConfig.from_dict(dict(channels=s["channels"], num_freqs=s["num_freqs"], groups=s["groups"],
-                                                 kernel=s["kernel"], patch=s["patch"], warmup=0, assign_times=1,
-                                                 budget="ceil_per_image"))
-        g = torch.Generator().manual_seed(seed)
-        self.real = torch.rand(s["n_real"], 3, s["size"], s["size"], generator=g).to(device)
-        self.n_syn = self.cfg.n_synthetic(s["n_real"])
-        self.ext = build_extractor(extractor, s["size"]).to(device).eval()
-        for p in self.ext.parameters():
-            p.requires_grad_(False)
-        cfg = self.cfg
-        with torch.no_grad():
-            f_real = torch.cat([self.ext.features(self.real[i:i + 32]) for i in range(0, len(self.real), 32)])
-        self.local = LocalFeatures.build(cfg, f_real.shape[1], seed=derive_seed(seed, "filters"), device=device)
-        self.local.fit_real(f_real)
-        with torch.no_grad():
-            self.real_samples = normalise_samples(self.local.samples(f_real, real=True))
-        self.per_patch, self.dim = self.real_samples.shape[1:]
-        self.real_flat = self.real_samples.reshape(-1, self.dim)
-        desc, self.real_patch = patch_descriptors(f_real, cfg.patch)
-        cent, labels = kmeans(desc, cfg.groups, generator=torch.Generator(device=device).manual_seed(1))
-        self.real_seg = labels.repeat_interleave(self.per_patch)
-        self.syn = torch.nn.Parameter(torch.rand(self.n_syn, 3, s["size"], s["size"], generator=g).to(device))
-        n_syn_patches = self.real_samples.shape[0] // s["n_real"] * self.n_syn
-        self.scale_p = torch.nn.Parameter(torch.zeros(n_syn_patches, self.dim, device=device))
-        self.shift_p = torch.nn.Parameter(torch.zeros(n_syn_patches, self.dim, device=device))
-        self.opt = torch.optim.Adam([self.syn, self.scale_p, self.shift_p], lr=cfg.lr)
-        # group everything, then pair everything (two assignment events)
-        self.assigner = ProgressiveAssigner(groups=cfg.groups, assign_times=1, use_pair=True, order="nearest",
-                                            pairing="hungarian", real_labels=labels, centroids=cent,
-                                            n_syn=n_syn_patches)
-        with torch.no_grad():
-            sd, sp = patch_descriptors(self.ext.features(self.syn), cfg.patch)
-        self.assigner.run_event(sd, sp, self.real_patch)
-        self.assigner.run_event(sd, sp, self.real_patch)
-        self.paired = (self.assigner.syn_pair >= 0).nonzero().flatten()
-        self.syn_seg = self.assigner.syn_group.repeat_interleave(self.per_patch)
-        self.freq_gen = torch.Generator(device=device).manual_seed(2)
-        self.features = self.ext.features
-        self.freq_reuse, self.calls, self.cached = 1, 0, None  # freq_resample_every of the fast path
-        self.info = {"n_real": s["n_real"], "n_synthetic": self.n_syn, "size": s["size"],
-                     "real_samples": int(self.real_flat.shape[0]), "synthetic_samples": n_syn_patches * self.per_patch,
-                     "dim": int(self.dim), "num_freqs": cfg.num_freqs, "groups": cfg.groups,
-                     "extractor": type(self.ext).__name__,
-                     "extractor_params": sum(p.numel() for p in self.ext.parameters())}
+def bench_config(scale: str, steps: int, **switches: Any) -> CondenseConfig:
+    """The product's settings at `scale` in the timed regime, with a path's switches."""
+    s = SCALES[scale]
+    return CondenseConfig.from_dict({k: s[k] for k in ("channels", "num_freqs", "groups", "kernel", "patch")}
+                                    | REGIME | {"steps": steps} | switches)
 
-    def sync(self) -> None:
-        if self.device.type == "cuda":
+
+def real_patches(scale: str, device: torch.device, seed: int = 0) -> torch.Tensor:
+    s = SCALES[scale]
+    return torch.rand(s["n_real"], 3, s["size"], s["size"], generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def info(scale: str, extractor: str) -> dict[str, Any]:
+    s, cfg = SCALES[scale], bench_config(scale, 1)
+    ext = build_extractor(extractor, s["size"])
+    return {"n_real": s["n_real"], "n_synthetic": cfg.n_synthetic(s["n_real"]), "size": s["size"],
+            "channels": cfg.channels, "num_freqs": cfg.num_freqs, "groups": cfg.groups, "patch": cfg.patch,
+            "extractor": type(ext).__name__, "extractor_params": sum(p.numel() for p in ext.parameters()),
+            "timed_loop": "idc.condense.condenser.condense_instance (StepTimer hooks)"}
+
+
+def time_path(scale: str, device: torch.device, extractor: str, *, steps: int, warm: int,
+              how: str = "auto", **switches: Any) -> dict[str, Any]:
+    """One run of the product loop with `switches`: the step time over `steps` steps timed whole
+    (`how`: mean on CUDA, over queued work; min on a CPU, the least disturbed step of a shared
+    machine), the parts' means over the next `steps`, the first step (compilation, allocator
+    growth) and the run's wall time, set-up included."""
+    warm = max(warm, EVENT_STEPS)
+    total = warm + 2 * steps + 1
+    timer = StepTimer(device, parts_from=warm + steps)
+    real = real_patches(scale, device)
+    ext = build_extractor(extractor, SCALES[scale]["size"])
+    t0 = time.perf_counter()
+    condense_instance(real, ext, bench_config(scale, total, **switches), seed=0, device=device, progress=False,
+                      timer=timer)
+    run_s = time.perf_counter() - t0
+    how = how if how != "auto" else ("mean" if device.type == "cuda" else "min")
+    whole = timer.summary(warm, warm + steps, how=how)
+    parts = timer.summary(warm + steps, warm + 2 * steps)
+    return {"ms_per_step": whole["ms_per_step"], "breakdown_ms": parts["parts_ms"],
+            "breakdown_step_ms": parts["ms_per_step"], "first_step_ms": round(timer.records[0]["step"], 1),
+            "run_seconds": round(run_s, 2), "extractor_fwd_bwd_alone_ms":
+                extractor_alone(ext, real[:bench_config(scale, 1).n_synthetic(len(real))], switches, reps=steps)}
+
+
+def extractor_alone(ext: torch.nn.Module, patches: torch.Tensor, switches: dict[str, Any], *, reps: int) -> float:
+    """The product extractor's forward + backward to its input on `patches` (its share of a step),
+    ms per pass, with the path's attention and TF32 switches."""
+    device = patches.device
+    ext = ext.to(device).eval()
+    for p in ext.parameters():
+        p.requires_grad_(False)
+    set_fused_attention(ext, bool(switches.get("fused_attention")))
+    tf32 = device.type == "cuda" and bool(switches.get("allow_tf32"))
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        def once() -> None:
+            x = patches.detach().clone().requires_grad_(True)
+            ext.features(x).square().mean().backward()
+
+        once()
+        if device.type == "cuda":
             torch.cuda.synchronize()
-
-    def losses(self, fast: bool, t: torch.Tensor | None = None):
-        cfg = self.cfg
-        reuse = t is None and fast and self.freq_reuse > 1
-        if reuse and self.cached is not None and self.calls % self.freq_reuse != 0:
-            t, stats = self.cached  # frequencies kept: the real side's statistics too
-        else:
-            if t is None:
-                t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
-            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk) if fast else None
-            if reuse:
-                self.cached = (t, stats)
-        self.calls += 1
-        syn = normalise_samples(self.local.samples(self.features(self.syn), real=False))
-        return self.losses_of_samples(syn, t, stats, fast)
-
-    def losses_of_samples(self, syn: torch.Tensor, t: torch.Tensor, stats, fast: bool):
-        """The three losses of normalised synthetic samples; `stats`: the real side (fast path)."""
-        cfg = self.cfg
-        flat = syn.reshape(-1, self.dim)
-        if fast:
-            li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
-            pl = pair_loss
-        else:
-            li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
-                                                      cfg.groups, cfg.alpha, cfg.beta)
-            pl = pair_loss_looped
-        p = self.paired
-        lp, reg = pl(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
-                     self.scale_p[p], self.shift_p[p])
-        total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
-        return total, {"loss_ins": li, "loss_group": lg, "loss_pair": lp}
-
-    def step(self, fast: bool) -> None:
-        total, _ = self.losses(fast)
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
-        with torch.no_grad():
-            self.syn.clamp_(0, 1)
-
-    def time_steps(self, fast: bool, steps: int, warm: int, mean: bool = False) -> float:
-        """GPU: mean over `steps` queued steps (one sync at the end). CPU: the fastest step (the
-        least disturbed by other processes on a shared machine), or the mean where steps differ."""
-        for _ in range(warm):
-            self.step(fast)
-        self.sync()
-        if self.device.type == "cuda":
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                self.step(fast)
-            self.sync()
-            return (time.perf_counter() - t0) * 1000 / steps
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            self.step(fast)
-            times.append((time.perf_counter() - t0) * 1000)
-        return float(sum(times) / len(times) if mean else min(times))
-
-    def breakdown(self, fast: bool, reps: int) -> dict[str, float]:
-        """Per-section ms with a synchronisation after each section (adds a little overhead)."""
-        cfg = self.cfg
-        acc: dict[str, float] = {}
-
-        def tick(name: str, t0: float) -> float:
-            self.sync()
-            now = time.perf_counter()
-            acc[name] = acc.get(name, 0.0) + (now - t0) * 1000 / reps
-            return now
-
-        for _ in range(reps):
-            self.sync()
-            t0 = time.perf_counter()
-            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
-            f = self.features(self.syn)
-            t0 = tick("extractor_fwd", t0)
-            syn = normalise_samples(self.local.samples(f, real=False))
-            flat = syn.reshape(-1, self.dim)
-            t0 = tick("rlff_unfold", t0)
-            if fast:
-                stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
-                t0 = tick("real_cf_stats", t0)
-                li, lg = instance_and_group_losses(flat, self.syn_seg, stats, t, cfg.groups, cfg.alpha, cfg.beta)
-                t0 = tick("loss_ins_group", t0)
-            else:  # the real side is recomputed inside the per-group loop
-                li, lg = instance_and_group_losses_looped(flat, self.syn_seg, self.real_flat, self.real_seg, t,
-                                                          cfg.groups, cfg.alpha, cfg.beta)
-                t0 = tick("loss_ins_group", t0)
-            p = self.paired
-            fn = pair_loss if fast else pair_loss_looped
-            lp, reg = fn(self.real_samples[self.assigner.syn_pair[p]], syn[p], self.assigner.syn_group[p], cfg.groups,
-                         self.scale_p[p], self.shift_p[p])
-            t0 = tick("loss_pair", t0)
-            total = cfg.w_ins * li + cfg.w_group * lg + cfg.w_pair * (lp + cfg.deform_l2 * reg)
-            self.opt.zero_grad(set_to_none=True)
-            total.backward()
-            t0 = tick("backward_all", t0)
-            self.opt.step()
-            with torch.no_grad():
-                self.syn.clamp_(0, 1)
-            tick("optimiser", t0)
-        # the extractor alone, forward + backward to the input (its share of a step)
-        self.sync()
         t0 = time.perf_counter()
         for _ in range(reps):
-            x = self.syn.detach().clone().requires_grad_(True)
-            self.features(x).square().mean().backward()
-        self.sync()
-        acc["extractor_fwd_bwd_alone"] = (time.perf_counter() - t0) * 1000 / reps
-        return {k: round(v, 3) for k, v in acc.items()}
+            once()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return round((time.perf_counter() - t0) * 1000 / reps, 3)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
-    def time_losses(self, fast: bool, reps: int) -> float:
-        """Fastest of `reps` runs (ms) of the three losses alone (forward + backward to the synthetic samples), the
-        part the vectorisation changes; the extractor is left out."""
-        cfg = self.cfg
-        with torch.no_grad():
-            base = normalise_samples(self.local.samples(self.features(self.syn), real=False))
-        times = []
-        for _ in range(reps + 1):
-            syn = base.clone().requires_grad_(True)
-            self.sync()
-            t0 = time.perf_counter()
-            t = sample_frequencies(cfg.num_freqs, self.dim, std=1.0, generator=self.freq_gen, device=self.device)
-            stats = real_cf_stats(self.real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk) if fast else None
-            self.losses_of_samples(syn, t, stats, fast)[0].backward()
-            self.sync()
-            times.append((time.perf_counter() - t0) * 1000)
-        return round(float(min(times[1:])), 3)
 
-    def check_equal(self) -> dict[str, float]:
-        gen = torch.Generator(self.device).manual_seed(9)
-        t = sample_frequencies(self.cfg.num_freqs, self.dim, std=1.0, generator=gen, device=self.device)
-        with torch.no_grad():
-            _, a = self.losses(True, t)
-            _, b = self.losses(False, t)
-        return {k: float((a[k] - b[k]).abs() / (b[k].abs() + 1e-12)) for k in a}
+def loss_differences(scale: str, device: torch.device, extractor: str, reference: dict[str, Any],
+                     other: dict[str, Any], steps: int = 2) -> dict[str, float]:
+    """Largest relative difference of each loss over the first `steps` steps of the product loop
+    (grouping at step 0, pairing at 1: every loss by step 1), between two switch sets from the
+    same start; later steps would add the compounding of the updates' own rounding."""
+    records = []
+    for switches in (reference, other):
+        cfg = bench_config(scale, steps, **{**switches, "log_every": 1})
+        _, log = condense_instance(real_patches(scale, device), build_extractor(extractor, SCALES[scale]["size"]),
+                                   cfg, seed=0, device=device, progress=False)
+        records.append(log["steps"])
+    out = {}
+    for key in ("loss_ins", "loss_group", "loss_pair"):
+        out[key] = max(abs(a[key] - b[key]) / (abs(a[key]) + 1e-12) for a, b in zip(*records))
+    return out
 
 
 def _per_step_figures(rec: dict) -> dict:
@@ -267,20 +171,28 @@ def _per_step_figures(rec: dict) -> dict:
 
 
 def compiled_path(scale: str, device: str, extractor: str, steps: int, warm: int) -> dict:
-    """The fast path with a torch.compile'd extractor, timed in a fresh process (run_in_child: the
-    parent kills it at its deadline, however long compiling takes)."""
-    bench = Bench(scale, torch.device(device), extractor)
-    bench.features = torch.compile(bench.ext.features)
-    t0 = time.perf_counter()
-    bench.step(True)
-    bench.sync()
-    compile_s = time.perf_counter() - t0
-    return {"ms_per_step": round(bench.time_steps(True, steps, warm), 3), "compile_seconds": round(compile_s, 1),
-            "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}
+    """The fast path with the extractor compiled (`compile_extractor`), timed in a fresh process
+    (run_in_child: the parent kills it at its deadline, however long compiling takes). Compiling
+    happens in the first step, which `first_step_ms` holds."""
+    rec = time_path(scale, torch.device(device), extractor, steps=steps, warm=warm, compile_extractor=True)
+    rec["compile_seconds"] = round(rec["first_step_ms"] / 1000, 1)
+    return rec
 
 
-def _tf32(on: bool) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+def plan_paths(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, switches, how the step time is taken) of every timed path, in order."""
+    paths = [] if args.skip_plain else [("plain", {"fast_path": False}, "auto")]
+    paths.append(("fast", {}, "auto"))
+    if args.tf32:
+        paths.append(("fast_tf32", {"allow_tf32": True}, "auto"))
+    if args.freq_reuse > 1:
+        # Drawing steps cost more than cached ones: means over whole periods.
+        paths.append((f"fast_freq_reuse{args.freq_reuse}", {"freq_resample_every": args.freq_reuse}, "mean"))
+    if args.fused_attention:
+        paths.append(("fast_fused_attention", {"fused_attention": True}, "auto"))
+        if args.tf32:
+            paths.append(("fast_fused_attention_tf32", {"fused_attention": True, "allow_tf32": True}, "auto"))
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--extractor", choices=["swinir_light", "swinir_toy"], default="swinir_light")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 GPU / 3 CPU)")
-    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None, help="timed steps, whole and by parts (default 20 GPU / 3 CPU)")
+    ap.add_argument("--warmup", type=int, default=None, help=f"steps before the timed ones (at least {EVENT_STEPS})")
     ap.add_argument("--compile", action="store_true",
                     help="also time the fast path with torch.compile (in a child process, see --compile-seconds)")
     ap.add_argument("--compile-seconds", type=float, default=300,
@@ -309,78 +221,33 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
-    warm = args.warmup if args.warmup is not None else (3 if gpu else 1)
-    plan = ["check_fast_vs_plain"] + ([] if args.skip_plain else ["plain"]) + ["fast"]
-    plan += ["fast_tf32"] if args.tf32 else []
-    plan += [f"fast_freq_reuse{args.freq_reuse}"] if args.freq_reuse > 1 else []
-    plan += ["fast_fused_attention"] if args.fused_attention else []
-    plan += ["fast_fused_attention_tf32"] if args.fused_attention and args.tf32 else []
-    plan += ["fast_compiled"] if args.compile else []
+    warm = max(EVENT_STEPS, args.warmup if args.warmup is not None else (3 if gpu else EVENT_STEPS))
+    paths = plan_paths(args)
+    plan = ["check_fast_vs_plain"] + [name for name, _, _ in paths] + (["fast_compiled"] if args.compile else [])
     cpu_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     head = {"scale": args.scale, "device": torch.cuda.get_device_name(device) if gpu else cpu_name,
             "torch": torch.__version__}
     log = PartLog(args.jsonl, plan=plan, **head)
-    bench = Bench(args.scale, device, args.extractor)
-    out = {**head, **bench.info, "timed_steps": steps, "paths": {}}
-    log.write({"info": {**bench.info, "timed_steps": steps}})
-    no_tf32 = "TF32 is a CUDA feature: nothing to time on this device"
+    about = info(args.scale, args.extractor)
+    out = {**head, **about, "timed_steps": steps, "warmup_steps": warm, "paths": {}}
+    log.write({"info": {**about, "timed_steps": steps, "warmup_steps": warm}})
     with log.path("check_fast_vs_plain") as rec:
-        rec["loss_relative_difference"] = out["loss_relative_difference_fast_vs_plain"] = bench.check_equal()
-    for name, fast in [(p, p == "fast") for p in plan if p in ("plain", "fast")]:
+        rec["loss_relative_difference"] = out["loss_relative_difference_fast_vs_plain"] = loss_differences(
+            args.scale, device, args.extractor, {}, {"fast_path": False})
+    for name, switches, how in paths:
+        if "allow_tf32" in switches and not gpu:
+            log.skip(name, "TF32 is a CUDA feature: nothing to time on this device")
+            continue
         with log.path(name) as rec:
-            rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(fast, steps, warm), 3),
-                                          "losses_only_ms": bench.time_losses(fast, max(5, steps)),
-                                          "breakdown_ms": bench.breakdown(fast, max(1, steps // 2))}))
+            rec["switches"] = switches
+            if switches.get("fused_attention"):
+                diff = loss_differences(args.scale, device, args.extractor, {}, {"fused_attention": True})
+                rec["loss_relative_difference_vs_explicit_attention"] = diff
+                out.setdefault("loss_relative_difference_fused_vs_explicit_attention", diff)
+            n = 2 * switches["freq_resample_every"] if "freq_resample_every" in switches else steps
+            rec.update(_per_step_figures(time_path(args.scale, device, args.extractor, steps=n, warm=warm, how=how,
+                                                   **switches)))
             out["paths"][name] = rec
-    if args.tf32 and not gpu:
-        log.skip("fast_tf32", no_tf32)
-    elif args.tf32:
-        with log.path("fast_tf32") as rec:
-            _tf32(True)
-            try:
-                rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                              "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
-            finally:
-                _tf32(False)
-            out["paths"]["fast_tf32"] = rec
-    if args.freq_reuse > 1:
-        with log.path(f"fast_freq_reuse{args.freq_reuse}") as rec:
-            # Cached steps are cheaper than drawing ones: means over whole periods, for both paths.
-            n = 2 * args.freq_reuse
-            fast_mean = bench.time_steps(True, n, warm, mean=True)
-            bench.freq_reuse, bench.calls, bench.cached = args.freq_reuse, 0, None
-            try:
-                rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, n, warm, mean=True), 3),
-                                              "fast_mean_ms_same_run": round(fast_mean, 3)}))
-            finally:
-                bench.freq_reuse = 1
-            out["paths"][f"fast_freq_reuse{args.freq_reuse}"] = rec
-    if args.fused_attention:
-        with log.path("fast_fused_attention") as rec:
-            gen = torch.Generator(device).manual_seed(9)
-            t = sample_frequencies(bench.cfg.num_freqs, bench.dim, std=1.0, generator=gen, device=device)
-            with torch.no_grad():
-                _, explicit = bench.losses(True, t)
-                set_fused_attention(bench.ext, True)
-                _, fused = bench.losses(True, t)
-            diff = {k: float((fused[k] - explicit[k]).abs() / (explicit[k].abs() + 1e-12)) for k in fused}
-            out["loss_relative_difference_fused_vs_explicit_attention"] = diff
-            rec["loss_relative_difference_vs_explicit_attention"] = diff
-            rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                          "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
-            out["paths"]["fast_fused_attention"] = rec
-        if args.tf32 and not gpu:
-            log.skip("fast_fused_attention_tf32", no_tf32)
-        elif args.tf32:
-            with log.path("fast_fused_attention_tf32") as rec:
-                _tf32(True)
-                try:
-                    rec.update(_per_step_figures({"ms_per_step": round(bench.time_steps(True, steps, warm), 3),
-                                                  "breakdown_ms": bench.breakdown(True, max(1, steps // 2))}))
-                finally:
-                    _tf32(False)
-                out["paths"]["fast_fused_attention_tf32"] = rec
-        set_fused_attention(bench.ext, False)
     if args.compile:
         with log.path("fast_compiled") as rec:
             status, value = run_in_child(compiled_path, dict(scale=args.scale, device=str(device),

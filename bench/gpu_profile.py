@@ -3,9 +3,10 @@
 Each table lists the top operators and kernels (15 by default) by self device time on CUDA, by
 self CPU time on a CPU, of one step after warm-up steps, through the product's own code:
 
-- `condense_step`: the fast path of `bench/condense_step.py`'s `Bench.step` (the product's
-  losses, grouping, pairing and Random Local Fourier features; paper scale on CUDA), and
-  `condense_step_fused_attention` with the extractor's window attention through SDPA;
+- `condense_step`: one step of the condenser's own loop (`condense_instance`, fast path), in the
+  regime and at the sizes of `bench/condense_step.py` (every patch grouped and paired; paper
+  scale on CUDA), and `condense_step_fused_attention` with the extractor's window attention
+  through SDPA (`fused_attention`); the profiler starts and stops through the loop's step hook;
 - `sr_<preset>`: `idc.sr.train.train_step` of EDSR, SwinIR and MambaIRv2 light x4 (batch 16, LR 64
   on CUDA, with the training's autocast), MambaIRv2 once with the pure-PyTorch selective scan and
   once with mamba-ssm's CUDA kernel (recorded as skipped where it is not installed or off CUDA).
@@ -33,12 +34,14 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.condense_step import Bench  # noqa: E402
+from bench.condense_step import EVENT_STEPS, bench_config, build_extractor, real_patches  # noqa: E402
 from bench.gpu_sr_check import LIGHT, TOY_KWARGS  # noqa: E402
 from bench.partlog import PartLog  # noqa: E402
-from idc.archs import build_model, resolve, set_fused_attention  # noqa: E402
+from idc.archs import build_model, resolve  # noqa: E402
 from idc.archs import mambairv2 as mambairv2_module  # noqa: E402
 from idc.archs.selective_scan import cuda_kernel, selective_scan  # noqa: E402
+from idc.condense.condenser import condense_instance  # noqa: E402
+from idc.condense.timing import StepTimer  # noqa: E402
 from idc.sr.config import TrainConfig  # noqa: E402
 from idc.sr.train import _amp_dtype, build_state, train_step  # noqa: E402
 
@@ -64,6 +67,27 @@ def profile_step(step: Callable[[], None], device: torch.device, warmup: int) ->
     with profile(activities=activities) as prof:
         step()
         sync(device)
+    return prof
+
+
+def profile_condense_step(scale: str, extractor: str, device: torch.device, warmup: int, **switches) -> profile:
+    """Step `warmup` (after the events, at least step 2) of the condenser's loop under the profiler:
+    the loop's step hook starts it after the steps before and stops it after that one."""
+    warmup = max(warmup, EVENT_STEPS)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    prof = profile(activities=activities)
+    done = [0]
+
+    def after_step() -> None:  # the timer has synchronised the device at the step's end
+        done[0] += 1
+        if done[0] == warmup:
+            prof.start()
+        elif done[0] == warmup + 1:
+            prof.stop()
+
+    cfg = bench_config(scale, warmup + 2, **switches)
+    condense_instance(real_patches(scale, device), build_extractor(extractor, real_patches(scale, "cpu").shape[-1]),
+                      cfg, seed=0, device=device, progress=False, timer=StepTimer(device, after_step=after_step))
     return prof
 
 
@@ -140,28 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     log = PartLog(args.jsonl, plan=plan, device=name, torch=torch.__version__, scale=args.scale,
                   sorted_by="self device time" if cuda else "self CPU time", rows=args.rows)
 
-    def record(path: str, step: Callable[[], None], title: str, rec: dict) -> None:
+    def record(path: str, step: Callable[[], None] | Callable[[], profile], title: str, rec: dict,
+               profiled: bool = False) -> None:
         t0 = time.perf_counter()
-        prof = profile_step(step, device, args.warmup)
+        prof = step() if profiled else profile_step(step, device, args.warmup)
         table = args.out_dir / f"profile_{path}.txt"
         rec["top"] = write_table(prof, cuda, table, f"{title} ({name}, torch {torch.__version__})", args.rows)
         rec["table"] = table.name
         rec["profiled_seconds"] = round(time.perf_counter() - t0, 2)
 
-    bench = None
-    with log.path("condense_step") as rec:
-        bench = Bench(sc["condense_scale"], device, sc["extractor"])
-        rec.update(bench.info)
-        record("condense_step", lambda: bench.step(True), "one condensation step, fast path", rec)
-    with log.path("condense_step_fused_attention") as rec:
-        if bench is None:
-            raise RuntimeError("the condensation bench was not built (see condense_step)")
-        set_fused_attention(bench.ext, True)
-        record("condense_step_fused_attention", lambda: bench.step(True),
-               "one condensation step, fast path, attention through SDPA", rec)
-    bench = None  # its tensors freed before the SR models are built
-    if cuda:
-        torch.cuda.empty_cache()
+    for path, switches, title in (
+            ("condense_step", {}, "one condensation step, fast path"),
+            ("condense_step_fused_attention", {"fused_attention": True},
+             "one condensation step, fast path, attention through SDPA")):
+        with log.path(path) as rec:
+            rec["switches"] = switches
+            record(path, functools.partial(profile_condense_step, sc["condense_scale"], sc["extractor"], device,
+                                           args.warmup, **switches), title, rec, profiled=True)
+        if cuda:
+            torch.cuda.empty_cache()
 
     shape = f"batch {sc['batch']}, LR {sc['lr_size']}x{sc['lr_size']}" + (", toy width" if sc["toy"] else "")
     for preset in LIGHT:

@@ -73,7 +73,8 @@ def condense_step_figures(records: dict[str, dict]) -> dict:
         ms = rec["ms_per_step"]
         out[name] = {"ms_per_step": ms, "steps_per_second": round(1000 / ms, 2),
                      "speedup_vs_plain": round(plain / ms, 2) if plain else None,
-                     "extractor_fwd_bwd_ms": rec.get("breakdown_ms", {}).get("extractor_fwd_bwd_alone")}
+                     "extractor_fwd_bwd_ms": rec.get("extractor_fwd_bwd_alone_ms"),
+                     "breakdown_ms": rec.get("breakdown_ms")}
     check = records.get("check_fast_vs_plain", {}).get("loss_relative_difference")
     if check:
         out["loss_relative_difference_fast_vs_plain"] = max(check.values())

@@ -37,6 +37,7 @@ from idc.condense.config import CondenseConfig
 from idc.condense.diagnostics import plateau_step
 from idc.condense.extractor import FeatureCall, LayerTap, frozen_extractor
 from idc.condense.instance import Instance, NonFiniteLossError, dihedral
+from idc.condense.timing import NO_TIMER, NoTimer
 from idc.progress import format_duration
 from idc.runloop import RunInterrupted, StopFlag, stop_signals
 
@@ -89,6 +90,7 @@ def condense_instance(
     resume_path: str | os.PathLike | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
     n_synthetic: int | None = None,
+    timer: NoTimer = NO_TIMER,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Condense one instance. Returns (synthetic (n, 3, h, w) float32 in [0,1] on the CPU, log).
 
@@ -98,11 +100,12 @@ def condense_instance(
     `cfg.checkpoint_every` steps and when SIGTERM/SIGUSR1 arrives (then CondensationInterrupted is
     raised at the next step boundary); an existing checkpoint is resumed. A non-finite loss raises
     NonFiniteLossError naming the step. `on_log(record)` is called for every logged step.
+    `timer` (idc.condense.timing.StepTimer) times every step and its parts, for benchmarks.
     """
     wrapped = None if on_log is None else (lambda index, record: on_log(record))
     return condense_instances([real_lr], extractor, cfg, seeds=[seed], device=device, progress=progress,
                               resume_path=resume_path, on_log=wrapped,
-                              n_synthetic=None if n_synthetic is None else [n_synthetic])[0]
+                              n_synthetic=None if n_synthetic is None else [n_synthetic], timer=timer)[0]
 
 
 def condense_instances(
@@ -116,6 +119,7 @@ def condense_instances(
     resume_path: str | os.PathLike | None = None,
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
     n_synthetic: list[int] | None = None,
+    timer: NoTimer = NO_TIMER,
 ) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """Condense several instances packed in one optimisation loop (one extractor pass over all
     synthetic patches per step: better use of a GPU). Every instance keeps its own real side,
@@ -162,7 +166,7 @@ def condense_instances(
             features = FeatureCall(frozen, cfg, device, tap)
             return _run(reals, features, cfg, seeds=seeds, n_synthetic=n_synthetic, device=device,
                         progress=progress, resume_path=resume_path, checkpoint=checkpoint, fingerprints=fingerprints,
-                        on_log=on_log, stop=stop)
+                        on_log=on_log, stop=stop, timer=timer)
     finally:
         if tap is not None:
             tap.close()
@@ -172,7 +176,7 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
          n_synthetic: list[int], device: torch.device, progress: bool, resume_path: Path | None,
          checkpoint: dict[str, Any] | None, fingerprints: list[dict[str, Any]],
          on_log: Callable[[int, dict[str, Any]], None] | None,
-         stop: StopFlag) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+         stop: StopFlag, timer: NoTimer) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """The optimisation loop: Algorithm 1 of the paper (x_c the real patches of instance c, y_c
     its synthetic ones), for all packed instances at once.
 
@@ -197,7 +201,8 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
       y_c^HR = f(y_c) up-sampled                not here: idc.condense.stage
     Around it: a stop signal, and every cfg.checkpoint_every steps -> checkpoint; every
     cfg.log_every steps -> one record per instance (losses, lr, diagnostics); a non-finite
-    loss -> NonFiniteLossError naming the first bad step.
+    loss -> NonFiniteLossError naming the first bad step. `timer` times each step and its parts
+    (idc.condense.timing; by default it does nothing).
     """
     t_start = time.perf_counter()
     insts = [Instance(r, features, cfg, seed=s, n_synthetic=n, device=device)
@@ -246,57 +251,67 @@ def _run(reals: list[torch.Tensor], features: FeatureCall, cfg: CondenseConfig, 
             where = f"checkpoint at {resume_path}" if resume_path else "no checkpoint path given"
             raise CondensationInterrupted(f"condensation interrupted by {stop.name} at step {step} ({where})",
                                           stop.signum)
-        lr_now = cfg.lr_at(step, plateau)
-        end = milestones_end[1]
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
+        with timer.step():
+            lr_now = cfg.lr_at(step, plateau)
+            end = milestones_end[1]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
 
-        # Features of every instance's synthetic patches in one call, then each instance's losses.
-        is_event = step in events
-        if step in snapshot_steps:
-            for inst in insts:
-                inst.take_snapshot(step)
-        views = [inst.view(step, is_event) for inst in insts]
-        images = views[0] if len(insts) == 1 else torch.cat(views)
-        f_all, g_all = features(images)
-        f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
-        g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
-        parts = [inst.losses(step, f, g, is_event, finite.check)
-                 for inst, f, g in zip(insts, f_parts, g_parts)]
-        total = parts[0]["loss"] if len(parts) == 1 else torch.stack([p["loss"] for p in parts]).sum()
-        finite.observe(step, total, parts)
-
-        # The update.
-        logging_step = step % cfg.log_every == 0 or step == end - 1
-        grad_norms = ([inst.term_grad_norms(p) for inst, p in zip(insts, parts)]
-                      if (logging_step and cfg.log_grad_norms) else None)
-        optimizer.zero_grad(set_to_none=True)
-        if total.requires_grad:
-            total.backward()
-            optimizer.step()
-        if cfg.parametrisation == "clamp":
-            with torch.no_grad():
+            # Features of every instance's synthetic patches in one call, then each instance's losses.
+            is_event = step in events
+            if step in snapshot_steps:
                 for inst in insts:
-                    inst.syn_param.clamp_(0.0, 1.0)
+                    inst.take_snapshot(step)
+            with timer.part("view"):
+                views = [inst.view(step, is_event) for inst in insts]
+                images = views[0] if len(insts) == 1 else torch.cat(views)
+            with timer.part("extractor_forward"):
+                f_all, g_all = features(images)
+            f_parts = f_all.split(sizes) if len(insts) > 1 else [f_all]
+            g_parts = (g_all.split(sizes) if len(insts) > 1 else [g_all]) if g_all is not None else [None] * len(insts)
+            parts = [inst.losses(step, f, g, is_event, finite.check, timer)
+                     for inst, f, g in zip(insts, f_parts, g_parts)]
+            total = parts[0]["loss"] if len(parts) == 1 else torch.stack([p["loss"] for p in parts]).sum()
+            finite.observe(step, total, parts)
 
-        if logging_step:
-            finite.check()
-            _log_step(insts, parts, grad_norms, step=step, end=end, lr=lr_now, start_step=start_step,
-                      t_start=t_start, seconds_before=seconds_before, on_log=on_log)
-            if cfg.stop_on_plateau and plateau is None:
-                plateau = _pack_plateau(insts, cfg)
-                if plateau is not None:
-                    milestones_end = cfg.schedule(plateau)
-                    logger.info("held-out MMD reached a plateau at step %d: learning-rate decays at %s, end at %d",
-                                plateau, milestones_end[0], milestones_end[1])
-                    if bar is not None:
-                        bar.total = milestones_end[1]
-                        bar.refresh()
-        if bar is not None:
-            bar.update(1)
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < milestones_end[1]:
-            finite.check()
-            make_checkpoint(step + 1)
+            # The update.
+            logging_step = step % cfg.log_every == 0 or step == end - 1
+            grad_norms = None
+            if logging_step and cfg.log_grad_norms:
+                with timer.part("log"):
+                    grad_norms = [inst.term_grad_norms(p) for inst, p in zip(insts, parts)]
+            optimizer.zero_grad(set_to_none=True)
+            with timer.part("backward"):
+                if total.requires_grad:
+                    total.backward()
+            with timer.part("optimizer"):
+                if total.requires_grad:
+                    optimizer.step()
+                if cfg.parametrisation == "clamp":
+                    with torch.no_grad():
+                        for inst in insts:
+                            inst.syn_param.clamp_(0.0, 1.0)
+
+            if logging_step:
+                with timer.part("log"):
+                    finite.check()
+                    _log_step(insts, parts, grad_norms, step=step, end=end, lr=lr_now, start_step=start_step,
+                              t_start=t_start, seconds_before=seconds_before, on_log=on_log)
+                if cfg.stop_on_plateau and plateau is None:
+                    plateau = _pack_plateau(insts, cfg)
+                    if plateau is not None:
+                        milestones_end = cfg.schedule(plateau)
+                        logger.info("held-out MMD reached a plateau at step %d: learning-rate decays at %s, "
+                                    "end at %d", plateau, milestones_end[0], milestones_end[1])
+                        if bar is not None:
+                            bar.total = milestones_end[1]
+                            bar.refresh()
+            if bar is not None:
+                bar.update(1)
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < milestones_end[1]:
+                with timer.part("checkpoint"):
+                    finite.check()
+                    make_checkpoint(step + 1)
         step += 1
     if bar is not None:
         bar.close()

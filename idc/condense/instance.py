@@ -32,6 +32,7 @@ from idc.condense.losses import (
     sample_frequencies,
     select_cf_stats,
 )
+from idc.condense.timing import NO_TIMER, NoTimer
 from idc.condense.upsample import to_uint8
 from idc.provenance import PROVENANCE_KEY, provenance
 from idc.runloop import derive_seed
@@ -219,38 +220,26 @@ class Instance:
             self.snapshots[int(step)] = to_uint8(self.pixels()[:k])
 
     def losses(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None, is_event: bool,
-               check_finite: Callable[[], None]) -> dict[str, torch.Tensor]:
+               check_finite: Callable[[], None], timer: NoTimer = NO_TIMER) -> dict[str, torch.Tensor]:
+        """This step's weighted total and its terms; `timer` times the parts (idc.condense.timing)."""
         cfg, assigner = self.cfg, self.assigner
         zero = torch.zeros((), device=self.device)
-        syn_samples = normalise_samples(self.local.samples(f_syn, real=False))  # (n'_s, s, D)
-        if assigner is not None and is_event:
-            check_finite()  # events are rare: a host sync here is cheap, and NaN must not be grouped
-            with torch.no_grad():
-                layer_syn = (g_syn if g_syn is not None else f_syn).detach()
-                if not bool(torch.isfinite(layer_syn).all()):
-                    raise NonFiniteLossError(step, "non-finite synthetic features at an assignment event")
-                syn_desc, syn_patch_feat = patch_descriptors(layer_syn, cfg.patch)
-                info = assigner.run_event(syn_desc, syn_patch_feat, self.real_patch_feat)
-            info["step"] = step
-            self.event_log.append(info)
-            logger.debug("assignment event %s", info)
-
-        if self.t is None or step % cfg.freq_resample_every == 0:
-            if self.freq_pool is None:
-                self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
-                                            device=self.device)
-            else:
-                self.t_index = torch.randperm(self.freq_pool.shape[0], generator=self.freq_gen,
-                                              device=self.device)[:cfg.num_freqs]
-                self.t = self.freq_pool[self.t_index]
-            self.real_stats = None
+        with timer.part("samples"):
+            syn_samples = normalise_samples(self.local.samples(f_syn, real=False))  # (n'_s, s, D)
+        if self.assigner is not None and is_event:
+            with timer.part("assignment"):
+                self._assignment_event(step, f_syn, g_syn, check_finite)
+        with timer.part("frequencies"):
+            self._draw_frequencies(step)
         real_samples = self.real_samples_by_transform[self.transform]
         real_flat = real_samples.reshape(-1, self.dim)
         if cfg.augment != "none":
             self.real_stats = None  # the real side of this step's transform
         t = self.t
-        if cfg.fast_path and self.real_stats is None and self.freq_pool is not None:
-            self.real_stats = self._pool_real_stats(real_flat)
+        with timer.part("real_statistics"):
+            if cfg.fast_path and self.real_stats is None:
+                self.real_stats = (self._pool_real_stats(real_flat) if self.freq_pool is not None else
+                                   real_cf_stats(real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk))
         syn_flat = syn_samples.reshape(-1, self.dim)
         grouped = assigner is not None and step >= cfg.warmup and assigner.events_done > 0
         if grouped and self._cache_events != assigner.events_done:
@@ -261,22 +250,22 @@ class Instance:
             self._pair_real = assigner.syn_pair[self._paired]
             self._pair_group = assigner.syn_group[self._paired]
         syn_seg = self._syn_seg if grouped else None
-        if cfg.fast_path:
-            if self.real_stats is None:
-                self.real_stats = real_cf_stats(real_flat, self.real_seg, cfg.groups, t, cfg.real_chunk)
-            loss_ins, loss_group = instance_and_group_losses(syn_flat, syn_seg, self.real_stats, t, cfg.groups,
-                                                             cfg.alpha, cfg.beta)
-        else:
-            loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, real_flat, self.real_seg,
-                                                                    t, cfg.groups, cfg.alpha, cfg.beta)
+        with timer.part("loss_ins_group"):
+            if cfg.fast_path:
+                loss_ins, loss_group = instance_and_group_losses(syn_flat, syn_seg, self.real_stats, t, cfg.groups,
+                                                                 cfg.alpha, cfg.beta)
+            else:  # the real side is recomputed inside the per-group loop
+                loss_ins, loss_group = instance_and_group_losses_looped(syn_flat, syn_seg, real_flat, self.real_seg,
+                                                                        t, cfg.groups, cfg.alpha, cfg.beta)
         loss_pair, deform_reg = zero, zero
-        if grouped and cfg.use_pair and len(self._paired):
-            fn = pair_loss if cfg.fast_path else pair_loss_looped
-            paired = self._paired
-            loss_pair, deform_reg = fn(
-                real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
-                None if self.deform_scale is None else self.deform_scale[paired],
-                None if self.deform_shift is None else self.deform_shift[paired])
+        with timer.part("loss_pair"):
+            if grouped and cfg.use_pair and len(self._paired):
+                fn = pair_loss if cfg.fast_path else pair_loss_looped
+                paired = self._paired
+                loss_pair, deform_reg = fn(
+                    real_samples[self._pair_real], syn_samples[paired], self._pair_group, cfg.groups,
+                    None if self.deform_scale is None else self.deform_scale[paired],
+                    None if self.deform_shift is None else self.deform_shift[paired])
         total = zero
         if cfg.use_ins:
             total = total + cfg.w_ins * loss_ins
@@ -286,6 +275,34 @@ class Instance:
                 total = total + cfg.w_pair * (loss_pair + cfg.deform_l2 * deform_reg)
         return {"loss": total, "loss_ins": loss_ins, "loss_group": loss_group, "loss_pair": loss_pair,
                 "deform_reg": deform_reg}
+
+    def _assignment_event(self, step: int, f_syn: torch.Tensor, g_syn: torch.Tensor | None,
+                          check_finite: Callable[[], None]) -> None:
+        """Grouping and pairing at an event step (cfg.assignment_steps), on the untransformed patches."""
+        check_finite()  # events are rare: a host sync here is cheap, and NaN must not be grouped
+        with torch.no_grad():
+            layer_syn = (g_syn if g_syn is not None else f_syn).detach()
+            if not bool(torch.isfinite(layer_syn).all()):
+                raise NonFiniteLossError(step, "non-finite synthetic features at an assignment event")
+            syn_desc, syn_patch_feat = patch_descriptors(layer_syn, self.cfg.patch)
+            info = self.assigner.run_event(syn_desc, syn_patch_feat, self.real_patch_feat)
+        info["step"] = step
+        self.event_log.append(info)
+        logger.debug("assignment event %s", info)
+
+    def _draw_frequencies(self, step: int) -> None:
+        """This step's frequencies: drawn anew every cfg.freq_resample_every steps (from the pool
+        where there is one), which also retires the real side's statistics of the old ones."""
+        cfg = self.cfg
+        if self.t is None or step % cfg.freq_resample_every == 0:
+            if self.freq_pool is None:
+                self.t = sample_frequencies(cfg.num_freqs, self.dim, std=cfg.freq_std, generator=self.freq_gen,
+                                            device=self.device)
+            else:
+                self.t_index = torch.randperm(self.freq_pool.shape[0], generator=self.freq_gen,
+                                              device=self.device)[:cfg.num_freqs]
+                self.t = self.freq_pool[self.t_index]
+            self.real_stats = None
 
     def _pool_real_stats(self, real_flat: torch.Tensor) -> dict:
         """The real side at this draw's frequencies: columns of the pool's statistics, which are
