@@ -35,6 +35,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.condense_step import EVENT_STEPS, bench_config, build_extractor, real_patches  # noqa: E402
+from bench.condense_step import SCALES as CONDENSE_SCALES
 from bench.gpu_sr_check import LIGHT, TOY_KWARGS  # noqa: E402
 from bench.partlog import PartLog  # noqa: E402
 from idc.archs import build_model, resolve  # noqa: E402
@@ -86,7 +87,7 @@ def profile_condense_step(scale: str, extractor: str, device: torch.device, warm
             prof.stop()
 
     cfg = bench_config(scale, warmup + 2, **switches)
-    condense_instance(real_patches(scale, device), build_extractor(extractor, real_patches(scale, "cpu").shape[-1]),
+    condense_instance(real_patches(scale, device), build_extractor(extractor, CONDENSE_SCALES[scale]["size"]),
                       cfg, seed=0, device=device, progress=False, timer=StepTimer(device, after_step=after_step))
     return prof
 
