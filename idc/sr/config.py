@@ -20,6 +20,10 @@ from idc.schema import schema_defaults
 _RECIPE = schema_defaults("$defs", "train_settings")
 _METRIC = schema_defaults("properties", "test")
 
+# `amp`: false (float32), true (on CUDA bf16 where the GPU supports it, else fp16; nothing on the
+# CPU), or an explicit autocast dtype: "bf16" on any device, the CPU included, "fp16" on CUDA only.
+AMP_MODES = (False, True, "bf16", "fp16")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -42,7 +46,7 @@ class TrainConfig:
     crop_border: int = _METRIC["crop_border"]
     test_y_channel: bool = _METRIC["test_y_channel"]
     seed: int = 0
-    amp: bool = _RECIPE["amp"]
+    amp: bool | str = _RECIPE["amp"]  # one of AMP_MODES
     log_every: int = 100  # steps per point of the loss curve in train_log.json
 
     def __post_init__(self) -> None:
@@ -82,3 +86,6 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
         if self.crop_border < 0:
             raise ValueError(f"crop_border must be >= 0, got {self.crop_border!r}")
+        # A bool or one of the strings: 1 == True, and YAML's "false" is a string.
+        if not (isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp in AMP_MODES)):
+            raise ValueError(f"amp must be one of false, true, bf16, fp16, got {self.amp!r}")

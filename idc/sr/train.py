@@ -289,10 +289,27 @@ def _identity(cfg: TrainConfig, store: Path, indices: Path | None, val: tuple[st
     }
 
 
-def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    if not amp or device.type != "cuda":
+def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The autocast dtype of the training forward for the setting ``amp`` (see
+    ``idc.sr.config.AMP_MODES``) on ``device``, None for float32; a mode the device cannot run is a
+    ValueError naming the setting, raised before any training."""
+    if amp is False:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp is True:  # the setting's first meaning, kept: results of existing configs are unchanged
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name(device)}; "
+                             "use true (fp16 on this GPU) or false")
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"train.amp: fp16 autocast needs a CUDA device, this run trains on {device}; "
+                             "use bf16 or false")
+        return torch.float16
+    raise ValueError(f"train.amp must be one of false, true, bf16, fp16, got {amp!r}")
 
 
 def default_resume_dir(out_dir: str | os.PathLike) -> Path:
