@@ -122,6 +122,49 @@ def test_packed_images_match_single_images(setup, tmp_path) -> None:
                         log_paths=[tmp_path / "x.json"] * 2, cfg=CFG, seed=[7], device="cpu")
 
 
+class PatchByPatch(torch.nn.Module):
+    """The wrapped extractor applied to one contiguous patch at a time: a patch's features do not
+    depend on the other patches of the call nor on its memory layout. (On the CPU a convolution
+    rounds a batch of one differently from a larger batch, and a rotated view differently from a
+    contiguous copy: a pack's features differ from a single run's by such rounding.)"""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model.features(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("settings", [{"augment": "dihedral"},
+                                      {"freq_pool": 4, "assign_order": "random", "parametrisation": "sigmoid"}])
+def test_a_pack_is_its_single_runs_bit_for_bit_when_features_ignore_the_batch(setup, settings) -> None:
+    """Packing changes nothing but the extractor's batch: with an extractor that ignores it, each
+    instance of a pack equals its own run exactly, over a run with assignment events and one-patch
+    instances, with joint augmentation or a frequency pool. So every instance draws what its single run draws (init,
+    filters, k-means, frequencies, augmentation), keeps its own loss, and shares no state with the
+    others; what a real pack differs by is the rounding of the batched extractor, which the
+    optimisation amplifies (docs/hpc.md)."""
+    from idc.archs import deterministic_inference, load_model
+    from idc.condense.condenser import condense_instances
+    from idc.data.store import PatchStore
+
+    _, store, ext = setup
+    s = PatchStore(store)
+    reals = [torch.from_numpy(s.read_lr(s.indices_of_image(i))).permute(0, 3, 1, 2).float() / 255.0 for i in (0, 1)]
+    reals.append(reals[1][:7])  # a third instance of another size
+    cfg = {**CFG, "steps": 24, "milestones": [16, 20], "assign_interval": 2, "assign_times": 4, **settings}
+    extractor = PatchByPatch(deterministic_inference(load_model(ext)))
+    seeds, counts = [3, 5, 8], [1, 2, 1]
+    packed = condense_instances(reals, extractor, cfg, seeds=seeds, n_synthetic=counts, progress=False)
+    for real, seed, n, (syn, log) in zip(reals, seeds, counts, packed):
+        [(alone, alone_log)] = condense_instances([real], extractor, cfg, seeds=[seed], n_synthetic=[n], progress=False)
+        assert torch.equal(syn, alone)
+        assert len(log["assignment_events"]) > 1 and log["assignment_events"] == alone_log["assignment_events"]
+        assert [r["loss"] for r in log["steps"]] == [r["loss"] for r in alone_log["steps"]]
+    assert not torch.equal(packed[1][0][:1], packed[2][0])  # the instances are not copies of each other
+
+
 def test_unpacking_copies_an_images_files_to_the_single_job_paths(setup, tmp_path) -> None:
     from idc.condense.stage import PACKED_SUFFIXES, condense_images, unpack_condensed
 
