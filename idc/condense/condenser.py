@@ -125,9 +125,11 @@ def condense_instances(
     synthetic patches per step: better use of a GPU). Every instance keeps its own real side,
     filters, frequencies, groups, pairs, parameters and log; Adam is element-wise, so the result
     equals separate `condense_instance` runs up to floating-point differences of the batched
-    extractor. Patch sizes must agree. `on_log(instance_index, record)`. `n_synthetic`: each
-    instance's number of synthetic patches (the stage passes its share of the whole training
-    set, idc.condense.budget); by default `cfg.synthetic_counts` over these instances alone.
+    extractor, which the optimisation amplifies over the steps (docs/hpc.md); under
+    `stop_on_plateau` the pack shares one schedule (its last instance's plateau). Patch sizes must
+    agree. `on_log(instance_index, record)`. `n_synthetic`: each instance's number of synthetic
+    patches (the stage passes its share of the whole training set, idc.condense.budget); by
+    default `cfg.synthetic_counts` over these instances alone.
     """
     if isinstance(cfg, dict):
         cfg = CondenseConfig.from_dict(cfg)  # a CondenseConfig was checked when it was made

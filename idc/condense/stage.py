@@ -207,7 +207,8 @@ def condense_images(*, store_path: str | os.PathLike, image_ids: Sequence[int], 
     """`condense_image` for several images packed in one optimisation loop (one extractor pass
     per step over all their synthetic patches); each image gets the same files and the same
     instance seed as when condensed alone. `seed`: one base seed for every image, or one per
-    image (the workflow derives each image's own, so a pack equals the single jobs it replaces).
+    image (the workflow derives each image's own, so a pack equals the single jobs it replaces up to
+    the rounding of the batched extractor, amplified over the steps: docs/hpc.md).
     One checkpoint for the pack, named after the first output."""
     from idc.archs import deterministic_inference, load_model
     from idc.data.store import PatchStore
