@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from idc.archs import build_model, load_official_weights, set_fused_attention
+from idc.archs import build_model, load_official_weights, set_fused_attention, set_window_attention
 from idc.archs.attention import relative_bias, window_attention
 from idc.archs.swinir import relative_position_index, shifted_window_mask
 
@@ -119,3 +119,119 @@ def test_attention_dropout_only_in_training(fused) -> None:
     torch.manual_seed(0)
     dropped = window_attention(q, k, v, bias, None, 8 ** -0.5, fused=fused, dropout=drop)
     assert (dropped - plain).abs().max().item() > 1e-2
+
+
+# ------------------------------------------------------------------------------------------------
+# Head-dimension padding, the mask broadcast of the fused path, bf16 scores, one compilation
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("fused", [False, True])
+def test_padding_the_head_dimension_leaves_values_and_gradients_unchanged(dtype, tol, fused) -> None:
+    """Zero columns add nothing to q.k and give zero output columns, which are cut off; the scale
+    stays the unpadded one. d = 10 (SwinIR-light's) padded to 16."""
+    q, k, v, table = _inputs(dtype, d=10)
+    index = relative_position_index(4, 4)
+    mask = shifted_window_mask(8, 8, 4, 2).to(dtype)
+    outs, grads = [], []
+    for multiple in (1, 8):
+        out = window_attention(q, k, v, relative_bias(table, index, 16), mask, 10 ** -0.5, fused=fused,
+                               head_dim_multiple=multiple)
+        assert out.shape == q.shape
+        weight = torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)
+        grads.append(torch.autograd.grad((out * weight).sum(), (q, k, v, table)))
+        outs.append(out.detach())
+    assert (outs[0] - outs[1]).abs().max().item() < tol
+    for name, a, b in zip(["q", "k", "v", "table"], *grads):
+        assert (a - b).abs().max().item() < 10 * tol, name
+
+
+def _saved_tensors(fn) -> list[torch.Tensor]:
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        fn()
+    return saved
+
+
+def test_the_fused_path_keeps_no_per_image_copy_of_bias_and_mask() -> None:
+    """The shifted blocks' bias + mask is (windows, heads, n, n); copied once per image it was the
+    largest tensor the fused kernel kept for the backward pass (1.6 GB per block at 256 patches of
+    64x64). Folding the windows into the heads lets it broadcast over the images instead."""
+    images, windows, heads, n = 6, 4, 3, 16
+    q, k, v, table = _inputs(torch.float32, images=images, windows=windows, heads=heads, n=n)
+    mask = shifted_window_mask(8, 8, 4, 2)
+    bias = relative_bias(table, relative_position_index(4, 4), n)
+    masks: list[torch.Tensor] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        window_attention(q, k, v, bias, mask, 8 ** -0.5, fused=True)
+    (attn_mask,) = masks
+    # One image's windows x heads, broadcast over the images by the kernel: no copy per image.
+    assert attn_mask.shape == (1, windows * heads, n, n)
+    assert attn_mask.untyped_storage().nbytes() == windows * heads * n * n * attn_mask.element_size()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 autocast on the CPU needs oneDNN")
+def test_under_bf16_autocast_the_scores_and_their_softmax_stay_bf16() -> None:
+    """Adding the float32 bias used to promote the bf16 scores to float32, and autocast ran the
+    softmax in float32 and cast it back for the product with v: every saved (windows, heads, n, n)
+    tensor is bf16 now."""
+    q, k, v, table = _inputs(torch.float32)
+    bias = relative_bias(table.detach(), relative_position_index(4, 4), 16)
+    mask = shifted_window_mask(8, 8, 4, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        saved = _saved_tensors(lambda: window_attention(q, k, v, bias, mask, 8 ** -0.5))
+    scores = [t for t in saved if t.shape[-2:] == (16, 16)]
+    assert scores and all(t.dtype == torch.bfloat16 for t in scores)
+
+
+# bf16 SwinIR-light features against float32, max |a - b| / max |b|: measured 7.9e-3 to 9.7e-3 over
+# three seeds of weights and inputs (32x32, explicit and fused, padded to 8), torch 2.13 CPU.
+BF16_FEATURE_RTOL = 2e-2
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 autocast on the CPU needs oneDNN")
+@pytest.mark.parametrize("fused", [False, True])
+def test_swinir_light_bf16_features_are_within_the_measured_tolerance(fused) -> None:
+    torch.manual_seed(0)
+    model = build_model("swinir_light_x4", img_size=32).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = model.features(x)
+        set_window_attention(model, fused=fused, head_dim_multiple=8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model.features(x).float()
+    relative = ((half - reference).abs().max() / reference.abs().max()).item()
+    assert 1e-4 < relative < BF16_FEATURE_RTOL  # bf16 acts, and stays within the tolerance
+
+
+def test_set_window_attention_sets_both_switches_and_refuses_a_bad_multiple() -> None:
+    model = build_model("mambairv2_light_x4")
+    count = set_window_attention(model, fused=True, head_dim_multiple=8)
+    modules = [m for m in model.modules() if hasattr(m, "head_dim_multiple")]
+    assert count == len(modules) > 0
+    assert all(m.fused_attention and m.head_dim_multiple == 8 for m in modules)
+    with pytest.raises(ValueError, match="head_dim_multiple"):
+        set_window_attention(model, head_dim_multiple=0)
+
+
+def test_a_compiled_swinir_traces_once() -> None:
+    """The shift mask's cache lookup used to become a guard that the first call's own insertion
+    broke, so a compiled extractor compiled twice (minutes on a GPU). Traced with the eager
+    backend: the guards are the same, without code generation."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = build_model("swinir", img_size=16, upscale=4, depths=[2], embed_dim=16, num_heads=[2],
+                        window_size=8, mlp_ratio=2.0, upsampler="pixelshuffledirect").eval()
+    compiled = torch.compile(model.features, backend="eager")
+    x = torch.rand(2, 3, 16, 16)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(3):
+            compiled(x)
+    torch._dynamo.reset()

@@ -134,3 +134,20 @@ def test_cuda_condensation_is_deterministic_on_rerun_and_resume(real, tmp_path) 
         _run(real, cfg, device="cuda", resume_path=ckpt, on_log=interrupt)
     resumed, log = _run(real, cfg, device="cuda", resume_path=ckpt)
     assert log["resumed_from_step"] == 13 and torch.equal(resumed, a)
+
+
+def test_the_attention_switches_hold_during_the_run_and_are_restored() -> None:
+    from idc.archs import build_model
+
+    extractor = build_model("swinir", img_size=16, upscale=4, depths=[2], embed_dim=16, num_heads=[2],
+                            window_size=8, mlp_ratio=2.0, upsampler="pixelshuffledirect")
+    modules = [m for m in extractor.modules() if hasattr(m, "head_dim_multiple")]
+    cfg = _cfg(fused_attention=True, attention_head_dim_multiple=8)
+    with frozen_extractor(extractor, cfg, torch.device("cpu")):
+        assert modules and all(m.fused_attention and m.head_dim_multiple == 8 for m in modules)
+    assert all(not m.fused_attention and m.head_dim_multiple == 1 for m in modules)
+    # execution only: the same result up to float rounding, so it reruns nothing
+    result, execution = split_execution_settings(cfg.to_dict())
+    assert "attention_head_dim_multiple" in execution and "attention_head_dim_multiple" not in result
+    with pytest.raises(ValueError, match="attention_head_dim_multiple"):
+        _cfg(attention_head_dim_multiple=3)

@@ -6,10 +6,11 @@ Public API:
 - `save_model(path, model, name, kwargs)` / `load_model(path)`: safetensors with the constructor
   arguments in the metadata.
 - `load_official_weights(model, path_or_dict)`: released checkpoints and fixtures, no pickle code.
-- `set_fused_attention(model)`: window attention through `scaled_dot_product_attention`.
+- `set_fused_attention(model)`: window attention through `scaled_dot_product_attention`;
+  `set_window_attention(model, fused=..., head_dim_multiple=...)`: that and the head-dim padding.
 """
 
-from idc.archs.attention import set_fused_attention
+from idc.archs.attention import set_fused_attention, set_window_attention
 from idc.archs.io import (
     import_official_weights,
     load_model,
@@ -44,4 +45,5 @@ __all__ = [
     "resolve",
     "save_model",
     "set_fused_attention",
+    "set_window_attention",
 ]

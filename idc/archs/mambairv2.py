@@ -207,7 +207,8 @@ class WindowAttention(nn.Module):
         wh, ww = window_size
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
         self.proj = nn.Linear(dim, dim)
-        self.fused_attention = False  # see idc.archs.attention.set_fused_attention
+        self.fused_attention = False  # see idc.archs.attention.set_window_attention
+        self.head_dim_multiple = 1
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, qkv: torch.Tensor, rpi: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -216,7 +217,8 @@ class WindowAttention(nn.Module):
         qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         bias = relative_bias(self.relative_position_bias_table, rpi, n)
-        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention)
+        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention,
+                             head_dim_multiple=self.head_dim_multiple)
         return self.proj(x.transpose(1, 2).reshape(bw, n, c))
 
 

@@ -115,7 +115,8 @@ class WindowAttention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.fused_attention = False  # see idc.archs.attention.set_fused_attention
+        self.fused_attention = False  # see idc.archs.attention.set_window_attention
+        self.head_dim_multiple = 1
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,7 +124,8 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         bias = relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
-        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention, dropout=self.attn_drop)
+        x = window_attention(q, k, v, bias, mask, self.scale, self.fused_attention, dropout=self.attn_drop,
+                             head_dim_multiple=self.head_dim_multiple)
         x = x.transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(x))
 
@@ -153,6 +155,10 @@ class SwinTransformerBlock(nn.Module):
     def _mask(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
         if self.shift_size == 0:
             return None  # the official all-zero mask: adding it changes nothing
+        if torch.compiler.is_compiling():
+            # Built inside the graph: a lookup in the cache would become a guard that the first
+            # call's own insertion breaks, and every compiled extractor would compile twice.
+            return shifted_window_mask(h, w, self.window_size, self.shift_size, device)
         key = (h, w, str(device))
         if key not in self._mask_cache:
             self._mask_cache = {key: shifted_window_mask(h, w, self.window_size, self.shift_size, device)}

@@ -23,6 +23,9 @@ DEFORMATIONS = ("affine", "none")
 ASSIGN_ORDERS = ("nearest", "random")
 PAIRINGS = ("hungarian", "greedy")
 PARAMETRISATIONS = ("clamp", "sigmoid")
+# Head-dimension paddings offered for the extractor's window attention (1: none; 8, 16: the
+# alignments GPU matrix kernels want).
+HEAD_DIM_MULTIPLES = (1, 8, 16)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -166,6 +169,10 @@ class CondenseConfig:
     # Window attention of the extractor through scaled_dot_product_attention (same result up to
     # float rounding; on CUDA the memory-efficient kernel with the bias as attn_mask).
     fused_attention: bool = False
+    # q, k, v of the extractor's window attention zero-padded to a multiple of this in the head
+    # dimension (1: none; SwinIR-light's 10 -> 16 with 8): tensor-core-aligned operands on a GPU,
+    # the same result up to float rounding (idc.archs.attention).
+    attention_head_dim_multiple: int = 1
     # The extractor's forward pass under bf16 autocast (CUDA, or the CPU where it supports bf16);
     # features return as float32 and the losses, their statistics and Adam stay in float32.
     # Changes the numbers more than rounding: part of the result's definition, off by default.
@@ -237,6 +244,8 @@ class CondenseConfig:
                              ("compile_mode", COMPILE_MODES), ("augment", AUGMENTS), ("budget", BUDGETS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"is not one of {', '.join(allowed)}")
+        if self.attention_head_dim_multiple not in HEAD_DIM_MULTIPLES:
+            bad("attention_head_dim_multiple", f"is not one of {', '.join(map(str, HEAD_DIM_MULTIPLES))}")
         if self.stop_on_plateau and not self.diagnostics:
             bad("stop_on_plateau", "needs diagnostics (the rule watches the held-out MMD)")
         if not (self.use_ins or self.use_group or self.use_pair):
@@ -378,8 +387,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # rounding for the fast path and fused attention). They are not part of a checkpoint's fingerprint,
 # and the workflow passes them outside the rule's params, so changing one reruns nothing.
 EXECUTION_KEYS = frozenset({"log_every", "checkpoint_every", "compile_extractor", "compile_mode", "extract_batch",
-                            "real_chunk", "fast_path", "fused_attention", "diagnostics", "log_grad_norms",
-                            "snapshot_patches", "channels_last", "deterministic"})
+                            "real_chunk", "fast_path", "fused_attention", "attention_head_dim_multiple",
+                            "diagnostics", "log_grad_norms", "snapshot_patches", "channels_last", "deterministic"})
 
 
 def split_execution_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from idc.archs.attention import set_fused_attention
+from idc.archs.attention import set_window_attention, window_attention_modules
 from idc.condense.config import CondenseConfig
 
 # cuBLAS needs a fixed workspace for deterministic results; it reads this when its first handle
@@ -111,7 +111,7 @@ def frozen_extractor(extractor: nn.Module, cfg: CondenseConfig, device: torch.de
     everything is restored afterwards, also when the run fails."""
     extractor = extractor.to(device).eval()
     grad_flags = [p.requires_grad for p in extractor.parameters()]
-    attention_flags = [(m, m.fused_attention) for m in extractor.modules() if hasattr(m, "fused_attention")]
+    attention_flags = [(m, m.fused_attention, m.head_dim_multiple) for m in window_attention_modules(extractor)]
     tf32_prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     deterministic_prev = (torch.are_deterministic_algorithms_enabled(),
                           torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -122,7 +122,7 @@ def frozen_extractor(extractor: nn.Module, cfg: CondenseConfig, device: torch.de
         for p in extractor.parameters():
             p.requires_grad_(False)
         # Real and synthetic features through the same attention path (set before any compile).
-        set_fused_attention(extractor, cfg.fused_attention)
+        set_window_attention(extractor, fused=cfg.fused_attention, head_dim_multiple=cfg.attention_head_dim_multiple)
         if device.type == "cuda" and cfg.allow_tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -137,8 +137,8 @@ def frozen_extractor(extractor: nn.Module, cfg: CondenseConfig, device: torch.de
     finally:
         for p, flag in zip(extractor.parameters(), grad_flags):
             p.requires_grad_(flag)
-        for module, flag in attention_flags:
-            module.fused_attention = flag
+        for module, fused, multiple in attention_flags:
+            module.fused_attention, module.head_dim_multiple = fused, multiple
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_prev
         torch.use_deterministic_algorithms(deterministic_prev[0], warn_only=deterministic_prev[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = deterministic_prev[2:]
