@@ -10,6 +10,8 @@
 #   sr_train           SR training throughput of EDSR, SwinIR, MambaIRv2 light x4; resume check
 #   tests              the GPU-marked tests (skipped on a CPU)
 #   condense_step      the IDC step benchmark: plain vs fast paths, TF32, fused attention
+#   extractor          the extractor's forward + backward per patch at 256/16/512 patches along each
+#                      attention and precision path: time, memory, features vs float32
 #   profile            torch.profiler tables (top 15 kernels by self device time; by self CPU time
 #                      on a CPU) of one condensation step and one SR training step per architecture
 #   condense_instance  condense_instance along every execution path (determinism, resume, packing)
@@ -17,7 +19,7 @@
 #   condense_compiled  torch.compile with CUDA graphs (reduce-overhead) and the GPU switch set,
 #                      single and packed, each in a child process killed at the part's deadline
 #                      (on a CPU: mode default, without CUDA graphs)                  (PARTS=all)
-# Default PARTS on a GPU: sr_train tests condense_step profile condense_instance (limits adding up
+# Default PARTS on a GPU: sr_train tests condense_step extractor profile condense_instance (limits adding up
 # to about 6 minutes); PARTS=all adds the rest (~2 min more); with --device cpu every part runs.
 # PARTS="a b" runs those only.
 #
@@ -43,22 +45,25 @@ OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
-ALL="sr_train tests condense_step profile condense_instance scan select condense_compiled"
+ALL="sr_train tests condense_step extractor profile condense_instance scan select condense_compiled"
 if [[ $DEVICE == cuda ]]; then
-  PARTS=${PARTS:-sr_train tests condense_step profile condense_instance}
-  # Paper scale. Limits of the default parts: 70 + 45 + 60 + 45 + 130 s = 350 s.
-  SR=(--steps 25) STEP=(--scale paper --device cuda) PROF=(--device cuda) INSTANCE=(100)
+  PARTS=${PARTS:-sr_train tests condense_step extractor profile condense_instance}
+  # Paper scale. Limits of the default parts: 70 + 45 + 55 + 50 + 40 + 90 s = 350 s.
+  SR=(--steps 25) STEP=(--scale paper --device cuda) EXTRACTOR=(--scale paper --device cuda) PROF=(--device cuda)
+  INSTANCE=(100)
   SCAN=(--device cuda) SELECT=(--devices cuda) COMPILED=(100 --compile-mode reduce-overhead --fused-attention --gpu-set)
-  L_SR=70 L_TESTS=45 L_STEP=60 L_PROFILE=45 L_INSTANCE=${CONDENSE_SECONDS:-130} L_SCAN=25 L_SELECT=45 L_COMPILED=65
+  L_SR=70 L_TESTS=45 L_STEP=55 L_EXTRACTOR=50 L_PROFILE=40 L_INSTANCE=${CONDENSE_SECONDS:-90} L_SCAN=25 L_SELECT=45
+  L_COMPILED=65
 else
   PARTS=${PARTS:-all}
   # Toy sizes. The limits only bound a hung part: the whole run takes about 2 minutes on 2 cores,
   # most of it compiling (torch inductor's C++ kernels; faster once its cache is warm).
   SR=(--device cpu --scale cpu) STEP=(--scale cpu --device cpu --extractor swinir_toy) PROF=(--device cpu --scale cpu)
+  EXTRACTOR=(--scale cpu --device cpu)
   INSTANCE=(--device cpu --scale cpu) SCAN=(--device cpu --scale cpu) SELECT=(--scale cpu --devices cpu)
   # CUDA graphs (reduce-overhead) and TF32 (the GPU switch set) need CUDA: compiled in mode default.
   COMPILED=(--device cpu --scale cpu --compile-mode default --fused-attention)
-  L_SR=90 L_TESTS=60 L_STEP=60 L_PROFILE=60 L_INSTANCE=${CONDENSE_SECONDS:-120} L_SCAN=30 L_SELECT=30 L_COMPILED=180
+  L_SR=90 L_TESTS=60 L_STEP=60 L_EXTRACTOR=60 L_PROFILE=60 L_INSTANCE=${CONDENSE_SECONDS:-120} L_SCAN=30 L_SELECT=30 L_COMPILED=180
 fi
 [[ "$PARTS" == all ]] && PARTS=$ALL
 status=()
@@ -85,6 +90,7 @@ part tests "$L_TESTS" $PY -m pytest -q -p no:cacheprovider -p bench.pytest_lines
   tests/test_scan.py tests/test_select_gpu.py tests/test_sr_train.py tests/test_archs_attention.py tests/test_condense_gpu_switches.py
 part condense_step "$L_STEP" $PY bench/condense_step.py "${STEP[@]}" --tf32 --fused-attention --freq-reuse 10 --json \
   --jsonl "$OUT/condense_step.jsonl"
+part extractor "$L_EXTRACTOR" $PY bench/extractor_step.py "${EXTRACTOR[@]}" --jsonl "$OUT/extractor.jsonl"
 part profile "$L_PROFILE" $PY bench/gpu_profile.py "${PROF[@]}" --out-dir "$OUT" --jsonl "$OUT/profile.jsonl"
 part condense_instance "$L_INSTANCE" $PY bench/gpu_condense_check.py "${INSTANCE[@]}" --jsonl "$OUT/condense_instance.jsonl"
 part scan "$L_SCAN" $PY bench/bench_scan.py "${SCAN[@]}" --json "$OUT/scan.json" --jsonl "$OUT/scan.jsonl"

@@ -22,11 +22,10 @@ bench/gpu_sr_check.py, for a smoke run on a CPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.condense_step import EVENT_STEPS, bench_config, build_extractor, real_patches  # noqa: E402
 from bench.condense_step import SCALES as CONDENSE_SCALES
-from bench.gpu_sr_check import LIGHT, TOY_KWARGS  # noqa: E402
+from bench.gpu_sr_check import LIGHT, TOY_KWARGS, scan_impl  # noqa: E402
 from bench.partlog import PartLog  # noqa: E402
 from idc.archs import build_model, resolve  # noqa: E402
-from idc.archs import mambairv2 as mambairv2_module  # noqa: E402
-from idc.archs.selective_scan import cuda_kernel, selective_scan  # noqa: E402
+from idc.archs.selective_scan import cuda_kernel  # noqa: E402
 from idc.condense.condenser import condense_instance  # noqa: E402
 from idc.condense.timing import StepTimer  # noqa: E402
 from idc.sr.config import TrainConfig  # noqa: E402
@@ -111,19 +109,6 @@ def write_table(prof: profile, cuda: bool, path: Path, title: str, rows: int) ->
                     f"{total / 1000:.2f} ms\n\n{table}\n")
     top = sorted(events, key=lambda e: _self_time_us(e, cuda), reverse=True)[:5]
     return [{"name": e.key, "self_ms": round(_self_time_us(e, cuda) / 1000, 3), "calls": e.count} for e in top]
-
-
-@contextlib.contextmanager
-def scan_impl(impl: str) -> Iterator[None]:
-    """MambaIRv2's selective scan forced to one implementation for the duration. The model calls
-    `selective_scan` with impl="auto" (mamba-ssm's kernel wherever it is installed), so the
-    pure-PyTorch scan on such a machine is reached only by rebinding the name the module calls."""
-    original = mambairv2_module.selective_scan
-    mambairv2_module.selective_scan = functools.partial(selective_scan, impl=impl)
-    try:
-        yield
-    finally:
-        mambairv2_module.selective_scan = original
 
 
 def sr_step(preset: str, device: torch.device, batch: int, lr_size: int, toy: bool) -> Callable[[], None]:

@@ -1,7 +1,8 @@
 """CUDA check of the SR training/testing engine (run on a GPU machine; a few minutes).
 
 1. ``train_sr`` with bf16/fp16 autocast for the three light models at batch 16, LR 64 (HR 256):
-   steps/s after warm-up, peak memory, finite loss.
+   steps/s after warm-up, peak memory, finite loss. MambaIRv2 with the pure-PyTorch selective
+   scan, then (path `mambairv2_light_x4_mamba_ssm`) with mamba-ssm's kernel where installed.
 2. Interrupt (SIGUSR1) + resume on CUDA vs an uninterrupted run: largest weight difference
    (cuDNN kernels are not bit-deterministic, so on GPU this is a closeness check, not equality).
 
@@ -17,12 +18,15 @@ One JSON line per measured path (each model's throughput, then the resume check)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,8 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.partlog import PartLog  # noqa: E402
+from idc.archs import mambairv2 as mambairv2_module  # noqa: E402
+from idc.archs.selective_scan import cuda_kernel, selective_scan  # noqa: E402
 from idc.data.store import write_patch_store  # noqa: E402
 from idc.sr.config import TrainConfig  # noqa: E402
 from idc.sr.train import TrainingInterrupted, train_sr  # noqa: E402
@@ -61,6 +67,19 @@ def make_store(folder: Path, n: int = 64, hr_size: int = 256) -> Path:
     lr_size = hr_size // 4
     lr = hr.reshape(n, lr_size, 4, lr_size, 4, 3).mean(axis=(2, 4)).round().astype(np.uint8)
     return write_patch_store(folder / "s.h5", lr, hr, np.arange(n), np.zeros((n, 2), np.int64), source="gpu check")
+
+
+@contextlib.contextmanager
+def scan_impl(impl: str) -> Iterator[None]:
+    """MambaIRv2's selective scan forced to one implementation for the duration. The model calls
+    `selective_scan` with impl="auto" (mamba-ssm's kernel wherever it is installed), so the
+    pure-PyTorch scan on such a machine is reached only by rebinding the name the module calls."""
+    original = mambairv2_module.selective_scan
+    mambairv2_module.selective_scan = functools.partial(selective_scan, impl=impl)
+    try:
+        yield
+    finally:
+        mambairv2_module.selective_scan = original
 
 
 def throughput(preset: str, store: Path, out: Path, steps: int, batch: int, device: str, gt_size: int = 256,
@@ -119,17 +138,29 @@ def main() -> int:
     steps = args.steps or (25 if args.scale == "paper" else 4)
     results: dict = {"torch": torch.__version__,
                      "gpu": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
-    log = PartLog(args.jsonl, plan=[*args.models, "resume"], scale=args.scale, steps=steps, batch=sc["batch"],
+    # MambaIRv2 with the pure-PyTorch selective scan (what runs everywhere), then with mamba-ssm's
+    # kernel where it is installed.
+    with_kernel = ["mambairv2_light_x4_mamba_ssm"] if "mambairv2_light_x4" in args.models else []
+    log = PartLog(args.jsonl, plan=[*args.models, *with_kernel, "resume"], scale=args.scale, steps=steps, batch=sc["batch"],
                   gt_size=sc["gt"], toy_kwargs=toy or None, **results)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = make_store(root, sc["store_n"], sc["hr"])
         results["throughput"] = []
-        for preset in args.models:
-            with log.path(preset) as row:
+        runs = [(preset, preset, "vectorised") for preset in args.models]
+        if with_kernel:
+            if args.device != "cuda":
+                log.skip(with_kernel[0], "mamba-ssm's kernel runs on CUDA only")
+            elif cuda_kernel() is None:
+                log.skip(with_kernel[0], "mamba-ssm's compiled kernel is not installed")
+            else:
+                runs.append((with_kernel[0], "mambairv2_light_x4", "cuda"))
+        for name, preset, scan in runs:
+            with log.path(name) as row, scan_impl(scan):
                 t0 = time.perf_counter()
-                row.update(throughput(preset, store, root / preset, steps, sc["batch"], args.device, sc["gt"],
+                row.update(throughput(preset, store, root / name, steps, sc["batch"], args.device, sc["gt"],
                                       sc["workers"], toy.get(preset)))
+                row["scan"] = "mamba-ssm kernel" if scan == "cuda" else "pure PyTorch"
                 row["wall_s"] = time.perf_counter() - t0
                 results["throughput"].append(row)
                 print(json.dumps(row), flush=True)

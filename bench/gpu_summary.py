@@ -115,6 +115,16 @@ def condense_instance_figures(records: dict[str, dict], reference: dict[str, dic
     return out
 
 
+def extractor_figures(records: dict[str, dict]) -> dict:
+    """Per path and batch size: ms per patch, speed-up over float32 at the same size, memory kept
+    for the backward pass, CUDA peak, and the features' difference to float32; batches that did not
+    fit are listed as out of memory."""
+    keys = ("ms_per_patch", "speedup", "saved_mib_per_patch", "peak_gib", "feature_rel_diff", "grad_rel_diff")
+    out: dict[str, Any] = {p: {k: r[k] for k in keys if k in r} for p, r in _ok(records).items()}
+    out.update({p: {"status": "out_of_memory"} for p, r in records.items() if r.get("status") == "out_of_memory"})
+    return out
+
+
 def profile_figures(records: dict[str, dict]) -> dict:
     """Per profiled path: its table's file and the entry with the most self time."""
     return {p: {"table": r.get("table"), "top": (r.get("top") or [None])[0]} for p, r in _ok(records).items()}
@@ -129,6 +139,7 @@ def seconds_figures(key: str):
 FIGURES = {
     "sr_train": sr_train_figures,
     "condense_step": condense_step_figures,
+    "extractor": extractor_figures,
     "condense_instance": condense_instance_figures,
     "profile": profile_figures,
     "scan": seconds_figures("seconds_per_fwd_bwd"),

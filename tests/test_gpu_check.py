@@ -18,7 +18,7 @@ from bench.gpu_summary import part_state, summarise
 from bench.partlog import PartLog, read_part, run_in_child
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ["sr_train", "tests", "condense_step", "profile", "condense_instance", "scan", "select", "condense_compiled"]
+PARTS = ["sr_train", "tests", "condense_step", "extractor", "profile", "condense_instance", "scan", "select", "condense_compiled"]
 
 
 def _env() -> dict[str, str]:
@@ -183,3 +183,8 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
         assert table.is_file() and "Self CPU" in table.read_text(), path
     assert summary["condense_compiled"]["fast"]["ms_per_step_settled"] > 0
     assert summary["condense_step"]["loss_relative_difference_fast_vs_plain"] < 1e-3
+    # the attention paths of the extractor against float32 (TF32 is skipped on a CPU)
+    assert "tf32@16" in summary["parts"]["extractor"]["skipped"]
+    assert summary["extractor"]["float32@16"]["speedup"] == 1.0
+    for path in ("fused@16", "fused_pad8@16"):
+        assert summary["extractor"][path]["feature_rel_diff"] < 1e-5, path
