@@ -41,9 +41,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.partlog import PartLog, run_in_child  # noqa: E402
-from idc.archs import set_fused_attention  # noqa: E402
 from idc.condense.condenser import condense_instance  # noqa: E402
 from idc.condense.config import CondenseConfig  # noqa: E402
+from idc.condense.extractor import FeatureCall, frozen_extractor  # noqa: E402
 from idc.condense.timing import StepTimer  # noqa: E402
 from idc.device import resolve_device  # noqa: E402
 
@@ -120,19 +120,17 @@ def time_path(scale: str, device: torch.device, extractor: str, *, steps: int, w
 
 def extractor_alone(ext: torch.nn.Module, patches: torch.Tensor, switches: dict[str, Any], *, reps: int) -> float:
     """The product extractor's forward + backward to its input on `patches` (its share of a step),
-    ms per pass, with the path's attention and TF32 switches."""
+    ms per pass, with the path's attention, precision and TF32 switches (eager: a compiled path's
+    graph belongs to its loop, and compiling again here would time compilation)."""
     device = patches.device
-    ext = ext.to(device).eval()
-    for p in ext.parameters():
-        p.requires_grad_(False)
-    set_fused_attention(ext, bool(switches.get("fused_attention")))
-    tf32 = device.type == "cuda" and bool(switches.get("allow_tf32"))
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    try:
+    cfg = CondenseConfig.from_dict({k: v for k, v in switches.items() if k != "compile_extractor"})
+    # The product's own freezing, attention path, precision and TF32 switch, restored afterwards.
+    with frozen_extractor(ext, cfg, device) as frozen:
+        call = FeatureCall(frozen, cfg, device, tap=None)
+
         def once() -> None:
             x = patches.detach().clone().requires_grad_(True)
-            ext.features(x).square().mean().backward()
+            call(x)[0].square().mean().backward()
 
         once()
         if device.type == "cuda":
@@ -143,8 +141,6 @@ def extractor_alone(ext: torch.nn.Module, patches: torch.Tensor, switches: dict[
         if device.type == "cuda":
             torch.cuda.synchronize()
         return round((time.perf_counter() - t0) * 1000 / reps, 3)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def loss_differences(scale: str, device: torch.device, extractor: str, reference: dict[str, Any],

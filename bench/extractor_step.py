@@ -161,12 +161,6 @@ def reference_figures(extractor: str, size: int, device: str) -> dict[str, Any]:
     return {"features": f.cpu(), "grad": g.cpu()}
 
 
-def compiled_in_child(extractor: str, size: int, counts: list[int], reps: dict[int, int],
-                      switches: dict[str, Any], device: str, reference: dict[str, Any]) -> dict[int, dict]:
-    """`measure` of a compiled switch set, run in a child process (module level: it is pickled)."""
-    return measure(extractor, size, counts, reps, switches, device, reference, with_saved=False)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
@@ -228,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                  for name, _ in paths if key == f"{name}@{counts[0]}" and "ms_per_pass" in rec]
         best = min(timed)[1] if timed else "float32"
         switches = dict(dict(paths).get(best, {}), compile_extractor=True, compile_mode="default")
-        status, value = run_in_child(compiled_in_child, dict(extractor=scale["extractor"], size=scale["size"],
+        status, value = run_in_child(measure, dict(extractor=scale["extractor"], size=scale["size"],
                                                              counts=counts, reps=reps, switches=switches,
                                                              device=str(device), reference=reference),
                                      args.compile_seconds)

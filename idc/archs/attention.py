@@ -11,8 +11,8 @@ Two numerically equivalent paths (equal up to float rounding, ~1e-6 in float32):
   of being copied once per image (at 256 patches of 64x64 that copy was 1.6 GB per block, and the
   kernel kept it for the backward pass).
 
-In both, bias and mask are summed once per call, in q's dtype: under bf16 autocast the scores and
-their softmax stay bf16 (the official arithmetic promotes them to float32 by adding the float32
+In both, bias and mask are summed once per call, in the scores' dtype: under bf16 autocast the
+scores and their softmax stay bf16 (the official arithmetic promotes them to float32 by adding the float32
 bias, then casts the softmax back to bf16 for the product with v: two extra passes over the largest
 tensor of the block).
 

@@ -88,4 +88,4 @@ class TrainConfig:
             raise ValueError(f"crop_border must be >= 0, got {self.crop_border!r}")
         # A bool or one of the strings: 1 == True, and YAML's "false" is a string.
         if not (isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp in AMP_MODES)):
-            raise ValueError(f"amp must be one of false, true, bf16, fp16, got {self.amp!r}")
+            raise ValueError(f"amp must be one of {', '.join(str(m).lower() for m in AMP_MODES)}, got {self.amp!r}")
